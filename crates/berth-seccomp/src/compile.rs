@@ -11,6 +11,7 @@
 //! * More than 32 syscall names turn on libseccomp's binary-tree optimisation.
 //! * `SCMP_ACT_NOTIFY` may not be the default action nor be used for `write`, because the
 //!   container init still has to hand the listener fd over after installing the filter.
+//! * Syscalls newer than anything the profile names answer `ENOSYS` (see [`crate::enosys`]).
 //!
 //! libseccomp is only used to generate the program (`seccomp_export_bpf`); it never loads it.
 //! Loading happens later, in the child, through [`crate::CompiledFilter::install`].
@@ -48,7 +49,16 @@ const FIELD: &str = "linux.seccomp";
 pub fn compile(s: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
     let flags = validate(s)?;
     let ctx = build_context(s)?;
-    let program = export(&ctx)?;
+    let mut program = export(&ctx)?;
+    if crate::enosys::wanted(s) {
+        match crate::enosys::stub(&crate::enosys::arch_maxima(s, arch)) {
+            Some(mut stub) => {
+                stub.append(&mut program);
+                program = stub;
+            }
+            None => log::debug!("{FIELD}: no ENOSYS stub (no known syscall numbers)"),
+        }
+    }
     CompiledFilter::new(program, flags)
 }
 

@@ -12,6 +12,7 @@
 
 mod cache;
 mod compile;
+mod enosys;
 mod error;
 mod filter;
 mod json;

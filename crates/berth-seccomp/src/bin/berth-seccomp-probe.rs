@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Prints `ok <return value>` or `errno <n>` for the syscall. Ops: `getpid`, `getsid`,
-//! `mkdir PATH`, `personality N`, `socket DOMAIN TYPE`, `unshare FLAGS`, `mount`,
+//! `mkdir PATH`, `personality N`, `fchmodat2 PATH`, `socket DOMAIN TYPE`, `unshare FLAGS`, `mount`,
 //! `thread OP...` (run OP on a second thread, then print `survived`), `install-allocs`
 //! (heap allocations made by `CompiledFilter::install`), `install-again` (install the same
 //! filter a second time), `exec PROG ARGS...`. `--no-send` keeps the notify fd instead of
@@ -81,6 +81,19 @@ fn personality(persona: u64) -> std::io::Result<i64> {
     }
 }
 
+/// fchmodat2(2) (Linux 6.6), which libseccomp 2.5 does not know: the ENOSYS stub's test case.
+fn fchmodat2(path: &str) -> std::io::Result<i64> {
+    let c = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a NUL-terminated string alive for the whole call; the other arguments
+    // are plain integers.
+    let r = unsafe { libc::syscall(libc::SYS_fchmodat2, libc::AT_FDCWD, c.as_ptr(), 0o755, 0) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
 fn run_op(op: &[String], filter: &CompiledFilter, install_allocs: usize) -> Result<String, String> {
     let (name, args) = op.split_first().ok_or("missing OP")?;
     Ok(match name.as_str() {
@@ -101,6 +114,7 @@ fn run_op(op: &[String], filter: &CompiledFilter, install_allocs: usize) -> Resu
             )
         }
         "personality" => report(personality(num(args.first())?)),
+        "fchmodat2" => report(fchmodat2(args.first().ok_or("fchmodat2 PATH")?)),
         "socket" => {
             let domain = u16::try_from(num(args.first())?).map_err(|e| e.to_string())?;
             let ty = u32::try_from(num(args.get(1))?).map_err(|e| e.to_string())?;
