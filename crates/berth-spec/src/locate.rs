@@ -202,7 +202,7 @@ mod tests {
                     Seg::Key("c".into())
                 ]
             ),
-            (2, 23)
+            (2, 24)
         );
         // Missing step: stops at the deepest ancestor found.
         assert_eq!(
