@@ -1,3 +1,4 @@
 //! Placeholder; filled in by its issue.
 
+pub mod bpf;
 pub mod seccomp;
