@@ -1,1 +1,340 @@
-fn main() {}
+//! `berth`: a runc-compatible OCI container runtime.
+//!
+//! The command line follows runc 1.1 (global flags, subcommands and their flags), so podman,
+//! conmon and containerd's runc shim can drive berth unchanged. The process stays
+//! single-threaded: it clones the container init itself (see docs/architecture.md).
+
+mod logger;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use berth_linux::container::{self, CreateOptions, LaunchMode};
+use lexopt::prelude::*;
+
+const USAGE: &str = "\
+berth - an OCI container runtime
+
+Usage: berth [global options] <command> [command options] [arguments]
+
+Commands:
+  spec       create a new specification file (config.json)
+  create     create a container
+  start      start a created container
+  run        create and start a container
+  state      print the state of a container
+  kill       send a signal to a container's init (or all its processes)
+  delete     delete a container
+  list       list containers
+
+Global options:
+  --root DIR            state directory (default /run/berth)
+  --log FILE            log file (default stderr)
+  --log-format FORMAT   text or json (default text)
+  --debug               enable debug logging
+  --systemd-cgroup      use the systemd cgroup driver (unsupported: berth uses cgroupfs)
+  -v, --version         print the version
+  -h, --help            print this help
+";
+
+/// Global options.
+struct Global {
+    root: PathBuf,
+    log: Option<PathBuf>,
+    log_format: logger::Format,
+    debug: bool,
+    systemd_cgroup: bool,
+}
+
+fn main() -> ExitCode {
+    let mut parser = lexopt::Parser::from_env();
+    let (global, cmd) = match parse_global(&mut parser) {
+        Ok(Some(x)) => x,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = logger::init(global.log.as_deref(), global.log_format, global.debug) {
+        eprintln!("berth: {e:#}");
+        return ExitCode::from(1);
+    }
+    match dispatch(&global, &cmd, parser) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            log::error!("{msg}");
+            // With --log the error is in the file (the containerd shim reads it there); the
+            // user on a terminal still wants to see it.
+            if global.log.is_some() {
+                eprintln!("berth: {msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
+    let mut g = Global {
+        root: PathBuf::from("/run/berth"),
+        log: None,
+        log_format: logger::Format::Text,
+        debug: false,
+        systemd_cgroup: false,
+    };
+    loop {
+        let Some(arg) = p.next()? else {
+            print!("{USAGE}");
+            return Ok(None);
+        };
+        match arg {
+            Long("root") => g.root = PathBuf::from(p.value()?),
+            Long("log") => {
+                g.log = Some(PathBuf::from(p.value()?)).filter(|p| !p.as_os_str().is_empty())
+            }
+            Long("log-format") => {
+                g.log_format = match p.value()?.string()?.as_str() {
+                    "json" => logger::Format::Json,
+                    "text" => logger::Format::Text,
+                    other => {
+                        bail!("--log-format: unknown format {other:?} (expected text or json)")
+                    }
+                }
+            }
+            Long("debug") => g.debug = true,
+            Long("systemd-cgroup") => g.systemd_cgroup = true,
+            Long("rootless") => {
+                let _ = p.optional_value();
+            }
+            Long("criu") | Long("log-level") => {
+                let _ = p.value()?;
+            }
+            Short('v') | Long("version") => {
+                print!("{}", version());
+                return Ok(None);
+            }
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            Value(cmd) => return Ok(Some((g, cmd.string()?))),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+}
+
+fn version() -> String {
+    format!(
+        "berth version {}\ncommit: {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("BERTH_COMMIT"),
+        berth_core::OCI_VERSION
+    )
+}
+
+fn dispatch(g: &Global, cmd: &str, mut p: lexopt::Parser) -> Result<i32> {
+    if g.systemd_cgroup && matches!(cmd, "create" | "run" | "update") {
+        bail!("--systemd-cgroup: the systemd cgroup driver is not supported; berth manages cgroups through cgroupfs (drop the flag, e.g. SystemdCgroup=false in containerd, --cgroup-manager cgroupfs in podman)");
+    }
+    match cmd {
+        "spec" => cmd_spec(&mut p),
+        "create" => cmd_create(g, &mut p, LaunchMode::Create),
+        "run" => cmd_create(g, &mut p, LaunchMode::RunForeground),
+        "start" => {
+            let id = one_id(&mut p, "start")?;
+            container::start(&g.root, &id)?;
+            Ok(0)
+        }
+        "state" => {
+            let id = one_id(&mut p, "state")?;
+            let json = container::state_json(&g.root, &id)?;
+            container::print(format!("{json}\n").as_bytes())?;
+            Ok(0)
+        }
+        "kill" => cmd_kill(g, &mut p),
+        "delete" => cmd_delete(g, &mut p),
+        "list" | "ps-all" => cmd_list(g, &mut p),
+        "help" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => bail!("unknown command {other:?} (see berth --help)"),
+    }
+}
+
+fn os(v: OsString) -> Result<String> {
+    v.into_string()
+        .map_err(|v| anyhow!("argument {v:?} is not valid UTF-8"))
+}
+
+fn one_id(p: &mut lexopt::Parser, cmd: &str) -> Result<String> {
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if id.is_none() => id = Some(os(v)?),
+            Short('h') | Long("help") => {
+                println!("Usage: berth {cmd} <container-id>");
+                std::process::exit(0);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    id.ok_or_else(|| anyhow!("{cmd}: missing container id"))
+}
+
+fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
+    let mut bundle = PathBuf::from(".");
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('b') | Long("bundle") => bundle = PathBuf::from(p.value()?),
+            Long("rootless") => {}
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let path = bundle.join("config.json");
+    if path.exists() {
+        bail!("File {} exists. Remove it first", path.display());
+    }
+    let spec = berth_spec::default_spec();
+    let json = serde_json::to_string_pretty(&spec).context("encoding the default spec")?;
+    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    Ok(0)
+}
+
+fn cmd_create(g: &Global, p: &mut lexopt::Parser, mut mode: LaunchMode) -> Result<i32> {
+    let mut o = CreateOptions {
+        root: g.root.clone(),
+        bundle: PathBuf::from("."),
+        ..Default::default()
+    };
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('b') | Long("bundle") => o.bundle = PathBuf::from(p.value()?),
+            Long("pid-file") => o.pid_file = Some(PathBuf::from(p.value()?)),
+            Long("console-socket") => o.console_socket = Some(PathBuf::from(p.value()?)),
+            Long("no-pivot") => o.no_pivot = true,
+            Long("no-new-keyring") | Long("no-subreaper") => {}
+            Long("preserve-fds") => {
+                o.preserve_fds = p
+                    .value()?
+                    .parse()
+                    .map_err(|e| anyhow!("--preserve-fds: {e}"))?;
+            }
+            Short('d') | Long("detach") if mode == LaunchMode::RunForeground => {
+                mode = LaunchMode::RunDetached
+            }
+            Long("keep") if mode != LaunchMode::Create => {}
+            Value(v) if id.is_none() => id = Some(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    o.id = id.ok_or_else(|| anyhow!("missing container id"))?;
+    let code = container::launch(&o, mode)?;
+    Ok(code)
+}
+
+fn cmd_kill(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    let mut all = false;
+    let mut pos = Vec::new();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('a') | Long("all") => all = true,
+            Value(v) => pos.push(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let (id, sig) = match pos.as_slice() {
+        [id] => (id.clone(), libc_sigterm()),
+        [id, s] => (
+            id.clone(),
+            berth_core::signal::parse_signal(s).map_err(|e| anyhow!(e))?,
+        ),
+        [] => bail!("kill: missing container id"),
+        _ => bail!("kill: too many arguments (expected ID [SIGNAL])"),
+    };
+    container::kill(&g.root, &id, sig, all)?;
+    Ok(0)
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+fn cmd_delete(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    let mut force = false;
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('f') | Long("force") => force = true,
+            Value(v) if id.is_none() => id = Some(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow!("delete: missing container id"))?;
+    container::delete(&g.root, &id, force)?;
+    Ok(0)
+}
+
+fn cmd_list(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    let mut json = false;
+    let mut quiet = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('f') | Long("format") => {
+                json = match p.value()?.string()?.as_str() {
+                    "json" => true,
+                    "table" => false,
+                    other => bail!("list: unknown format {other:?} (expected table or json)"),
+                }
+            }
+            Short('q') | Long("quiet") => quiet = true,
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let states = container::list(&g.root)?;
+    let mut out = Vec::new();
+    if quiet {
+        for s in &states {
+            writeln!(out, "{}", s.id)?;
+        }
+    } else if json {
+        serde_json::to_writer(&mut out, &states)?;
+        out.push(b'\n');
+    } else {
+        let rows: Vec<[String; 6]> = states
+            .iter()
+            .map(|s| {
+                [
+                    s.id.clone(),
+                    s.pid.to_string(),
+                    s.status.to_string(),
+                    s.bundle.display().to_string(),
+                    s.created.clone(),
+                    s.owner.clone(),
+                ]
+            })
+            .collect();
+        let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+        let mut w = [0usize; 6];
+        for r in std::iter::once(&head).chain(rows.iter()) {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.len());
+            }
+        }
+        for r in std::iter::once(&head).chain(rows.iter()) {
+            let line: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+                .collect();
+            writeln!(out, "{}", line.join("   ").trim_end())?;
+        }
+    }
+    container::print(&out)?;
+    Ok(0)
+}

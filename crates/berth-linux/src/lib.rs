@@ -1,1 +1,32 @@
-//! Placeholder; filled in by its issue.
+//! The Linux platform of berth.
+//!
+//! * [`container`]: lifecycle operations (create, start, run, kill, delete, state, list);
+//! * [`plan`]: the setup plan computed from a validated spec before any process exists;
+//! * [`init`]: what the cloned container init does until it execs the user process;
+//! * [`rootfs`], [`paths`], [`mountopts`], [`cgroupfs`]: the mount namespace and safe path
+//!   resolution inside the container root;
+//! * [`sync`]: the parent/child setup channel;
+//! * [`tty`], [`signals`]: terminals, console sockets, signal forwarding;
+//! * [`hooks`]: OCI hooks;
+//! * [`state`]: the persisted per-container state.
+//!
+//! All raw system calls go through `berth-sys`; this crate contains no `unsafe`.
+
+#![forbid(unsafe_code)]
+
+pub mod caps;
+pub mod cgroupfs;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod init;
+pub mod mountopts;
+pub mod paths;
+pub mod plan;
+pub mod rootfs;
+pub mod signals;
+pub mod state;
+pub mod sync;
+pub mod tty;
+
+pub use error::{Error, Result};

@@ -1,4 +1,92 @@
-//! Placeholder; filled in by its issue.
+//! Raw Linux system calls for berth.
+//!
+//! Every `unsafe` block of the project lives in this crate, each one a thin wrapper with a
+//! `// SAFETY:` comment, so the rest of the code is safe Rust. Where `rustix` already offers a
+//! safe wrapper, callers use rustix directly; this crate covers the gaps: `clone3` with
+//! `CLONE_PIDFD`/`CLONE_INTO_CGROUP`, `fork`, `execve`, the mount calls with raw flags
+//! (`mount`, `mount_setattr`, `open_tree`, `move_mount`), `close_range`, signal masks and
+//! dispositions, `signalfd`, `personality`, and seccomp filter installation and notification.
+//!
+//! The process-creation wrappers ([`clone3`], [`fork`]) are only sound to call from a
+//! single-threaded process, or when the child restricts itself to async-signal-safe calls;
+//! berth calls them only from single-threaded processes (see docs/architecture.md).
+
+#![cfg(target_os = "linux")]
 
 pub mod bpf;
+pub mod mount;
+pub mod process;
 pub mod seccomp;
+pub mod signal;
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+pub use rustix;
+
+fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_int(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Wraps a file descriptor number returned by the kernel into an [`OwnedFd`].
+fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: `fd` was just returned by a successful syscall that creates a new descriptor,
+    // so it is open and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `close_range(first, last, flags)`: with `CLOSE_RANGE_CLOEXEC` marks every descriptor in the
+/// range close-on-exec, which is how the init drops any descriptor a caller leaked to it
+/// (the CVE-2024-21626 class) without closing ones it still needs before `execve`.
+pub fn close_range(first: u32, last: u32, flags: u32) -> io::Result<()> {
+    // SAFETY: close_range takes plain integers and does not touch our memory. Closing or
+    // flagging descriptors that Rust objects still own is the caller's concern; with
+    // CLOSE_RANGE_CLOEXEC nothing is closed before exec.
+    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) }).map(drop)
+}
+
+/// `CLOSE_RANGE_CLOEXEC` (linux/close_range.h).
+pub const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+/// Clears `FD_CLOEXEC` on `fd` so it survives `execve` (for `--preserve-fds` and LISTEN_FDS).
+pub fn clear_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(io::Error::from)
+}
+
+/// Clears `FD_CLOEXEC` on descriptor number `fd`, which the process inherited but does not
+/// own as a Rust object (`--preserve-fds`). Fails with `EBADF` if it is not open.
+pub fn keep_on_exec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) on an integer touches no memory; an invalid number yields EBADF.
+    cvt_int(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
+}
+
+/// `personality(persona)`.
+pub fn personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: personality takes an integer and changes only the calling process's
+    // execution domain.
+    cvt_int(unsafe { libc::personality(persona) }).map(drop)
+}
+
+/// Converts a `&CStr` for syscalls (helper used by the modules).
+fn ptr(s: &CStr) -> *const libc::c_char {
+    s.as_ptr()
+}
+
+/// Raw number of a borrowed descriptor (helper used by the modules).
+fn raw(fd: BorrowedFd<'_>) -> libc::c_int {
+    fd.as_raw_fd()
+}

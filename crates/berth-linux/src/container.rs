@@ -1,0 +1,641 @@
+//! Container lifecycle operations behind the CLI: create, start, run, kill, delete, state,
+//! list. Each runs in a short-lived, single-threaded `berth` process.
+//!
+//! Create is one `clone3` carrying every new namespace plus `CLONE_PIDFD` and, where a cgroup
+//! v2 directory exists, `CLONE_INTO_CGROUP`. The init is a direct child of the caller (so a
+//! caller's subreaper reaps it) and the parent/child protocol is: parent sends Go (cgroups
+//! joined, id maps written) → child sends Ready → create returns. `start` wakes the init
+//! through the exec fifo. Any failure before Ready runs [`Guard`]'s cleanup: the init is
+//! killed and reaped, its cgroups removed, its state directory deleted; mounts die with the
+//! init's mount namespace, so no host mount can be left.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use berth_core::state::{ContainerStatus, HookState};
+use berth_sys::process::{clone3, Forked, CLONE_CLEAR_SIGHAND, CLONE_PIDFD};
+use oci_spec::runtime::Spec;
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{Pid, Signal};
+
+use crate::error::{Context, Error, Result};
+use crate::plan::{self, BuildOptions, Plan};
+use crate::state::{self, ContainerState, EXEC_FIFO};
+use crate::sync::{Channel, Msg};
+
+/// What `create`/`run` should do after setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchMode {
+    /// `create`: leave the init waiting on the exec fifo.
+    Create,
+    /// `run -d`: start and return.
+    RunDetached,
+    /// `run`: start, forward signals, wait, delete, return the exit status.
+    RunForeground,
+}
+
+/// Options of `create` and `run`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// State root (`--root`).
+    pub root: PathBuf,
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket`.
+    pub console_socket: Option<PathBuf>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+}
+
+/// Cleanup of a partially created container. Disarmed on success.
+struct Guard<'a> {
+    root: &'a Path,
+    id: &'a str,
+    dir_created: bool,
+    cgroup: Option<berth_cgroups::Cgroup>,
+    child: Option<(i32, OwnedFd)>,
+}
+
+impl Guard<'_> {
+    fn disarm(mut self) {
+        self.dir_created = false;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Some((pid, pidfd)) = self.child.take() {
+            let _ = rustix::process::pidfd_send_signal(&pidfd, Signal::KILL);
+            if let Some(p) = Pid::from_raw(pid) {
+                let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+            }
+        }
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.destroy() {
+                log::warn!("cleaning up cgroups of {}: {e}", self.id);
+            }
+        }
+        if self.dir_created {
+            let _ = fs::remove_dir_all(state::dir(self.root, self.id));
+        }
+    }
+}
+
+fn ensure_root(root: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .ctx(|| format!("creating state root {}", root.display()))
+}
+
+/// Loads and validates `<bundle>/config.json`, logging runc-style warnings.
+pub fn load_spec(bundle: &Path) -> Result<Spec> {
+    let loaded = berth_spec::load_bundle(bundle).map_err(|e| Error::Invalid(e.to_string()))?;
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    Ok(loaded.spec)
+}
+
+/// The device cgroup rules runc applies: the spec's rules, an allow rule for each device in
+/// `linux.devices`, then the implicit allow list (null, zero, tty, pts...).
+fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
+    let linux = spec.linux().as_ref()?;
+    let mut res = linux.resources().clone().unwrap_or_default();
+    let mut rules = res.devices().clone().unwrap_or_default();
+    for d in linux.devices().iter().flatten() {
+        let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
+        r.set_allow(true)
+            .set_typ(Some(d.typ()))
+            .set_major(Some(d.major()))
+            .set_minor(Some(d.minor()))
+            .set_access(Some("rwm".to_string()));
+        rules.push(r);
+    }
+    rules.extend(berth_cgroups::default_allowed_devices());
+    res.set_devices(Some(rules));
+    Some(res)
+}
+
+/// Runs `create` or `run`. Returns the exit status for [`LaunchMode::RunForeground`], 0
+/// otherwise.
+pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
+    berth_core::state::validate_id(&opts.id).map_err(Error::Invalid)?;
+    ensure_root(&opts.root)?;
+    let bundle = fs::canonicalize(&opts.bundle)
+        .map_err(|e| Error::Invalid(format!("bundle {}: {e}", opts.bundle.display())))?;
+    let dir = state::dir(&opts.root, &opts.id);
+    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Exists(opts.id.clone()))
+        }
+        Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+    }
+    let mut guard = Guard {
+        root: &opts.root,
+        id: &opts.id,
+        dir_created: true,
+        cgroup: None,
+        child: None,
+    };
+    let spec = load_spec(&bundle)?;
+    let (listen_fds, extra_env) = listen_fds();
+    let mut plan = plan::build(
+        &opts.id,
+        &bundle,
+        &spec,
+        BuildOptions {
+            no_pivot: opts.no_pivot,
+            preserve_fds: opts.preserve_fds + listen_fds,
+            extra_env,
+        },
+    )?;
+    if plan.process.terminal && opts.console_socket.is_none() && mode != LaunchMode::RunForeground {
+        return Err(Error::Invalid(
+            "process.terminal is true but no --console-socket was given (needed to detach with a terminal)".into(),
+        ));
+    }
+
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
+    let cg = berth_cgroups::Cgroup::resolve(
+        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+        &opts.id,
+    )
+    .map_err(|e| Error::Cgroup(e.to_string()))?;
+    let resources = effective_resources(&spec);
+    cg.create(resources.as_ref())
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    guard.cgroup = Some(cg.clone());
+    plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
+
+    let fifo = if mode == LaunchMode::Create {
+        let p = dir.join(EXEC_FIFO);
+        let c = crate::paths::cstr("exec fifo", &p.to_string_lossy())?;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            c.as_c_str(),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .ctx(|| format!("creating {}", p.display()))?;
+        Some(
+            rustix::fs::open(&p, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+                .ctx(|| format!("opening {}", p.display()))?,
+        )
+    } else {
+        None
+    };
+    let mut console_parent = None;
+    if let Some(sock) = &opts.console_socket {
+        plan.console_socket = Some(crate::tty::connect_console_socket(sock)?);
+    } else if plan.process.terminal {
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .ctx(|| "creating the console socket pair".to_string())?;
+        plan.console_socket = Some(b);
+        console_parent = Some(a);
+    }
+    prepare_parent_namespaces(&plan)?;
+    let forward = if mode == LaunchMode::RunForeground {
+        Some(crate::signals::Forwarder::block()?)
+    } else {
+        None
+    };
+
+    let (parent_chan, child_chan) =
+        Channel::pair().ctx(|| "creating the setup channel".to_string())?;
+    let unified = match cg.unified_dir() {
+        Some(d) => Some(
+            rustix::fs::open(
+                d,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("opening {}", d.display()))?,
+        ),
+        None => None,
+    };
+    let flags = plan.clone_flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+    let forked = clone3(flags, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
+    let (pid, pidfd) = match forked {
+        Forked::Child => {
+            drop(parent_chan);
+            crate::init::run(&plan, &child_chan, fifo)
+        }
+        Forked::Parent { pid, pidfd } => (
+            pid,
+            pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?,
+        ),
+    };
+    drop(child_chan);
+    drop(fifo);
+    drop(plan.console_socket.take());
+    guard.child = Some((pid, pidfd));
+
+    cg.add_pid(pid, unified.is_some())
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    if plan.new_userns {
+        write_id_maps(pid, &plan)?;
+    }
+    let start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
+    let st = ContainerState {
+        id: opts.id.clone(),
+        pid,
+        start_time,
+        bundle: bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
+        owner: String::new(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup: Some(cg.clone()),
+        own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
+        spec,
+    };
+    parent_chan
+        .send(&Msg::Go, None)
+        .ctx(|| "signalling the container init".to_string())?;
+    loop {
+        match parent_chan
+            .recv()
+            .ctx(|| "waiting for the container init".to_string())?
+        {
+            Some((Msg::Ready, _)) => break,
+            Some((Msg::Hooks, _)) => {
+                let json = hook_state(&st, ContainerStatus::Creating);
+                let hooks = st.spec.hooks().clone().unwrap_or_default();
+                #[allow(deprecated)]
+                let res = crate::hooks::run_all(
+                    "prestart",
+                    hooks.prestart().as_deref().unwrap_or_default(),
+                    &json,
+                )
+                .and_then(|()| {
+                    crate::hooks::run_all(
+                        "createRuntime",
+                        hooks.create_runtime().as_deref().unwrap_or_default(),
+                        &json,
+                    )
+                });
+                match res {
+                    Ok(()) => parent_chan
+                        .send(&Msg::HooksDone, None)
+                        .ctx(|| "resuming the init".to_string())?,
+                    Err(e) => {
+                        let _ = parent_chan.send(&Msg::Abort(e.to_string()), None);
+                        return Err(e);
+                    }
+                }
+            }
+            Some((Msg::Error(m), _)) => return Err(Error::Init(m)),
+            Some((other, _)) => {
+                return Err(Error::Init(format!(
+                    "unexpected message from the init: {other:?}"
+                )))
+            }
+            None => {
+                return Err(Error::Init("container init exited during setup".into()));
+            }
+        }
+    }
+    let mut master = None;
+    if let Some(a) = console_parent.take() {
+        let (_, m) =
+            crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?;
+        master = Some(m);
+    }
+    st.save(&opts.root)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    if mode == LaunchMode::Create {
+        guard.disarm();
+        return Ok(0);
+    }
+    parent_chan
+        .send(&Msg::Start, None)
+        .ctx(|| "starting the container".to_string())?;
+    let hooks = st.spec.hooks().clone().unwrap_or_default();
+    crate::hooks::run_all_warn(
+        "poststart",
+        hooks.poststart().as_deref().unwrap_or_default(),
+        &hook_state(&st, ContainerStatus::Running),
+    );
+    if mode == LaunchMode::RunDetached {
+        guard.disarm();
+        return Ok(0);
+    }
+    // Foreground: from here the container is complete; the guard's job passes to delete().
+    let (_, pidfd) = guard
+        .child
+        .take()
+        .ok_or_else(|| Error::Init("lost the init".into()))?;
+    guard.disarm();
+    let code = match forward {
+        Some(f) => f.wait(pid, &pidfd, master)?,
+        None => 0,
+    };
+    destroy(&opts.root, &st)?;
+    Ok(code)
+}
+
+/// Joins the pid and time namespaces that apply to children (setns of those affects only
+/// processes created afterwards), and creates a time namespace with offsets.
+fn prepare_parent_namespaces(plan: &Plan) -> Result<()> {
+    for (path, what) in [(&plan.join_pid, "pid"), (&plan.join_time, "time")] {
+        if let Some(p) = path {
+            let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .ctx(|| format!("opening {what} namespace {}", p.display()))?;
+            rustix::thread::move_into_link_name_space(fd.as_fd(), None)
+                .ctx(|| format!("joining {what} namespace {}", p.display()))?;
+        }
+    }
+    if let Some(offsets) = &plan.time_offsets {
+        berth_sys::process::unshare_namespaces(berth_sys::process::CLONE_NEWTIME)
+            .ctx(|| "creating the time namespace".to_string())?;
+        fs::write("/proc/self/timens_offsets", offsets)
+            .ctx(|| "linux.timeOffsets: writing timens_offsets".to_string())?;
+    }
+    Ok(())
+}
+
+fn write_id_maps(pid: i32, plan: &Plan) -> Result<()> {
+    let uid_path = format!("/proc/{pid}/uid_map");
+    fs::write(&uid_path, &plan.uid_map).ctx(|| format!("linux.uidMappings: writing {uid_path}"))?;
+    let gid_path = format!("/proc/{pid}/gid_map");
+    fs::write(&gid_path, &plan.gid_map).ctx(|| format!("linux.gidMappings: writing {gid_path}"))
+}
+
+fn listen_fds() -> (u32, Vec<String>) {
+    let n: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_none_or(|p| p == std::process::id());
+    if n == 0 || !pid_ok {
+        return (0, Vec::new());
+    }
+    (
+        n,
+        vec![format!("LISTEN_FDS={n}"), "LISTEN_PID=1".to_string()],
+    )
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .ctx(|| "getcwd".to_string())?
+            .join(path)
+    };
+    berth_core::state::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
+        .ctx(|| format!("writing pid file {}", abs.display()))
+}
+
+/// The state JSON hooks receive on stdin.
+pub fn hook_state(st: &ContainerState, status: ContainerStatus) -> Vec<u8> {
+    let ann = st.annotations.clone();
+    let hs = HookState {
+        oci_version: st.spec.version(),
+        id: &st.id,
+        status,
+        pid: if status == ContainerStatus::Stopped {
+            0
+        } else {
+            st.pid
+        },
+        bundle: &st.bundle,
+        annotations: &ann,
+    };
+    serde_json::to_vec(&hs).unwrap_or_default()
+}
+
+/// `start`: lets a created container's init exec the user process.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let st = ContainerState::load(root, id)?;
+    match st.status(root) {
+        ContainerStatus::Created => {}
+        ContainerStatus::Stopped => {
+            return Err(Error::WrongState(format!(
+                "cannot start container {id}: it has stopped"
+            )))
+        }
+        s => {
+            return Err(Error::WrongState(format!(
+                "cannot start container {id}: it is already {s}"
+            )))
+        }
+    }
+    let fifo = state::dir(root, id).join(EXEC_FIFO);
+    let f = match rustix::fs::open(
+        &fifo,
+        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(f) => f,
+        Err(rustix::io::Errno::NXIO) => {
+            return Err(Error::WrongState(format!(
+                "cannot start container {id}: its init is not running"
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("opening {}", fifo.display()), e)),
+    };
+    let _ = fs::remove_file(&fifo);
+    rustix::io::write(&f, b"0").ctx(|| "signalling the init".to_string())?;
+    let hooks = st.spec.hooks().clone().unwrap_or_default();
+    crate::hooks::run_all_warn(
+        "poststart",
+        hooks.poststart().as_deref().unwrap_or_default(),
+        &hook_state(&st, ContainerStatus::Running),
+    );
+    Ok(())
+}
+
+/// `kill`: signals the init, or every process of the container with `all`.
+pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
+    let st = ContainerState::load(root, id)?;
+    let status = st.status(root);
+    if status == ContainerStatus::Stopped && !all {
+        return Err(Error::WrongState(format!(
+            "cannot kill container {id}: container not running"
+        )));
+    }
+    let sig = Signal::from_named_raw(signal)
+        .ok_or_else(|| Error::Invalid(format!("signal {signal}: not a valid signal")))?;
+    if all {
+        let cg = st
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
+        cg.signal_all(signal)
+            .map_err(|e| Error::Cgroup(e.to_string()))?;
+    } else {
+        let pidfd = open_init(&st)?;
+        rustix::process::pidfd_send_signal(&pidfd, sig)
+            .ctx(|| format!("signalling the init of {id}"))?;
+    }
+    if status == ContainerStatus::Paused && signal == libc::SIGKILL {
+        if let Some(cg) = &st.cgroup {
+            let _ = cg.thaw();
+        }
+    }
+    Ok(())
+}
+
+/// A pidfd for the init, after checking it is still the process recorded at create.
+fn open_init(st: &ContainerState) -> Result<OwnedFd> {
+    let pid =
+        Pid::from_raw(st.pid).ok_or_else(|| Error::WrongState("container has no init".into()))?;
+    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|_| Error::WrongState(format!("container {} is not running", st.id)))?;
+    // Checked after pidfd_open: if the pid was recycled before this point the start time
+    // differs; after it, the pidfd pins the right process.
+    if !st.init_alive() {
+        return Err(Error::WrongState(format!(
+            "container {} is not running",
+            st.id
+        )));
+    }
+    Ok(fd)
+}
+
+/// `delete`.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let st = match ContainerState::load(root, id) {
+        Ok(st) => st,
+        Err(Error::NotFound(_)) if force => {
+            // runc -f on a half-created container: remove whatever directory is left.
+            let d = state::dir(root, id);
+            if d.exists() {
+                fs::remove_dir_all(&d).ctx(|| format!("removing {}", d.display()))?;
+                return Ok(());
+            }
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Err(e) => return Err(e),
+    };
+    match st.status(root) {
+        ContainerStatus::Stopped => {}
+        ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(&st)?,
+        s if force => {
+            if s == ContainerStatus::Paused {
+                if let Some(cg) = &st.cgroup {
+                    let _ = rustix::process::pidfd_open(
+                        Pid::from_raw(st.pid).unwrap_or(Pid::INIT),
+                        rustix::process::PidfdFlags::empty(),
+                    )
+                    .map(|fd| rustix::process::pidfd_send_signal(&fd, Signal::KILL));
+                    let _ = cg.thaw();
+                }
+            }
+            kill_and_wait(&st)?
+        }
+        s => {
+            return Err(Error::WrongState(format!(
+                "cannot delete container {id} that is not stopped: {s}"
+            )))
+        }
+    }
+    destroy(root, &st)
+}
+
+fn kill_and_wait(st: &ContainerState) -> Result<()> {
+    let Ok(fd) = open_init(st) else { return Ok(()) };
+    let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ts = rustix::event::Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    while Instant::now() < deadline {
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::io("waiting for the init to die", e)),
+        }
+    }
+    Err(Error::WrongState(format!(
+        "init of {} did not die within 10s of SIGKILL",
+        st.id
+    )))
+}
+
+/// Removes everything a stopped container holds: leftover processes (when it shares the
+/// host pid namespace), cgroups, poststop hooks, the state directory.
+pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
+    if let Some(cg) = &st.cgroup {
+        if !st.own_pidns {
+            let _ = cg.signal_all(libc::SIGKILL);
+        }
+        cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;
+    }
+    let hooks = st.spec.hooks().clone().unwrap_or_default();
+    crate::hooks::run_all_warn(
+        "poststop",
+        hooks.poststop().as_deref().unwrap_or_default(),
+        &hook_state(st, ContainerStatus::Stopped),
+    );
+    let d = state::dir(root, &st.id);
+    fs::remove_dir_all(&d).ctx(|| format!("removing {}", d.display()))
+}
+
+/// `state`.
+pub fn state_json(root: &Path, id: &str) -> Result<String> {
+    let st = ContainerState::load(root, id)?;
+    serde_json::to_string_pretty(&st.oci(root)).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// `list`: the OCI state of every container.
+pub fn list(root: &Path) -> Result<Vec<berth_core::state::OciState>> {
+    let mut out = Vec::new();
+    for id in state::list_ids(root)? {
+        match ContainerState::load(root, &id) {
+            Ok(st) => out.push(st.oci(root)),
+            Err(e) => log::warn!("skipping {id}: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` to stdout and flushes (helper for the CLI).
+pub fn print(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .ctx(|| "writing to stdout".to_string())
+}

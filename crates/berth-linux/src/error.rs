@@ -1,0 +1,62 @@
+//! Errors of the Linux platform.
+//!
+//! Messages name what failed and on which object (a spec field, a path, a container id), so
+//! the CLI can print them as they are.
+
+use std::io;
+
+/// An error from the Linux runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bundle or the request is invalid (bad config.json, bad flag value...).
+    #[error("{0}")]
+    Invalid(String),
+    /// No container with this id.
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+    /// A container with this id already exists.
+    #[error("container with id {0:?} already exists")]
+    Exists(String),
+    /// The container is in the wrong state for the operation.
+    #[error("{0}")]
+    WrongState(String),
+    /// A system call or file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The container's init reported a failure during setup.
+    #[error("{0}")]
+    Init(String),
+    /// Cgroup management failed.
+    #[error("{0}")]
+    Cgroup(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] with context.
+    pub fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
+        Error::Io {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Adds context to I/O results: `fs::read(p).ctx(|| format!("reading {p:?}"))`.
+pub(crate) trait Context<T> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T>;
+}
+
+impl<T, E: Into<io::Error>> Context<T> for std::result::Result<T, E> {
+    fn ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| Error::io(f(), e))
+    }
+}

@@ -1,0 +1,368 @@
+//! The container's init: what runs in the cloned child until it execs the user process.
+//!
+//! The child is a copy of a single-threaded parent (berth forks only from single-threaded
+//! processes), so ordinary Rust is safe here. Every failure is sent to the parent as text and
+//! the child exits; a panic is caught and reported the same way. `pdeathsig` ties the child
+//! to its parent until setup is confirmed, so a crashed `berth create` leaves no half-built
+//! container behind.
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use berth_sys::process::{exit_immediately, CStringArray};
+use rustix::fs::{self as rfs, Mode, OFlags};
+use rustix::process::Signal;
+use rustix::thread::{CapabilitySet, CapabilitySets};
+
+use crate::error::{Context, Error, Result};
+use crate::plan::{Plan, ProcessPlan};
+use crate::rootfs;
+use crate::sync::{Channel, Msg};
+
+/// Entry point of the child after clone. Never returns.
+pub fn run(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> ! {
+    let outcome = catch_unwind(AssertUnwindSafe(|| main(plan, chan, fifo)));
+    let msg = match outcome {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "internal error: container init panicked".to_string(),
+    };
+    let _ = chan.send(&Msg::Error(msg), None);
+    exit_immediately(1)
+}
+
+fn wait_go(chan: &Channel) -> Result<()> {
+    match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
+        Some((Msg::Go, _)) => Ok(()),
+        Some((Msg::Abort(m), _)) => Err(Error::Init(m)),
+        other => Err(Error::Init(format!(
+            "unexpected message from the runtime: {other:?}"
+        ))),
+    }
+}
+
+fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> Result<Infallible> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .ctx(|| "setting pdeathsig".to_string())?;
+    // Files and nodes we create get exactly the modes we ask for; the user's umask is
+    // applied just before exec.
+    rustix::process::umask(Mode::empty());
+    let mut have_go = false;
+    if plan.new_userns || plan.unshare_cgroupns {
+        wait_go(chan)?;
+        have_go = true;
+    }
+    if plan.new_userns {
+        // Become root of the new namespace so files we create are owned by the mapped root.
+        rustix::thread::set_thread_res_gid(
+            rustix::fs::Gid::ROOT,
+            rustix::fs::Gid::ROOT,
+            rustix::fs::Gid::ROOT,
+        )
+        .ctx(|| "setresgid(0) in the user namespace (is gid 0 mapped?)".to_string())?;
+        rustix::thread::set_thread_res_uid(
+            rustix::fs::Uid::ROOT,
+            rustix::fs::Uid::ROOT,
+            rustix::fs::Uid::ROOT,
+        )
+        .ctx(|| "setresuid(0) in the user namespace (is uid 0 mapped?)".to_string())?;
+    }
+    for (path, _bit) in &plan.join {
+        let fd = rfs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening namespace {}", path.display()))?;
+        rustix::thread::move_into_link_name_space(fd.as_fd(), None)
+            .ctx(|| format!("joining namespace {}", path.display()))?;
+    }
+    if plan.unshare_cgroupns {
+        berth_sys::process::unshare_namespaces(libc::CLONE_NEWCGROUP as u64)
+            .ctx(|| "creating the cgroup namespace".to_string())?;
+    }
+    if let Some(adj) = plan.process.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            Error::Invalid(format!(
+                "process.oomScoreAdj: cannot set {adj}: {e}{}",
+                if adj < 0 {
+                    " (lowering it needs CAP_SYS_RESOURCE)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+    }
+    let root = rootfs::prepare(plan)?;
+    if !plan.process.cwd.is_empty() && plan.process.cwd != "/" {
+        root.mkdir_all(&plan.process.cwd, 0o755)
+            .map_err(|e| Error::Invalid(format!("process.cwd: {e}")))?;
+    }
+    if plan.runtime_hooks {
+        chan.send(&Msg::Hooks, None)
+            .ctx(|| "requesting hooks".to_string())?;
+        match chan.recv().ctx(|| "waiting for hooks".to_string())? {
+            Some((Msg::HooksDone, _)) => {}
+            Some((Msg::Abort(m), _)) => return Err(Error::Init(m)),
+            other => {
+                return Err(Error::Init(format!(
+                    "unexpected message from the runtime: {other:?}"
+                )))
+            }
+        }
+    }
+    rootfs::enter(&root, plan)?;
+    drop(root);
+    if plan.process.terminal {
+        crate::tty::setup_console(plan)?;
+    }
+    rootfs::finish(plan)?;
+    if let Some(h) = &plan.hostname {
+        rustix::system::sethostname(h.as_bytes()).ctx(|| "hostname: sethostname".to_string())?;
+    }
+    if let Some(d) = &plan.domainname {
+        rustix::system::setdomainname(d.as_bytes())
+            .ctx(|| "domainname: setdomainname".to_string())?;
+    }
+    rootfs::write_sysctls(plan)?;
+    if let Some(p) = plan.personality {
+        berth_sys::personality(p).ctx(|| "linux.personality".to_string())?;
+    }
+    if !have_go {
+        wait_go(chan)?;
+    }
+    exec_process(&plan.process, || {
+        // From here on a parent crash must not kill the container: `create` returns as soon
+        // as it reads Ready.
+        rustix::process::set_parent_process_death_signal(None)
+            .ctx(|| "clearing pdeathsig".to_string())?;
+        chan.send(&Msg::Ready, None)
+            .ctx(|| "reporting ready".to_string())?;
+        match &fifo {
+            Some(f) => {
+                // Blocks until `berth start` writes to the fifo; we hold it O_RDWR so the
+                // read cannot see EOF first.
+                let mut b = [0u8; 1];
+                loop {
+                    match rustix::io::read(f, &mut b) {
+                        Ok(_) => break,
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(e) => return Err(Error::io("waiting for start", e)),
+                    }
+                }
+                Ok(())
+            }
+            None => match chan.recv().ctx(|| "waiting for start".to_string())? {
+                Some((Msg::Start, _)) => Ok(()),
+                Some((Msg::Abort(m), _)) => Err(Error::Init(m)),
+                None => Err(Error::Init("runtime went away before start".into())),
+                Some((other, _)) => Err(Error::Init(format!("unexpected message {other:?}"))),
+            },
+        }
+    })
+}
+
+/// Applies the process settings shared by init and exec, calls `ready`, then execs.
+pub fn exec_process(p: &ProcessPlan, ready: impl FnOnce() -> Result<()>) -> Result<Infallible> {
+    for r in &p.rlimits {
+        let lim = rustix::process::Rlimit {
+            current: Some(r.soft).filter(|v| *v != u64::MAX),
+            maximum: Some(r.hard).filter(|v| *v != u64::MAX),
+        };
+        rustix::process::setrlimit(r.resource, lim).map_err(|e| {
+            let cur = rustix::process::getrlimit(r.resource).maximum.map_or("unlimited".to_string(), |v| v.to_string());
+            Error::Invalid(format!(
+                "process.rlimits {}: cannot set soft={} hard={}: {e}{}",
+                r.name,
+                r.soft,
+                r.hard,
+                if e == rustix::io::Errno::PERM {
+                    format!(" (raising the hard limit above the current {cur} needs CAP_SYS_RESOURCE, which this host's capability bounding set lacks)")
+                } else {
+                    String::new()
+                }
+            ))
+        })?;
+    }
+    set_credentials(p)?;
+    let cwd = if p.cwd.is_empty() {
+        "/"
+    } else {
+        p.cwd.as_str()
+    };
+    chdir_verified(cwd)?;
+    let path = lookup(p)?;
+    let env = if p.has_home {
+        None
+    } else {
+        let home = home_of(p.uid).unwrap_or_else(|| "/".to_string());
+        let mut items: Vec<String> = p
+            .env
+            .items()
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
+        items.push(format!("HOME={home}"));
+        Some(
+            CStringArray::new(&items)
+                .map_err(|_| Error::Invalid("process.env: NUL byte".into()))?,
+        )
+    };
+    if p.no_new_privs {
+        rustix::thread::set_no_new_privs(true).ctx(|| "setting no_new_privs".to_string())?;
+    }
+    berth_sys::signal::reset_all().ctx(|| "resetting signal dispositions".to_string())?;
+    rustix::process::umask(Mode::from_raw_mode(p.umask.unwrap_or(0o022)));
+    ready()?;
+    // Every descriptor not meant for the process becomes close-on-exec, including any a
+    // caller leaked into the runtime (CVE-2024-21626); preserved ones are kept open.
+    let first = 3 + p.preserve_fds;
+    berth_sys::close_range(first, u32::MAX, berth_sys::CLOSE_RANGE_CLOEXEC)
+        .ctx(|| "close_range".to_string())?;
+    for fd in 3..first {
+        berth_sys::keep_on_exec(fd as i32).ctx(|| format!("--preserve-fds: descriptor {fd}"))?;
+    }
+    let err = berth_sys::process::execve(&path, &p.args, env.as_ref().unwrap_or(&p.env));
+    Err(Error::io(format!("exec {:?}", p.arg0), err))
+}
+
+fn set_credentials(p: &ProcessPlan) -> Result<()> {
+    if let Some(c) = &p.caps {
+        let last = crate::caps::last_cap();
+        for n in 0..=last.min(63) {
+            if c.bounding & (1u64 << n) == 0 {
+                let one = CapabilitySet::from_bits_retain(1u64 << n);
+                match rustix::thread::remove_capability_from_bounding_set(one) {
+                    Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!("dropping capability {n} from the bounding set"),
+                            e,
+                        ))
+                    }
+                }
+            }
+        }
+        rustix::thread::set_keep_capabilities(true).ctx(|| "PR_SET_KEEPCAPS".to_string())?;
+    }
+    let groups: Vec<rustix::fs::Gid> = p
+        .additional_gids
+        .iter()
+        .map(|g| rustix::fs::Gid::from_raw(*g))
+        .collect();
+    rustix::thread::set_thread_groups(&groups)
+        .ctx(|| "process.user.additionalGids: setgroups".to_string())?;
+    let gid = rustix::fs::Gid::from_raw(p.gid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid)
+        .ctx(|| format!("process.user.gid: setresgid({})", p.gid))?;
+    let uid = rustix::fs::Uid::from_raw(p.uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid)
+        .ctx(|| format!("process.user.uid: setresuid({})", p.uid))?;
+    if let Some(c) = &p.caps {
+        rustix::thread::set_keep_capabilities(false).ctx(|| "PR_SET_KEEPCAPS".to_string())?;
+        let sets = CapabilitySets {
+            effective: CapabilitySet::from_bits_retain(c.effective),
+            permitted: CapabilitySet::from_bits_retain(c.permitted),
+            inheritable: CapabilitySet::from_bits_retain(c.inheritable),
+        };
+        rustix::thread::set_capabilities(None, sets)
+            .ctx(|| "process.capabilities: capset".to_string())?;
+        rustix::thread::clear_ambient_capability_set()
+            .ctx(|| "clearing ambient capabilities".to_string())?;
+        // The kernel only lets a capability into the ambient set if it is both permitted and
+        // inheritable. runc's default spec lists ambient caps without inheritable ones (since
+        // the CVE-2022-29162 fix) and runc skips them silently; do the same.
+        let raisable = c.ambient & c.permitted & c.inheritable;
+        if raisable != c.ambient {
+            log::debug!("process.capabilities.ambient: skipping capabilities not in both permitted and inheritable");
+        }
+        for n in 0..64 {
+            if raisable & (1u64 << n) != 0 {
+                rustix::thread::configure_capability_in_ambient_set(
+                    CapabilitySet::from_bits_retain(1u64 << n),
+                    true,
+                )
+                .ctx(|| format!("process.capabilities.ambient: raising capability {n}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// chdir to the process cwd, resolved inside the root without magic links, then check with
+/// getcwd that we are really inside the root (CVE-2024-21626: `cwd=/proc/self/fd/N` pointing
+/// at a leaked host directory).
+fn chdir_verified(cwd: &str) -> Result<()> {
+    let root = rfs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "opening /".to_string())?;
+    let fd = rfs::openat2(
+        &root,
+        crate::paths::rel(cwd),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        rfs::ResolveFlags::IN_ROOT | rfs::ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| Error::Invalid(format!("process.cwd {cwd:?}: {}", std::io::Error::from(e))))?;
+    rustix::process::fchdir(&fd).map_err(|e| {
+        Error::Invalid(format!(
+            "process.cwd {cwd:?}: chdir: {}",
+            std::io::Error::from(e)
+        ))
+    })?;
+    let got = rustix::process::getcwd(Vec::new()).map_err(|e| {
+        Error::Invalid(format!(
+            "process.cwd {cwd:?}: getcwd: {}",
+            std::io::Error::from(e)
+        ))
+    })?;
+    if !got.to_bytes().starts_with(b"/") {
+        return Err(Error::Invalid(format!(
+            "process.cwd {cwd:?}: resolves outside the container root"
+        )));
+    }
+    Ok(())
+}
+
+/// Finds the executable like execvp would, but before `ready`, so a missing binary fails
+/// `create` instead of `start` (runc does the same).
+fn lookup(p: &ProcessPlan) -> Result<std::ffi::CString> {
+    let check = |cand: &str| -> bool {
+        rfs::access(cand, rfs::Access::EXEC_OK).is_ok()
+            && rfs::stat(cand)
+                .map(|s| s.st_mode & libc::S_IFMT == libc::S_IFREG)
+                .unwrap_or(false)
+    };
+    let found = if p.arg0.contains('/') {
+        if check(&p.arg0) {
+            Some(p.arg0.clone())
+        } else {
+            return Err(Error::Invalid(format!(
+                "exec: {:?}: no such executable file (or not executable)",
+                p.arg0
+            )));
+        }
+    } else {
+        p.path_env
+            .split(':')
+            .map(|d| if d.is_empty() { "." } else { d })
+            .map(|d| format!("{}/{}", d.trim_end_matches('/'), p.arg0))
+            .find(|c| check(c))
+    };
+    let found = found.ok_or_else(|| {
+        Error::Invalid(format!(
+            "exec: {:?}: executable file not found in $PATH",
+            p.arg0
+        ))
+    })?;
+    std::ffi::CString::new(found).map_err(|_| Error::Invalid("process.args[0]: NUL byte".into()))
+}
+
+/// HOME of `uid` from the container's /etc/passwd (runc sets HOME when the spec does not).
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+    })
+}

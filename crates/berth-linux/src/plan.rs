@@ -1,0 +1,606 @@
+//! The setup plan: everything the container's init will do, computed by the parent from the
+//! validated spec *before* the container process exists.
+//!
+//! Doing the parsing, validation and string building up front means the child only executes
+//! syscalls in order, errors that depend on input surface before any namespace exists, and
+//! the same plan can be reused for `exec` (which shares the process part).
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use berth_sys::process::CStringArray;
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use rustix::process::Resource;
+
+use crate::error::{Error, Result};
+use crate::mountopts::{self, MountOptions};
+
+/// How a mount is performed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A bind mount of a host path; `dir` says whether the source is a directory.
+    Bind {
+        /// Source is a directory.
+        dir: bool,
+    },
+    /// A new filesystem instance (`proc`, `tmpfs`, `sysfs`, ...).
+    Fs,
+    /// `type: cgroup`/`cgroup2`: the container's cgroups, per [`CgroupMountPlan`].
+    Cgroup,
+}
+
+/// One entry of `mounts`, ready to execute.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    /// Index in `mounts` (for messages).
+    pub index: usize,
+    /// Container path.
+    pub destination: String,
+    /// Host source path (absolute) for binds, the `source` string otherwise.
+    pub source: String,
+    /// Filesystem type.
+    pub fstype: String,
+    /// Parsed options.
+    pub opts: MountOptions,
+    /// How to mount.
+    pub kind: MountKind,
+}
+
+/// One hierarchy to expose under a `cgroup` mount.
+#[derive(Debug, Clone)]
+pub struct CgroupMountPlan {
+    /// Directory name under the mount point (`memory`, `cpu,cpuacct`, `unified`, `systemd`).
+    pub name: String,
+    /// The container's cgroup directory on the host in this hierarchy (bind source).
+    pub host_dir: PathBuf,
+    /// Filesystem type for a fresh mount inside a cgroup namespace (`cgroup`/`cgroup2`).
+    pub fstype: String,
+    /// Mount data for a fresh mount (`memory`, `name=systemd`, ...).
+    pub data: String,
+}
+
+/// A device node to create in the container's /dev.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePlan {
+    /// Container path (absolute, under /dev).
+    pub path: String,
+    /// `S_IFCHR`, `S_IFBLK` or `S_IFIFO`.
+    pub kind: u32,
+    /// Major number.
+    pub major: u64,
+    /// Minor number.
+    pub minor: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// Capability sets as bit masks (bit N = capability number N).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapPlan {
+    /// Bounding set.
+    pub bounding: u64,
+    /// Effective set.
+    pub effective: u64,
+    /// Permitted set.
+    pub permitted: u64,
+    /// Inheritable set.
+    pub inheritable: u64,
+    /// Ambient set.
+    pub ambient: u64,
+}
+
+/// One rlimit.
+#[derive(Debug, Clone)]
+pub struct RlimitPlan {
+    /// Spec name (`RLIMIT_NOFILE`) for messages.
+    pub name: String,
+    /// Resource.
+    pub resource: Resource,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// The user process: what to exec and with which credentials.
+#[derive(Debug, Clone)]
+pub struct ProcessPlan {
+    /// argv.
+    pub args: CStringArray,
+    /// args[0] as given.
+    pub arg0: String,
+    /// envp.
+    pub env: CStringArray,
+    /// `PATH` from the process environment (for the executable lookup).
+    pub path_env: String,
+    /// Whether `HOME` is set in `env`.
+    pub has_home: bool,
+    /// Working directory (container path).
+    pub cwd: String,
+    /// uid / gid inside the container.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Supplementary gids.
+    pub additional_gids: Vec<u32>,
+    /// umask.
+    pub umask: Option<u32>,
+    /// rlimits.
+    pub rlimits: Vec<RlimitPlan>,
+    /// `noNewPrivileges`.
+    pub no_new_privs: bool,
+    /// Capabilities; `None` keeps the creator's (runc does the same when the spec has none).
+    pub caps: Option<CapPlan>,
+    /// `oomScoreAdj`.
+    pub oom_score_adj: Option<i32>,
+    /// `terminal`.
+    pub terminal: bool,
+    /// `consoleSize` (rows, cols).
+    pub console_size: Option<(u16, u16)>,
+    /// Descriptors 3..3+N pass through to the process.
+    pub preserve_fds: u32,
+}
+
+/// The full setup plan of a container init.
+#[derive(Debug)]
+pub struct Plan {
+    /// Container id.
+    pub id: String,
+    /// Absolute bundle path.
+    pub bundle: PathBuf,
+    /// Absolute host path of the rootfs.
+    pub rootfs: PathBuf,
+    /// `root.readonly`.
+    pub readonly_root: bool,
+    /// `linux.rootfsPropagation`.
+    pub rootfs_propagation: Option<libc::c_ulong>,
+    /// chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Namespaces created by clone (CLONE_NEW* bits).
+    pub clone_flags: u64,
+    /// Namespaces joined by path in the child: (path, CLONE_NEW* bit).
+    pub join: Vec<(PathBuf, u64)>,
+    /// pid namespace to join (done by the parent before clone: it applies to children).
+    pub join_pid: Option<PathBuf>,
+    /// time namespace to join (parent, before clone).
+    pub join_time: Option<PathBuf>,
+    /// A new time namespace with offsets (parent unshares and writes them before clone).
+    pub time_offsets: Option<String>,
+    /// A new cgroup namespace, unshared by the child after it was moved into its cgroups.
+    pub unshare_cgroupns: bool,
+    /// A new user namespace (the child waits for its id maps).
+    pub new_userns: bool,
+    /// uid_map / gid_map contents written by the parent.
+    pub uid_map: String,
+    /// See `uid_map`.
+    pub gid_map: String,
+    /// Mounts in spec order.
+    pub mounts: Vec<MountPlan>,
+    /// Hierarchies for `cgroup` mounts.
+    pub cgroup_mounts: Vec<CgroupMountPlan>,
+    /// Devices to create in /dev.
+    pub devices: Vec<DevicePlan>,
+    /// Whether to populate /dev (false when /dev is bind-mounted).
+    pub populate_dev: bool,
+    /// `linux.maskedPaths`.
+    pub masked: Vec<String>,
+    /// `linux.readonlyPaths`.
+    pub readonly: Vec<String>,
+    /// `hostname`.
+    pub hostname: Option<String>,
+    /// `domainname`.
+    pub domainname: Option<String>,
+    /// `linux.sysctl` as (/proc/sys relative path, value).
+    pub sysctl: Vec<(String, String)>,
+    /// `linux.personality` domain value.
+    pub personality: Option<libc::c_ulong>,
+    /// The user process.
+    pub process: ProcessPlan,
+    /// Create mode: path of the exec fifo the init waits on.
+    pub exec_fifo: Option<CString>,
+    /// A connected `--console-socket` to send the PTY master to.
+    pub console_socket: Option<OwnedFd>,
+    /// Spec has createContainer hooks or prestart/createRuntime hooks (extra sync round).
+    pub runtime_hooks: bool,
+}
+
+/// Default devices every container gets (runc's list), mode 0666, owned by root.
+pub fn default_devices() -> Vec<DevicePlan> {
+    [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ]
+    .iter()
+    .map(|&(p, major, minor)| DevicePlan {
+        path: p.into(),
+        kind: libc::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
+}
+
+/// Maps a spec rlimit type to (spec name, resource).
+pub fn rlimit_resource(t: PosixRlimitType) -> Option<(&'static str, Resource)> {
+    use PosixRlimitType as T;
+    Some(match t {
+        T::RlimitCpu => ("RLIMIT_CPU", Resource::Cpu),
+        T::RlimitFsize => ("RLIMIT_FSIZE", Resource::Fsize),
+        T::RlimitData => ("RLIMIT_DATA", Resource::Data),
+        T::RlimitStack => ("RLIMIT_STACK", Resource::Stack),
+        T::RlimitCore => ("RLIMIT_CORE", Resource::Core),
+        T::RlimitRss => ("RLIMIT_RSS", Resource::Rss),
+        T::RlimitNproc => ("RLIMIT_NPROC", Resource::Nproc),
+        T::RlimitNofile => ("RLIMIT_NOFILE", Resource::Nofile),
+        T::RlimitMemlock => ("RLIMIT_MEMLOCK", Resource::Memlock),
+        T::RlimitAs => ("RLIMIT_AS", Resource::As),
+        T::RlimitLocks => ("RLIMIT_LOCKS", Resource::Locks),
+        T::RlimitSigpending => ("RLIMIT_SIGPENDING", Resource::Sigpending),
+        T::RlimitMsgqueue => ("RLIMIT_MSGQUEUE", Resource::Msgqueue),
+        T::RlimitNice => ("RLIMIT_NICE", Resource::Nice),
+        T::RlimitRtprio => ("RLIMIT_RTPRIO", Resource::Rtprio),
+        T::RlimitRttime => ("RLIMIT_RTTIME", Resource::Rttime),
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
+}
+
+fn cap_mask<'a, I>(field: &str, caps: Option<I>) -> Result<u64>
+where
+    I: IntoIterator<Item = &'a oci_spec::runtime::Capability>,
+{
+    let mut mask = 0u64;
+    for c in caps.into_iter().flatten() {
+        let name = c.to_string();
+        let name = if name.starts_with("CAP_") {
+            name
+        } else {
+            format!("CAP_{}", name.to_ascii_uppercase())
+        };
+        match crate::caps::number(&name) {
+            Some(n) => mask |= 1u64 << n,
+            None => log::warn!("{field}: unknown capability {name:?}: ignored"),
+        }
+    }
+    Ok(mask)
+}
+
+/// Builds the process part of a plan from `process` (used by create and exec).
+pub fn process_plan(
+    process: &Process,
+    preserve_fds: u32,
+    extra_env: &[String],
+) -> Result<ProcessPlan> {
+    let args: Vec<String> = process.args().clone().unwrap_or_default();
+    let arg0 = args
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::Invalid("process.args: must not be empty".into()))?;
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    env.extend(extra_env.iter().cloned());
+    let path_env = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
+        .unwrap_or_else(|| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()
+        });
+    let has_home = env.iter().any(|e| e.starts_with("HOME="));
+    let args = CStringArray::new(&args)
+        .map_err(|_| Error::Invalid("process.args: contains a NUL byte".into()))?;
+    let envc = CStringArray::new(&env)
+        .map_err(|_| Error::Invalid("process.env: contains a NUL byte".into()))?;
+    let user = process.user();
+    let mut rlimits = Vec::new();
+    for (i, r) in process.rlimits().iter().flatten().enumerate() {
+        let (name, resource) = rlimit_resource(r.typ()).ok_or_else(|| {
+            Error::Invalid(format!("process.rlimits[{i}].type: unsupported rlimit"))
+        })?;
+        rlimits.push(RlimitPlan {
+            name: name.into(),
+            resource,
+            soft: r.soft(),
+            hard: r.hard(),
+        });
+    }
+    let caps = match process.capabilities() {
+        None => None,
+        Some(c) => Some(CapPlan {
+            bounding: cap_mask("process.capabilities.bounding", c.bounding().as_ref())?,
+            effective: cap_mask("process.capabilities.effective", c.effective().as_ref())?,
+            permitted: cap_mask("process.capabilities.permitted", c.permitted().as_ref())?,
+            inheritable: cap_mask("process.capabilities.inheritable", c.inheritable().as_ref())?,
+            ambient: cap_mask("process.capabilities.ambient", c.ambient().as_ref())?,
+        }),
+    };
+    let console_size = process.console_size().map(|b| {
+        (
+            u16::try_from(b.height()).unwrap_or(u16::MAX),
+            u16::try_from(b.width()).unwrap_or(u16::MAX),
+        )
+    });
+    Ok(ProcessPlan {
+        args,
+        arg0,
+        env: envc,
+        path_env,
+        has_home,
+        cwd: process.cwd().to_string_lossy().into_owned(),
+        uid: user.uid(),
+        gid: user.gid(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask(),
+        rlimits,
+        no_new_privs: process.no_new_privileges().unwrap_or(false),
+        caps,
+        oom_score_adj: process.oom_score_adj(),
+        terminal: process.terminal().unwrap_or(false),
+        console_size,
+        preserve_fds,
+    })
+}
+
+/// Options of [`build`] that come from the command line rather than the spec.
+#[derive(Debug, Default)]
+pub struct BuildOptions {
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--preserve-fds` plus LISTEN_FDS.
+    pub preserve_fds: u32,
+    /// Extra environment (LISTEN_FDS=...).
+    pub extra_env: Vec<String>,
+}
+
+/// Builds the plan for container `id` from a validated `spec` in `bundle`.
+pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result<Plan> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("root: must be set".into()))?;
+    let rootfs = bundle.join(root.path());
+    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
+        Error::Invalid(format!(
+            "root.path: rootfs {} does not exist: {e}",
+            rootfs.display()
+        ))
+    })?;
+    if !rootfs.is_dir() {
+        return Err(Error::Invalid(format!(
+            "root.path: rootfs {} is not a directory",
+            rootfs.display()
+        )));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("process: must be set".into()))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("linux: must be set on Linux".into()))?;
+
+    let mut clone_flags = 0u64;
+    let mut join = Vec::new();
+    let (mut join_pid, mut join_time) = (None, None);
+    let mut new_userns = false;
+    let mut unshare_cgroupns = false;
+    let mut has_mntns = false;
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        let bit = ns.typ() as u64;
+        if ns.typ() == LinuxNamespaceType::Mount {
+            has_mntns = true;
+        }
+        match ns.path() {
+            Some(p) if !p.as_os_str().is_empty() => match ns.typ() {
+                LinuxNamespaceType::Pid => join_pid = Some(p.clone()),
+                LinuxNamespaceType::Time => join_time = Some(p.clone()),
+                LinuxNamespaceType::User => {
+                    return Err(Error::Invalid(format!(
+                        "linux.namespaces[{i}].path: joining an existing user namespace is not supported yet"
+                    )))
+                }
+                _ => join.push((p.clone(), bit)),
+            },
+            _ => match ns.typ() {
+                LinuxNamespaceType::Cgroup => unshare_cgroupns = true,
+                LinuxNamespaceType::User => {
+                    new_userns = true;
+                    clone_flags |= bit;
+                }
+                _ => clone_flags |= bit,
+            },
+        }
+    }
+    if !has_mntns {
+        return Err(Error::Invalid(
+            "linux.namespaces: a mount namespace is required to set up the rootfs".into(),
+        ));
+    }
+    let time_offsets = if clone_flags & berth_sys::process::CLONE_NEWTIME != 0 {
+        linux
+            .time_offsets()
+            .as_ref()
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                m.iter()
+                    .map(|(clock, off)| {
+                        format!(
+                            "{clock} {} {}\n",
+                            off.secs().unwrap_or(0),
+                            off.nanosecs().unwrap_or(0)
+                        )
+                    })
+                    .collect::<String>()
+            })
+    } else {
+        None
+    };
+    if time_offsets.is_some() {
+        clone_flags &= !berth_sys::process::CLONE_NEWTIME;
+    }
+    let map = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        m.into_iter()
+            .flatten()
+            .map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size()))
+            .collect()
+    };
+    let uid_map = map(linux.uid_mappings().as_ref());
+    let gid_map = map(linux.gid_mappings().as_ref());
+
+    let mut mounts = Vec::new();
+    let mut populate_dev = true;
+    for (index, m) in spec.mounts().iter().flatten().enumerate() {
+        let destination = m.destination().to_string_lossy().into_owned();
+        let destination = if destination.starts_with('/') {
+            destination
+        } else {
+            format!("/{destination}")
+        };
+        let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
+        let fstype = m.typ().clone().unwrap_or_default();
+        let raw_source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let is_bind = opts.is_bind() || fstype == "bind";
+        let kind = if is_bind {
+            MountKind::Bind { dir: false }
+        } else if fstype == "cgroup" || fstype == "cgroup2" {
+            MountKind::Cgroup
+        } else {
+            MountKind::Fs
+        };
+        let (source, kind) = if let MountKind::Bind { .. } = kind {
+            let p = Path::new(&raw_source);
+            let abs = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                bundle.join(p)
+            };
+            let md = std::fs::metadata(&abs).map_err(|e| {
+                Error::Invalid(format!(
+                    "mounts[{index}].source: bind source {} is not accessible: {e}",
+                    abs.display()
+                ))
+            })?;
+            if destination == "/dev" {
+                populate_dev = false;
+            }
+            (
+                abs.to_string_lossy().into_owned(),
+                MountKind::Bind { dir: md.is_dir() },
+            )
+        } else {
+            (raw_source, kind)
+        };
+        let mut opts = opts;
+        if is_bind {
+            opts.flags |= libc::MS_BIND;
+        }
+        mounts.push(MountPlan {
+            index,
+            destination,
+            source,
+            fstype,
+            opts,
+            kind,
+        });
+    }
+
+    let mut devices = default_devices();
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::A => {
+                return Err(Error::Invalid(format!(
+                    "linux.devices[{i}].type: \"a\" is not a device type"
+                )))
+            }
+        };
+        let path = d.path().to_string_lossy().into_owned();
+        devices.retain(|x| x.path != path);
+        devices.push(DevicePlan {
+            path,
+            kind,
+            major: u64::try_from(d.major()).unwrap_or(0),
+            minor: u64::try_from(d.minor()).unwrap_or(0),
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+
+    let sysctl = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.replace('.', "/"), v.clone()))
+        .collect();
+    let personality = linux.personality().as_ref().map(|p| match p.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008 as libc::c_ulong,
+        _ => 0,
+    });
+
+    let mut extra_env = opts.extra_env;
+    if let Some(p) = process.env() {
+        extra_env.retain(|e| !p.contains(e));
+    }
+    let process_plan = process_plan(process, opts.preserve_fds, &extra_env)?;
+    let hooks = spec.hooks().as_ref();
+    #[allow(deprecated)]
+    let runtime_hooks = hooks.is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+    });
+
+    Ok(Plan {
+        id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        rootfs,
+        readonly_root: root.readonly().unwrap_or(false),
+        rootfs_propagation: linux
+            .rootfs_propagation()
+            .as_deref()
+            .and_then(mountopts::rootfs_propagation),
+        no_pivot: opts.no_pivot,
+        clone_flags,
+        join,
+        join_pid,
+        join_time,
+        time_offsets,
+        unshare_cgroupns,
+        new_userns,
+        uid_map,
+        gid_map,
+        mounts,
+        cgroup_mounts: Vec::new(),
+        devices,
+        populate_dev,
+        masked: linux.masked_paths().clone().unwrap_or_default(),
+        readonly: linux.readonly_paths().clone().unwrap_or_default(),
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+        sysctl,
+        personality,
+        process: process_plan,
+        exec_fifo: None,
+        console_socket: None,
+        runtime_hooks,
+    })
+}

@@ -1,0 +1,179 @@
+//! The parent/child channel used while a container process is being set up.
+//!
+//! A `SOCK_SEQPACKET` socketpair: message boundaries are kept, descriptors travel as
+//! `SCM_RIGHTS`, and when the child execs (the socket is close-on-exec) or dies, the parent
+//! reads EOF. Messages are one tag byte plus an optional UTF-8 payload. The protocol is kept
+//! to the minimum number of round trips, because each one costs a cross-CPU wake-up
+//! (docs/architecture.md, "Process model").
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::net::{
+    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
+    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// A message on the setup channel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// Parent → child: cgroups joined, id maps written; setup may go on.
+    Go,
+    /// Child → parent: setup finished, waiting for start.
+    Ready,
+    /// Child → parent: setup failed.
+    Error(String),
+    /// Parent → child: exec the user process now (foreground `run`, `run -d`).
+    Start,
+    /// Child → parent: run the prestart and createRuntime hooks now.
+    Hooks,
+    /// Parent → child: hooks finished.
+    HooksDone,
+    /// Parent → child: a hook failed, abort.
+    Abort(String),
+    /// Child → parent: the seccomp notify fd is attached.
+    SeccompFd,
+}
+
+impl Msg {
+    fn tag(&self) -> u8 {
+        match self {
+            Msg::Go => b'G',
+            Msg::Ready => b'R',
+            Msg::Error(_) => b'E',
+            Msg::Start => b'S',
+            Msg::Hooks => b'H',
+            Msg::HooksDone => b'h',
+            Msg::Abort(_) => b'A',
+            Msg::SeccompFd => b'N',
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        match self {
+            Msg::Error(s) | Msg::Abort(s) => s.as_bytes(),
+            _ => &[],
+        }
+    }
+
+    fn decode(buf: &[u8]) -> io::Result<Msg> {
+        let text = || String::from_utf8_lossy(buf.get(1..).unwrap_or_default()).into_owned();
+        Ok(match buf.first() {
+            Some(b'G') => Msg::Go,
+            Some(b'R') => Msg::Ready,
+            Some(b'E') => Msg::Error(text()),
+            Some(b'S') => Msg::Start,
+            Some(b'H') => Msg::Hooks,
+            Some(b'h') => Msg::HooksDone,
+            Some(b'A') => Msg::Abort(text()),
+            Some(b'N') => Msg::SeccompFd,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed setup message",
+                ))
+            }
+        })
+    }
+}
+
+/// One end of the setup channel.
+#[derive(Debug)]
+pub struct Channel(OwnedFd);
+
+/// Largest message (an error text); longer texts are truncated.
+const MAX: usize = 16 * 1024;
+
+impl Channel {
+    /// A connected pair (both ends close-on-exec).
+    pub fn pair() -> io::Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        Ok((Channel(a), Channel(b)))
+    }
+
+    /// Sends `msg`, with `fd` attached if given.
+    pub fn send(&self, msg: &Msg, fd: Option<std::os::fd::BorrowedFd<'_>>) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(1 + msg.payload().len());
+        buf.push(msg.tag());
+        let payload = msg.payload();
+        buf.extend_from_slice(&payload[..payload.len().min(MAX - 1)]);
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = SendAncillaryBuffer::new(&mut space);
+        let fds;
+        if let Some(fd) = fd {
+            fds = [fd];
+            anc.push(SendAncillaryMessage::ScmRights(&fds));
+        }
+        let iov = [io::IoSlice::new(&buf)];
+        loop {
+            match sendmsg(&self.0, &iov, &mut anc, SendFlags::NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Receives one message (and a descriptor if one was attached). `Ok(None)` means the peer
+    /// closed the channel (exec'd or died).
+    pub fn recv(&self) -> io::Result<Option<(Msg, Option<OwnedFd>)>> {
+        let mut buf = vec![0u8; MAX];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let n = loop {
+            let mut iov = [io::IoSliceMut::new(&mut buf)];
+            match recvmsg(&self.0, &mut iov, &mut anc, RecvFlags::CMSG_CLOEXEC) {
+                Ok(r) => break r.bytes,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut fd = None;
+        for m in anc.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                for f in rights {
+                    // Keep the first, drop (close) any extra a confused peer sent.
+                    if fd.is_none() {
+                        fd = Some(f);
+                    }
+                }
+            }
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some((Msg::decode(&buf[..n])?, fd)))
+    }
+
+    /// The socket, for polling.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_fd() {
+        let (a, b) = Channel::pair().unwrap();
+        a.send(&Msg::Error("boom: x".into()), None).unwrap();
+        let (m, fd) = b.recv().unwrap().unwrap();
+        assert_eq!(m, Msg::Error("boom: x".into()));
+        assert!(fd.is_none());
+        let f = std::fs::File::open("/dev/null").unwrap();
+        b.send(&Msg::SeccompFd, Some(f.as_fd())).unwrap();
+        let (m, fd) = a.recv().unwrap().unwrap();
+        assert_eq!(m, Msg::SeccompFd);
+        assert!(fd.is_some());
+        drop(b);
+        assert!(a.recv().unwrap().is_none());
+    }
+}

@@ -1,0 +1,102 @@
+//! Signal masks, dispositions and signalfd.
+//!
+//! The runtime forwards signals with a blocked mask plus a `signalfd` (no handlers, so nothing
+//! runs asynchronously). Children must undo both before `execve`: a blocked mask and ignored
+//! dispositions survive exec, and Rust's runtime ignores SIGPIPE at start-up, which would
+//! otherwise leak into every container process.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use crate::{cvt_int, owned};
+
+/// A set of signals.
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    /// The empty set.
+    pub fn empty() -> Self {
+        // SAFETY: sigset_t is plain data; sigemptyset initialises it fully.
+        let mut s = unsafe { std::mem::zeroed::<libc::sigset_t>() };
+        // SAFETY: `s` is a valid, writable sigset_t.
+        unsafe { libc::sigemptyset(&mut s) };
+        SigSet(s)
+    }
+
+    /// Every signal.
+    pub fn full() -> Self {
+        let mut s = Self::empty();
+        // SAFETY: `s.0` is a valid, initialised sigset_t.
+        unsafe { libc::sigfillset(&mut s.0) };
+        s
+    }
+
+    /// Adds `sig`.
+    pub fn add(&mut self, sig: i32) -> io::Result<()> {
+        // SAFETY: `self.0` is a valid, initialised sigset_t.
+        cvt_int(unsafe { libc::sigaddset(&mut self.0, sig) }).map(drop)
+    }
+
+    /// Removes `sig`.
+    pub fn remove(&mut self, sig: i32) -> io::Result<()> {
+        // SAFETY: `self.0` is a valid, initialised sigset_t.
+        cvt_int(unsafe { libc::sigdelset(&mut self.0, sig) }).map(drop)
+    }
+}
+
+impl std::fmt::Debug for SigSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigSet")
+    }
+}
+
+/// Sets the calling thread's signal mask to `set`, returning the previous mask.
+pub fn set_mask(set: &SigSet) -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    // SAFETY: both pointers refer to valid sigset_t values owned by this frame.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set.0, &mut old.0) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(old)
+}
+
+/// Resets every catchable signal to `SIG_DFL` and unblocks everything. Called in a child
+/// right before `execve`.
+pub fn reset_all() -> io::Result<()> {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || (32..34).contains(&sig) {
+            continue;
+        }
+        // SAFETY: SIG_DFL is a valid disposition for every catchable signal; glibc-reserved
+        // signals 32 and 33 are skipped. No handler function is installed.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    set_mask(&SigSet::empty()).map(drop)
+}
+
+/// Restores `SIG_DFL` for one signal.
+pub fn set_default(sig: i32) -> io::Result<()> {
+    // SAFETY: SIG_DFL installs no handler function.
+    if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Creates a non-blocking, close-on-exec `signalfd` for `set` (the signals must be blocked).
+pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
+    // SAFETY: -1 asks for a new descriptor; `set` is a valid sigset_t.
+    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    owned(libc::c_long::from(cvt_int(fd)?))
+}
+
+/// Size of `struct signalfd_siginfo`.
+pub const SIGINFO_SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+
+/// The signal number in a `struct signalfd_siginfo` read from a signalfd.
+pub fn siginfo_signo(buf: &[u8; SIGINFO_SIZE]) -> u32 {
+    // ssi_signo is the first field, a native-endian u32.
+    u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]])
+}
