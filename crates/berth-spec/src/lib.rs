@@ -38,7 +38,7 @@ pub use error::SpecError;
 pub use validate::validate_with_warnings;
 
 /// A parsed document and the warnings its leniencies produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
     /// The spec, after runc-style fixes (unknown capabilities removed, mount destinations
     /// made absolute).

@@ -47,7 +47,7 @@ pub fn validate_with_warnings(spec: &Spec, warnings: &mut Vec<String>) -> R {
         Some(p) => process(p, "process", false, warnings)?,
         None => return Err(bad("process", "must be set to create a container")),
     }
-    let empty = Linux::default_empty();
+    let empty = empty_linux();
     let linux = spec.linux().as_ref().unwrap_or(&empty);
     let ns = namespaces(linux)?;
     uts_names(spec, &ns, warnings)?;
@@ -67,21 +67,15 @@ pub fn validate_with_warnings(spec: &Spec, warnings: &mut Vec<String>) -> R {
     Ok(())
 }
 
-/// `Linux::default()` in oci-spec is a populated youki-style default; validation of a spec
+/// `Linux::default()` in oci-spec is a populated youki-style default; validating a spec
 /// *without* a linux section must see an empty one.
-trait DefaultEmpty {
-    fn default_empty() -> Self;
-}
-
-impl DefaultEmpty for Linux {
-    fn default_empty() -> Self {
-        let mut l = Linux::default();
-        l.set_resources(None);
-        l.set_namespaces(None);
-        l.set_masked_paths(None);
-        l.set_readonly_paths(None);
-        l
-    }
+fn empty_linux() -> Linux {
+    let mut l = Linux::default();
+    l.set_resources(None);
+    l.set_namespaces(None);
+    l.set_masked_paths(None);
+    l.set_readonly_paths(None);
+    l
 }
 
 fn version(v: &str) -> R {
