@@ -27,6 +27,8 @@ Commands:
   run        create and start a container
   state      print the state of a container
   kill       send a signal to a container's init (or all its processes)
+  exec       run a new process inside a running container
+  ps         list the processes of a container
   delete     delete a container
   list       list containers
 
@@ -156,6 +158,8 @@ fn dispatch(g: &Global, cmd: &str, mut p: lexopt::Parser) -> Result<i32> {
             Ok(0)
         }
         "kill" => cmd_kill(g, &mut p),
+        "exec" => cmd_exec(g, &mut p),
+        "ps" => cmd_ps(g, &mut p),
         "delete" => cmd_delete(g, &mut p),
         "list" | "ps-all" => cmd_list(g, &mut p),
         "help" => {
@@ -336,5 +340,125 @@ fn cmd_list(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
         }
     }
     container::print(&out)?;
+    Ok(0)
+}
+
+fn cmd_exec(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    use berth_linux::exec::{parse_user, ExecOptions};
+    let mut o = ExecOptions {
+        root: g.root.clone(),
+        ..Default::default()
+    };
+    let mut id = None;
+    while id.is_none() {
+        let Some(arg) = p.next()? else { break };
+        match arg {
+            Short('p') | Long("process") => o.process_file = Some(PathBuf::from(p.value()?)),
+            Short('t') | Long("tty") => o.args.tty = true,
+            Long("console-socket") => o.console_socket = Some(PathBuf::from(p.value()?)),
+            Long("cwd") => o.args.cwd = Some(os(p.value()?)?),
+            Short('e') | Long("env") => o.args.env.push(os(p.value()?)?),
+            Short('u') | Long("user") => o.args.user = Some(parse_user(&os(p.value()?)?)?),
+            Short('g') | Long("additional-gids") => {
+                let v = os(p.value()?)?;
+                for g in v.split(',') {
+                    o.args.additional_gids.push(
+                        g.parse()
+                            .map_err(|_| anyhow!("--additional-gids {g:?}: not a number"))?,
+                    );
+                }
+            }
+            Short('c') | Long("cap") => o.args.caps.push(os(p.value()?)?),
+            Long("no-new-privs") => o.args.no_new_privs = true,
+            Short('d') | Long("detach") => o.detach = true,
+            Long("pid-file") => o.pid_file = Some(PathBuf::from(p.value()?)),
+            Long("preserve-fds") => {
+                o.preserve_fds = p
+                    .value()?
+                    .parse()
+                    .map_err(|e| anyhow!("--preserve-fds: {e}"))?
+            }
+            // Accepted for compatibility; berth has no AppArmor/SELinux support.
+            Long("apparmor") | Long("process-label") => {
+                let _ = p.value()?;
+            }
+            Long("ignore-paused") => {}
+            Value(v) => id = Some(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    o.id = id.ok_or_else(|| anyhow!("exec: missing container id"))?;
+    for a in p.raw_args()? {
+        o.args.args.push(os(a)?);
+    }
+    if o.process_file.is_some() && !o.args.args.is_empty() {
+        bail!("exec: give either --process or a command, not both");
+    }
+    Ok(berth_linux::exec::exec(&o)?)
+}
+
+fn cmd_ps(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    let mut json = false;
+    let mut id = None;
+    let mut ps_args = Vec::new();
+    while id.is_none() {
+        let Some(arg) = p.next()? else { break };
+        match arg {
+            Short('f') | Long("format") => {
+                json = match p.value()?.string()?.as_str() {
+                    "json" => true,
+                    "table" => false,
+                    other => bail!("ps: unknown format {other:?} (expected table or json)"),
+                }
+            }
+            Value(v) => id = Some(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow!("ps: missing container id"))?;
+    for a in p.raw_args()? {
+        ps_args.push(os(a)?);
+    }
+    let pids = berth_linux::exec::pids(&g.root, &id)?;
+    if json {
+        container::print(format!("{}\n", serde_json::to_string(&pids)?).as_bytes())?;
+        return Ok(0);
+    }
+    // Like runc: run the host's ps and keep the header plus the container's rows.
+    if ps_args.is_empty() {
+        ps_args.push("-ef".to_string());
+    }
+    let out = std::process::Command::new("ps")
+        .args(&ps_args)
+        .output()
+        .context("running ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            ps_args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| anyhow!("ps output has no PID column"))?;
+    let mut buf = format!("{header}\n");
+    for l in lines {
+        if let Some(pid) = l
+            .split_whitespace()
+            .nth(col)
+            .and_then(|v| v.parse::<i32>().ok())
+        {
+            if pids.contains(&pid) {
+                buf.push_str(l);
+                buf.push('\n');
+            }
+        }
+    }
+    container::print(buf.as_bytes())?;
     Ok(0)
 }

@@ -184,6 +184,13 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
         .map_err(|e| Error::Cgroup(e.to_string()))?;
     guard.cgroup = Some(cg.clone());
     plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
+    if let Some(sc) = linux.seccomp() {
+        let cache = opts.root.join(".cache").join("seccomp");
+        plan.seccomp = Some(
+            berth_seccomp::compile_cached(sc, &cache)
+                .map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?,
+        );
+    }
 
     let fifo = if mode == LaunchMode::Create {
         let p = dir.join(EXEC_FIFO);
@@ -313,6 +320,14 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
                     }
                 }
             }
+            Some((Msg::SeccompFd, Some(fd))) => {
+                let sc = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+                let sc =
+                    sc.ok_or_else(|| Error::Init("seccomp fd without a seccomp profile".into()))?;
+                let state = oci_state(&st, ContainerStatus::Creating);
+                berth_seccomp::send_to_listener(sc, &state, pid, fd.as_fd())
+                    .map_err(|e| Error::Invalid(format!("linux.seccomp.listenerPath: {e}")))?;
+            }
             Some((Msg::Error(m), _)) => return Err(Error::Init(m)),
             Some((other, _)) => {
                 return Err(Error::Init(format!(
@@ -410,7 +425,7 @@ fn listen_fds() -> (u32, Vec<String>) {
     )
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -438,6 +453,27 @@ pub fn hook_state(st: &ContainerState, status: ContainerStatus) -> Vec<u8> {
         annotations: &ann,
     };
     serde_json::to_vec(&hs).unwrap_or_default()
+}
+
+/// The runtime-spec `State` (for the seccomp listener).
+pub(crate) fn oci_state(st: &ContainerState, status: ContainerStatus) -> oci_spec::runtime::State {
+    let mut s = oci_spec::runtime::State::default();
+    s.set_version(st.spec.version().clone());
+    s.set_id(st.id.clone());
+    s.set_status(match status {
+        ContainerStatus::Creating => oci_spec::runtime::ContainerState::Creating,
+        ContainerStatus::Created => oci_spec::runtime::ContainerState::Created,
+        ContainerStatus::Running | ContainerStatus::Paused => {
+            oci_spec::runtime::ContainerState::Running
+        }
+        ContainerStatus::Stopped => oci_spec::runtime::ContainerState::Stopped,
+    });
+    s.set_pid(Some(st.pid));
+    s.set_bundle(st.bundle.clone());
+    if !st.annotations.is_empty() {
+        s.set_annotations(Some(st.annotations.clone().into_iter().collect()));
+    }
+    s
 }
 
 /// `start`: lets a created container's init exec the user process.
@@ -513,7 +549,7 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
 }
 
 /// A pidfd for the init, after checking it is still the process recorded at create.
-fn open_init(st: &ContainerState) -> Result<OwnedFd> {
+pub(crate) fn open_init(st: &ContainerState) -> Result<OwnedFd> {
     let pid =
         Pid::from_raw(st.pid).ok_or_else(|| Error::WrongState("container has no init".into()))?;
     let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())

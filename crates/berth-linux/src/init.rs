@@ -128,11 +128,15 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> Result<Infallible
     if !have_go {
         wait_go(chan)?;
     }
-    exec_process(&plan.process, || {
-        // From here on a parent crash must not kill the container: `create` returns as soon
-        // as it reads Ready.
-        rustix::process::set_parent_process_death_signal(None)
-            .ctx(|| "clearing pdeathsig".to_string())?;
+    // From here on a parent crash must not kill the container: `create` returns as soon as it
+    // reads Ready. If the parent dies before that, sending Ready fails and we exit.
+    rustix::process::set_parent_process_death_signal(None)
+        .ctx(|| "clearing pdeathsig".to_string())?;
+    exec_process(&plan.process, plan.seccomp.as_ref(), |listener| {
+        if let Some(fd) = listener {
+            chan.send(&Msg::SeccompFd, Some(fd.as_fd()))
+                .ctx(|| "passing the seccomp notify fd".to_string())?;
+        }
         chan.send(&Msg::Ready, None)
             .ctx(|| "reporting ready".to_string())?;
         match &fifo {
@@ -160,7 +164,15 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> Result<Infallible
 }
 
 /// Applies the process settings shared by init and exec, calls `ready`, then execs.
-pub fn exec_process(p: &ProcessPlan, ready: impl FnOnce() -> Result<()>) -> Result<Infallible> {
+///
+/// seccomp is installed as late as possible: right before `ready` when `noNewPrivileges` is
+/// set, otherwise before the capability drop (loading a filter without no_new_privs needs
+/// CAP_SYS_ADMIN). `ready` receives the notify fd when the filter has SCMP_ACT_NOTIFY rules.
+pub fn exec_process(
+    p: &ProcessPlan,
+    seccomp: Option<&berth_seccomp::CompiledFilter>,
+    ready: impl FnOnce(Option<OwnedFd>) -> Result<()>,
+) -> Result<Infallible> {
     for r in &p.rlimits {
         let lim = rustix::process::Rlimit {
             current: Some(r.soft).filter(|v| *v != u64::MAX),
@@ -180,6 +192,12 @@ pub fn exec_process(p: &ProcessPlan, ready: impl FnOnce() -> Result<()>) -> Resu
                 }
             ))
         })?;
+    }
+    let mut listener = None;
+    if let (Some(f), false) = (seccomp, p.no_new_privs) {
+        listener = f
+            .install()
+            .map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?;
     }
     set_credentials(p)?;
     let cwd = if p.cwd.is_empty() {
@@ -210,7 +228,12 @@ pub fn exec_process(p: &ProcessPlan, ready: impl FnOnce() -> Result<()>) -> Resu
     }
     berth_sys::signal::reset_all().ctx(|| "resetting signal dispositions".to_string())?;
     rustix::process::umask(Mode::from_raw_mode(p.umask.unwrap_or(0o022)));
-    ready()?;
+    if let (Some(f), true) = (seccomp, p.no_new_privs) {
+        listener = f
+            .install()
+            .map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?;
+    }
+    ready(listener)?;
     // Every descriptor not meant for the process becomes close-on-exec, including any a
     // caller leaked into the runtime (CVE-2024-21626); preserved ones are kept open.
     let first = 3 + p.preserve_fds;

@@ -18,6 +18,7 @@ pub mod caps;
 pub mod cgroupfs;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod hooks;
 pub mod init;
 pub mod mountopts;

@@ -207,6 +207,8 @@ pub struct Plan {
     pub console_socket: Option<OwnedFd>,
     /// Spec has createContainer hooks or prestart/createRuntime hooks (extra sync round).
     pub runtime_hooks: bool,
+    /// The compiled `linux.seccomp` filter (compiled in the parent, installed by the child).
+    pub seccomp: Option<berth_seccomp::CompiledFilter>,
 }
 
 /// Default devices every container gets (runc's list), mode 0666, owned by root.
@@ -602,5 +604,6 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         exec_fifo: None,
         console_socket: None,
         runtime_hooks,
+        seccomp: None,
     })
 }

@@ -1,0 +1,444 @@
+//! `exec`: a new process inside a running container.
+//!
+//! The parent (single-threaded `berth exec`) opens a pidfd of the container's init, verified
+//! against the start time recorded at create, joins the init's pid (and time) namespace for
+//! its children, and clones the new process straight into the container's cgroup v2
+//! directory. The child joins every other namespace of the init in one
+//! `setns(pidfd, flags)` call, applies the same security as the init (rlimits, capabilities,
+//! no_new_privs, the container's seccomp filter) and execs. Protocol: parent writes the v1
+//! cgroup.procs files and sends Go; the child execs (the parent sees EOF) or reports an
+//! error.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use berth_core::state::ContainerStatus;
+use berth_sys::process::{clone3, Forked, CLONE_CLEAR_SIGHAND, CLONE_PIDFD};
+use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, Process};
+use rustix::fs::{Mode, OFlags};
+
+use crate::error::{Context, Error, Result};
+use crate::plan::ProcessPlan;
+use crate::state::ContainerState;
+use crate::sync::{Channel, Msg};
+
+/// Command-line overrides of `exec` (when no `--process` file is given).
+#[derive(Debug, Clone, Default)]
+pub struct ExecArgs {
+    /// Command and arguments.
+    pub args: Vec<String>,
+    /// `-e K=V`, appended to the container's environment.
+    pub env: Vec<String>,
+    /// `--cwd`.
+    pub cwd: Option<String>,
+    /// `-u UID[:GID]`.
+    pub user: Option<(u32, Option<u32>)>,
+    /// `--additional-gids`.
+    pub additional_gids: Vec<u32>,
+    /// `--cap`, added to the bounding, effective, permitted and ambient sets.
+    pub caps: Vec<String>,
+    /// `--no-new-privs`.
+    pub no_new_privs: bool,
+    /// `-t`.
+    pub tty: bool,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// State root.
+    pub root: PathBuf,
+    /// Container id.
+    pub id: String,
+    /// `--process FILE`.
+    pub process_file: Option<PathBuf>,
+    /// Overrides when there is no process file.
+    pub args: ExecArgs,
+    /// `--console-socket`.
+    pub console_socket: Option<PathBuf>,
+    /// `-d`.
+    pub detach: bool,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+}
+
+/// Parses `-u`: `UID` or `UID:GID`, both decimal. Anything else is an error: `1` must be
+/// uid 1, never silently 0 (crun CVE-2026-30892).
+pub fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
+    let num = |what: &str, v: &str| -> Result<u32> {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::Invalid(format!(
+                "--user {s:?}: {what} must be a decimal number"
+            )));
+        }
+        v.parse::<u32>()
+            .map_err(|_| Error::Invalid(format!("--user {s:?}: {what} out of range")))
+    };
+    match s.split_once(':') {
+        None => Ok((num("uid", s)?, None)),
+        Some((u, g)) => Ok((num("uid", u)?, Some(num("gid", g)?))),
+    }
+}
+
+/// Builds the exec process from the container's process and the command-line overrides.
+pub fn process_from_args(base: &Process, a: &ExecArgs) -> Result<Process> {
+    if a.args.is_empty() {
+        return Err(Error::Invalid(
+            "exec: missing command (give ARGS or --process)".into(),
+        ));
+    }
+    let mut p = base.clone();
+    p.set_args(Some(a.args.clone()));
+    p.set_terminal(Some(a.tty));
+    p.set_console_size(None);
+    let mut env = base.env().clone().unwrap_or_default();
+    env.extend(a.env.iter().cloned());
+    p.set_env(Some(env));
+    if let Some(c) = &a.cwd {
+        p.set_cwd(PathBuf::from(c));
+    }
+    let mut user = base.user().clone();
+    if let Some((uid, gid)) = a.user {
+        user.set_uid(uid);
+        if let Some(g) = gid {
+            user.set_gid(g);
+        }
+    }
+    if !a.additional_gids.is_empty() {
+        user.set_additional_gids(Some(a.additional_gids.clone()));
+    }
+    p.set_user(user);
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !a.caps.is_empty() {
+        let mut caps = base.capabilities().clone().unwrap_or_else(|| {
+            let mut c = LinuxCapabilities::default();
+            c.set_bounding(Some(Default::default()))
+                .set_effective(Some(Default::default()))
+                .set_permitted(Some(Default::default()))
+                .set_inheritable(Some(Default::default()))
+                .set_ambient(Some(Default::default()));
+            c
+        });
+        for name in &a.caps {
+            let cap: oci_spec::runtime::Capability =
+                serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .map_err(|_| Error::Invalid(format!("--cap {name:?}: unknown capability")))?;
+            // Never the inheritable set: that was CVE-2022-29162.
+            for set in [
+                caps.bounding().clone(),
+                caps.effective().clone(),
+                caps.permitted().clone(),
+                caps.ambient().clone(),
+            ]
+            .iter()
+            .enumerate()
+            {
+                let mut s = set.1.clone().unwrap_or_default();
+                s.insert(cap);
+                match set.0 {
+                    0 => caps.set_bounding(Some(s)),
+                    1 => caps.set_effective(Some(s)),
+                    2 => caps.set_permitted(Some(s)),
+                    _ => caps.set_ambient(Some(s)),
+                };
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+/// Runs `exec`. Returns the process's exit status (or 0 with `detach`).
+pub fn exec(opts: &ExecOptions) -> Result<i32> {
+    let st = ContainerState::load(&opts.root, &opts.id)?;
+    match st.status(&opts.root) {
+        ContainerStatus::Running | ContainerStatus::Created => {}
+        ContainerStatus::Paused => {
+            return Err(Error::WrongState(format!(
+                "cannot exec in container {}: it is paused",
+                opts.id
+            )))
+        }
+        s => {
+            return Err(Error::WrongState(format!(
+                "cannot exec in container {}: it is {s}, not running",
+                opts.id
+            )))
+        }
+    }
+    let base = st.spec.process().clone().unwrap_or_default();
+    let mut process = match &opts.process_file {
+        Some(f) => {
+            let data = std::fs::read(f).ctx(|| format!("reading --process {}", f.display()))?;
+            let (p, warnings) = berth_spec::parse_process(&data)
+                .map_err(|e| Error::Invalid(format!("--process: {e}")))?;
+            for w in warnings {
+                log::warn!("{w}");
+            }
+            p
+        }
+        None => process_from_args(&base, &opts.args)?,
+    };
+    if process.cwd().as_os_str().is_empty() {
+        process.set_cwd(base.cwd().clone());
+    }
+    berth_spec::validate_process(&process, true).map_err(|e| Error::Invalid(e.to_string()))?;
+    let plan = crate::plan::process_plan(&process, opts.preserve_fds, &[])?;
+    if plan.terminal && opts.console_socket.is_none() && opts.detach {
+        return Err(Error::Invalid(
+            "exec: -t with -d needs --console-socket".into(),
+        ));
+    }
+    let seccomp = match st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(sc) => Some(
+            berth_seccomp::compile_cached(sc, &opts.root.join(".cache").join("seccomp"))
+                .map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?,
+        ),
+        None => None,
+    };
+    run(&st, &plan, seccomp.as_ref(), opts)
+}
+
+fn ns_flags(st: &ContainerState) -> (u32, u32) {
+    // (joined by the child via setns(pidfd), joined by the parent for its children)
+    let mut child = 0u32;
+    let mut parent = 0u32;
+    for ns in st
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let bit = ns.typ() as u32;
+        match ns.typ() {
+            LinuxNamespaceType::Pid | LinuxNamespaceType::Time => parent |= bit,
+            _ => child |= bit,
+        }
+    }
+    (child, parent)
+}
+
+fn run(
+    st: &ContainerState,
+    plan: &ProcessPlan,
+    seccomp: Option<&berth_seccomp::CompiledFilter>,
+    opts: &ExecOptions,
+) -> Result<i32> {
+    let init = crate::container::open_init(st)?;
+    let (child_ns, parent_ns) = ns_flags(st);
+    if parent_ns != 0 {
+        rustix::thread::move_into_thread_name_spaces(
+            init.as_fd(),
+            rustix::thread::ThreadNameSpaceType::from_bits_retain(parent_ns),
+        )
+        .ctx(|| "joining the container's pid namespace".to_string())?;
+    }
+    let console = match &opts.console_socket {
+        Some(p) => Some(crate::tty::connect_console_socket(p)?),
+        None => None,
+    };
+    let (console_parent, console_child) = if plan.terminal && console.is_none() {
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .ctx(|| "creating the console socket pair".to_string())?;
+        (Some(a), Some(b))
+    } else {
+        (None, console)
+    };
+    let forward = if opts.detach {
+        None
+    } else {
+        Some(crate::signals::Forwarder::block()?)
+    };
+    let cg = st.cgroup.as_ref();
+    let unified = match cg.and_then(|c| c.unified_dir()) {
+        Some(d) => Some(
+            rustix::fs::open(
+                d,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("opening {}", d.display()))?,
+        ),
+        None => None,
+    };
+    let (pchan, cchan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
+    let forked = clone3(
+        CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
+        unified.as_ref().map(|f| f.as_fd()),
+    )
+    .ctx(|| "clone3".to_string())?;
+    let (pid, pidfd) = match forked {
+        Forked::Child => {
+            drop(pchan);
+            child(
+                &init,
+                child_ns,
+                plan,
+                seccomp,
+                &cchan,
+                console_child.as_ref(),
+            )
+        }
+        Forked::Parent { pid, pidfd } => (
+            pid,
+            pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?,
+        ),
+    };
+    drop(cchan);
+    drop(console_child);
+    let kill_child = |e: Error| -> Error {
+        let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitpid(
+            rustix::process::Pid::from_raw(pid),
+            rustix::process::WaitOptions::empty(),
+        );
+        e
+    };
+    if let Some(cg) = cg {
+        cg.add_pid(pid, unified.is_some())
+            .map_err(|e| kill_child(Error::Cgroup(e.to_string())))?;
+    }
+    pchan
+        .send(&Msg::Go, None)
+        .ctx(|| "signalling the exec process".to_string())
+        .map_err(kill_child)?;
+    loop {
+        match pchan.recv() {
+            Ok(None) => break,
+            Ok(Some((Msg::SeccompFd, Some(fd)))) => {
+                if let Some(sc) = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+                    let state = crate::container::oci_state(st, ContainerStatus::Running);
+                    berth_seccomp::send_to_listener(sc, &state, pid, fd.as_fd()).map_err(|e| {
+                        kill_child(Error::Invalid(format!("linux.seccomp.listenerPath: {e}")))
+                    })?;
+                }
+            }
+            Ok(Some((Msg::Error(m), _))) => return Err(kill_child(Error::Init(m))),
+            Ok(Some((other, _))) => {
+                return Err(kill_child(Error::Init(format!(
+                    "unexpected message {other:?}"
+                ))))
+            }
+            Err(e) => return Err(kill_child(Error::io("waiting for the exec process", e))),
+        }
+    }
+    if let Some(p) = &opts.pid_file {
+        crate::container::write_pid_file(p, pid)?;
+    }
+    let master = match console_parent {
+        Some(a) => Some(
+            crate::tty::recv_fd(a.as_fd())
+                .ctx(|| "receiving the PTY master".to_string())?
+                .1,
+        ),
+        None => None,
+    };
+    match forward {
+        None => Ok(0),
+        Some(f) => f.wait(pid, &pidfd, master),
+    }
+}
+
+fn child(
+    init: &OwnedFd,
+    ns: u32,
+    plan: &ProcessPlan,
+    seccomp: Option<&berth_seccomp::CompiledFilter>,
+    chan: &Channel,
+    console: Option<&OwnedFd>,
+) -> ! {
+    let res = (|| -> Result<std::convert::Infallible> {
+        if ns != 0 {
+            rustix::thread::move_into_thread_name_spaces(
+                init.as_fd(),
+                rustix::thread::ThreadNameSpaceType::from_bits_retain(ns),
+            )
+            .ctx(|| "joining the container's namespaces".to_string())?;
+        }
+        if let Some(adj) = plan.oom_score_adj {
+            std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+                Error::Invalid(format!("process.oomScoreAdj: cannot set {adj}: {e}"))
+            })?;
+        }
+        if plan.terminal {
+            let sock = console
+                .ok_or_else(|| Error::Invalid("process.terminal: no console socket".into()))?;
+            let (master, slave, name) = crate::tty::open_pty(plan.console_size)?;
+            crate::tty::make_controlling(&slave)?;
+            crate::tty::send_fd(sock.as_fd(), name.as_bytes(), master.as_fd())
+                .ctx(|| "sending the PTY master".to_string())?;
+        }
+        match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
+            Some((Msg::Go, _)) => {}
+            other => {
+                return Err(Error::Init(format!(
+                    "unexpected message from the runtime: {other:?}"
+                )))
+            }
+        }
+        crate::init::exec_process(plan, seccomp, |listener| {
+            if let Some(fd) = listener {
+                chan.send(&Msg::SeccompFd, Some(fd.as_fd()))
+                    .ctx(|| "passing the seccomp notify fd".to_string())?;
+            }
+            Ok(())
+        })
+    })();
+    let msg = match res {
+        Ok(never) => match never {},
+        Err(e) => e.to_string(),
+    };
+    let _ = chan.send(&Msg::Error(msg), None);
+    berth_sys::process::exit_immediately(127)
+}
+
+/// `ps`: host pids of every process in the container's cgroup.
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let st = ContainerState::load(root, id)?;
+    let cg = st
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
+    let mut p = cg.pids().map_err(|e| Error::Cgroup(e.to_string()))?;
+    p.sort_unstable();
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_parsing_is_exact() {
+        assert_eq!(parse_user("1").unwrap(), (1, None));
+        assert_eq!(parse_user("0").unwrap(), (0, None));
+        assert_eq!(parse_user("1000:100").unwrap(), (1000, Some(100)));
+        for bad in [
+            "",
+            "a",
+            "1:",
+            ":1",
+            "-1",
+            "1:x",
+            "4294967296",
+            "1 ",
+            " 1",
+            "+1",
+            "0x1",
+            "1:2:3",
+        ] {
+            assert!(parse_user(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
