@@ -149,7 +149,10 @@ pub(crate) enum Op {
         fresh: bool,
     },
     /// v2 `io.bfq.weight`, else `io.weight` with the runc conversion.
-    IoWeightV2 { dir: PathBuf, weight: u16 },
+    IoWeightV2 {
+        dir: PathBuf,
+        weight: u16,
+    },
     DevicesV1 {
         dir: PathBuf,
         target: Emulator,
@@ -166,12 +169,7 @@ const F_MEM: &str = "linux.resources.memory";
 const F_CPU: &str = "linux.resources.cpu";
 const F_BLKIO: &str = "linux.resources.blockIO";
 
-fn w(
-    t: Target<'_>,
-    file: impl Into<String>,
-    value: impl Into<String>,
-    field: impl Into<String>,
-) -> Op {
+fn w(t: Target<'_>, file: impl Into<String>, value: impl Into<String>, field: impl Into<String>) -> Op {
     Op::Write {
         dir: t.dir().to_path_buf(),
         file: file.into(),
@@ -188,13 +186,7 @@ fn w_opt(
     field: impl Into<String>,
     missing: Missing,
 ) -> Op {
-    Op::Write {
-        dir: t.dir().to_path_buf(),
-        file: file.into(),
-        value: value.into(),
-        field: field.into(),
-        missing,
-    }
+    Op::Write { dir: t.dir().to_path_buf(), file: file.into(), value: value.into(), field: field.into(), missing }
 }
 
 /// Needs `ctl` for `field`, or explains why this host cannot do it.
@@ -202,11 +194,7 @@ fn need<'a>(cg: &'a Cgroup, ctl: Ctl, field: &str) -> Result<Target<'a>, CgroupE
     cg.locate(ctl).ok_or_else(|| {
         CgroupError::unsupported(
             field,
-            format!(
-                "the {} controller is not available on this host ({})",
-                ctl.v1_name(),
-                cg.describe_layout()
-            ),
+            format!("the {} controller is not available on this host ({})", ctl.v1_name(), cg.describe_layout()),
         )
     })
 }
@@ -215,10 +203,9 @@ fn need<'a>(cg: &'a Cgroup, ctl: Ctl, field: &str) -> Result<Target<'a>, CgroupE
 fn bytes(v: Option<i64>, field: &str) -> Result<Option<i64>, CgroupError> {
     match v {
         None | Some(0) => Ok(None),
-        Some(n) if n < -1 => Err(CgroupError::invalid(
-            field,
-            format!("{n} is neither a byte count nor -1 (unlimited)"),
-        )),
+        Some(n) if n < -1 => {
+            Err(CgroupError::invalid(field, format!("{n} is neither a byte count nor -1 (unlimited)")))
+        }
         Some(n) => Ok(Some(n)),
     }
 }
@@ -266,12 +253,7 @@ pub fn swap_to_v2(swap: i64, memory: i64) -> Result<i64, String> {
 
 /// Builds the operations for `r`. `fresh` means the cgroup directories were
 /// just created by us (so they hold inherited defaults and no processes).
-pub(crate) fn plan(
-    cg: &Cgroup,
-    r: &LinuxResources,
-    fresh: bool,
-    updating: bool,
-) -> Result<Vec<Op>, CgroupError> {
+pub(crate) fn plan(cg: &Cgroup, r: &LinuxResources, fresh: bool, updating: bool) -> Result<Vec<Op>, CgroupError> {
     let mut ops = Vec::new();
     // Same order as runc: cpuset and devices first (a task cannot join a v1
     // cpuset without cpus/mems), then the limits.
@@ -287,11 +269,7 @@ pub(crate) fn plan(
     }
     if let Some(p) = r.pids() {
         let t = need(cg, Ctl::Pids, "linux.resources.pids.limit")?;
-        let v = if p.limit() > 0 {
-            p.limit().to_string()
-        } else {
-            "max".to_owned()
-        };
+        let v = if p.limit() > 0 { p.limit().to_string() } else { "max".to_owned() };
         ops.push(w(t, "pids.max", v, "linux.resources.pids.limit"));
     }
     if let Some(b) = r.block_io() {
@@ -303,12 +281,7 @@ pub(crate) fn plan(
     if let Some(n) = r.network() {
         if let Some(id) = n.class_id() {
             let t = net_target(cg, Ctl::NetCls, "linux.resources.network.classID")?;
-            ops.push(w(
-                t,
-                "net_cls.classid",
-                id.to_string(),
-                "linux.resources.network.classID",
-            ));
+            ops.push(w(t, "net_cls.classid", id.to_string(), "linux.resources.network.classID"));
         }
         for (i, p) in n.priorities().iter().flatten().enumerate() {
             let field = format!("linux.resources.network.priorities[{i}]");
@@ -319,12 +292,7 @@ pub(crate) fn plan(
                     format!("{:?} is not an interface name", p.name()),
                 ));
             }
-            ops.push(w(
-                t,
-                "net_prio.ifpriomap",
-                format!("{} {}", p.name(), p.priority()),
-                field,
-            ));
+            ops.push(w(t, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()), field));
         }
     }
     if let Some(rdma) = r.rdma() {
@@ -332,10 +300,7 @@ pub(crate) fn plan(
         for (dev, lim) in sorted {
             let field = format!("linux.resources.rdma[{dev:?}]");
             if dev.is_empty() || dev.chars().any(char::is_whitespace) {
-                return Err(CgroupError::invalid(
-                    field,
-                    "device name must be non-empty without whitespace",
-                ));
+                return Err(CgroupError::invalid(field, "device name must be non-empty without whitespace"));
             }
             let mut s = dev.clone();
             if let Some(h) = lim.hca_handles() {
@@ -379,14 +344,8 @@ fn plan_cpuset(cg: &Cgroup, cpu: &LinuxCpu, ops: &mut Vec<Op>) -> Result<(), Cgr
         let Some(v) = v.as_deref().filter(|s| !s.is_empty()) else {
             continue;
         };
-        if !v
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == ',' || c == '-')
-        {
-            return Err(CgroupError::invalid(
-                field,
-                format!("{v:?} is not a list like \"0-3,7\""),
-            ));
+        if !v.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '-') {
+            return Err(CgroupError::invalid(field, format!("{v:?} is not a list like \"0-3,7\"")));
         }
         let t = need(cg, Ctl::Cpuset, field)?;
         ops.push(w(t, file, v, field));
@@ -410,24 +369,13 @@ fn plan_devices(
     };
     let target = Emulator::from_rules(&devices::normalise(rules)?)?;
     match cg.locate(Ctl::Devices) {
-        Some(Target::V1(dir)) => ops.push(Op::DevicesV1 {
-            dir: dir.to_path_buf(),
-            target,
-            fresh,
-        }),
-        Some(Target::V2(dir)) => ops.push(Op::DevicesV2 {
-            dir: dir.to_path_buf(),
-            program: target.program()?,
-            fresh,
-        }),
+        Some(Target::V1(dir)) => ops.push(Op::DevicesV1 { dir: dir.to_path_buf(), target, fresh }),
+        Some(Target::V2(dir)) => ops.push(Op::DevicesV2 { dir: dir.to_path_buf(), program: target.program()?, fresh }),
         None if rules.is_empty() => {}
         None => {
             return Err(CgroupError::unsupported(
                 "linux.resources.devices",
-                format!(
-                    "no devices controller on this host ({})",
-                    cg.describe_layout()
-                ),
+                format!("no devices controller on this host ({})", cg.describe_layout()),
             ))
         }
     }
@@ -435,17 +383,14 @@ fn plan_devices(
 }
 
 #[allow(deprecated)] // `kernel` is deprecated in the spec; we only warn about it.
-fn plan_memory(
-    cg: &Cgroup,
-    m: &LinuxMemory,
-    fresh: bool,
-    ops: &mut Vec<Op>,
-) -> Result<(), CgroupError> {
+fn plan_memory(cg: &Cgroup, m: &LinuxMemory, fresh: bool, ops: &mut Vec<Op>) -> Result<(), CgroupError> {
     if m.kernel().is_some() {
         log::warn!("linux.resources.memory.kernel is obsolete (kernel memory limits were removed in Linux 5.4 / cgroup v2); ignoring it");
     }
     if m.kernel_tcp().is_some() {
-        log::warn!("linux.resources.memory.kernelTCP is obsolete (not supported by cgroup v2 or recent kernels); ignoring it");
+        log::warn!(
+            "linux.resources.memory.kernelTCP is obsolete (not supported by cgroup v2 or recent kernels); ignoring it"
+        );
     }
     let limit = bytes(m.limit(), "linux.resources.memory.limit")?;
     let reservation = bytes(m.reservation(), "linux.resources.memory.reservation")?;
@@ -471,35 +416,17 @@ fn plan_memory(
     match t {
         Target::V1(_) => {
             if limit.is_some() || swap.is_some() {
-                ops.push(Op::MemoryV1 {
-                    dir: t.dir().to_path_buf(),
-                    limit,
-                    swap,
-                    fresh,
-                });
+                ops.push(Op::MemoryV1 { dir: t.dir().to_path_buf(), limit, swap, fresh });
             }
             if let Some(v) = reservation {
-                ops.push(w(
-                    t,
-                    "memory.soft_limit_in_bytes",
-                    v.to_string(),
-                    "linux.resources.memory.reservation",
-                ));
+                ops.push(w(t, "memory.soft_limit_in_bytes", v.to_string(), "linux.resources.memory.reservation"));
             }
             match m.disable_oom_killer() {
-                Some(true) => ops.push(w(
-                    t,
-                    "memory.oom_control",
-                    "1",
-                    "linux.resources.memory.disableOOMKiller",
-                )),
+                Some(true) => ops.push(w(t, "memory.oom_control", "1", "linux.resources.memory.disableOOMKiller")),
                 // A new cgroup starts with the OOM killer enabled.
-                Some(false) if !fresh => ops.push(w(
-                    t,
-                    "memory.oom_control",
-                    "0",
-                    "linux.resources.memory.disableOOMKiller",
-                )),
+                Some(false) if !fresh => {
+                    ops.push(w(t, "memory.oom_control", "0", "linux.resources.memory.disableOOMKiller"))
+                }
                 _ => {}
             }
             if let Some(s) = m.swappiness() {
@@ -509,12 +436,7 @@ fn plan_memory(
                         format!("{s} is outside 0-100"),
                     ));
                 }
-                ops.push(w(
-                    t,
-                    "memory.swappiness",
-                    s.to_string(),
-                    "linux.resources.memory.swappiness",
-                ));
+                ops.push(w(t, "memory.swappiness", s.to_string(), "linux.resources.memory.swappiness"));
             }
             if let Some(h) = m.use_hierarchy() {
                 ops.push(w(
@@ -526,19 +448,11 @@ fn plan_memory(
             }
         }
         Target::V2(_) => {
-            if m.check_before_update() == Some(true)
-                && !fresh
-                && (limit.is_some() || swap.is_some())
-            {
-                ops.push(Op::CheckUsageV2 {
-                    dir: t.dir().to_path_buf(),
-                    limit,
-                    swap,
-                });
+            if m.check_before_update() == Some(true) && !fresh && (limit.is_some() || swap.is_some()) {
+                ops.push(Op::CheckUsageV2 { dir: t.dir().to_path_buf(), limit, swap });
             }
             let (s, l) = (swap.unwrap_or(0), limit.unwrap_or(0));
-            let v2swap = swap_to_v2(s, l)
-                .map_err(|e| CgroupError::invalid("linux.resources.memory.swap", e))?;
+            let v2swap = swap_to_v2(s, l).map_err(|e| CgroupError::invalid("linux.resources.memory.swap", e))?;
             let swap_str = match v2swap {
                 0 if s > 0 => Some("0".to_owned()), // memory == memory+swap: no swap
                 0 => None,
@@ -550,29 +464,13 @@ fn plan_memory(
                     "0" => Missing::Warn("memory.swap.max does not exist (no swap accounting): linux.resources.memory.swap cannot disable swap for this container".into()),
                     _ => Missing::Fail,
                 };
-                ops.push(w_opt(
-                    t,
-                    "memory.swap.max",
-                    sv,
-                    "linux.resources.memory.swap",
-                    missing,
-                ));
+                ops.push(w_opt(t, "memory.swap.max", sv, "linux.resources.memory.swap", missing));
             }
             if let Some(v) = limit {
-                ops.push(w(
-                    t,
-                    "memory.max",
-                    v2_num(v),
-                    "linux.resources.memory.limit",
-                ));
+                ops.push(w(t, "memory.max", v2_num(v), "linux.resources.memory.limit"));
             }
             if let Some(v) = reservation {
-                ops.push(w(
-                    t,
-                    "memory.low",
-                    v2_num(v),
-                    "linux.resources.memory.reservation",
-                ));
+                ops.push(w(t, "memory.low", v2_num(v), "linux.resources.memory.reservation"));
             }
             if m.disable_oom_killer() == Some(true) {
                 return Err(CgroupError::unsupported(
@@ -604,17 +502,10 @@ fn plan_memory(
 }
 
 fn host_swappiness() -> Option<u64> {
-    fsutil::read_raw(Path::new("/proc/sys/vm/swappiness"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
+    fsutil::read_raw(Path::new("/proc/sys/vm/swappiness")).ok().and_then(|s| s.trim().parse().ok())
 }
 
-fn plan_cpu(
-    cg: &Cgroup,
-    cpu: &LinuxCpu,
-    fresh: bool,
-    ops: &mut Vec<Op>,
-) -> Result<(), CgroupError> {
+fn plan_cpu(cg: &Cgroup, cpu: &LinuxCpu, fresh: bool, ops: &mut Vec<Op>) -> Result<(), CgroupError> {
     let shares = cpu.shares().filter(|&s| s != 0);
     let quota = cpu.quota().filter(|&q| q != 0);
     let period = cpu.period().filter(|&p| p != 0);
@@ -650,46 +541,23 @@ fn plan_cpu(
     }
     if let Some(i) = idle {
         if i != 0 && i != 1 {
-            return Err(CgroupError::invalid(
-                "linux.resources.cpu.idle",
-                format!("{i} is not 0 or 1"),
-            ));
+            return Err(CgroupError::invalid("linux.resources.cpu.idle", format!("{i} is not 0 or 1")));
         }
     }
     let t = need(cg, Ctl::Cpu, F_CPU)?;
     match t {
         Target::V1(_) => {
             if let Some(s) = shares {
-                ops.push(w(
-                    t,
-                    "cpu.shares",
-                    s.to_string(),
-                    "linux.resources.cpu.shares",
-                ));
+                ops.push(w(t, "cpu.shares", s.to_string(), "linux.resources.cpu.shares"));
             }
             if period.is_some() || quota.is_some() || burst.is_some() {
-                ops.push(Op::CpuV1Bandwidth {
-                    dir: t.dir().to_path_buf(),
-                    period,
-                    quota,
-                    burst,
-                });
+                ops.push(Op::CpuV1Bandwidth { dir: t.dir().to_path_buf(), period, quota, burst });
             }
             if let Some(p) = rt_period {
-                ops.push(w(
-                    t,
-                    "cpu.rt_period_us",
-                    p.to_string(),
-                    "linux.resources.cpu.realtimePeriod",
-                ));
+                ops.push(w(t, "cpu.rt_period_us", p.to_string(), "linux.resources.cpu.realtimePeriod"));
             }
             if let Some(r) = rt_runtime {
-                ops.push(w(
-                    t,
-                    "cpu.rt_runtime_us",
-                    r.to_string(),
-                    "linux.resources.cpu.realtimeRuntime",
-                ));
+                ops.push(w(t, "cpu.rt_runtime_us", r.to_string(), "linux.resources.cpu.realtimeRuntime"));
             }
             if let Some(i) = idle {
                 ops.push(w(t, "cpu.idle", i.to_string(), "linux.resources.cpu.idle"));
@@ -697,35 +565,20 @@ fn plan_cpu(
         }
         Target::V2(_) => {
             if rt_runtime.is_some() || rt_period.is_some() {
-                let f = if rt_runtime.is_some() {
-                    "realtimeRuntime"
-                } else {
-                    "realtimePeriod"
-                };
+                let f = if rt_runtime.is_some() { "realtimeRuntime" } else { "realtimePeriod" };
                 return Err(CgroupError::unsupported(
                     format!("linux.resources.cpu.{f}"),
                     "cgroup v2 has no real-time group scheduling interface",
                 ));
             }
             if let Some(s) = shares {
-                ops.push(w(
-                    t,
-                    "cpu.weight",
-                    shares_to_weight(s).to_string(),
-                    "linux.resources.cpu.shares",
-                ));
+                ops.push(w(t, "cpu.weight", shares_to_weight(s).to_string(), "linux.resources.cpu.shares"));
             }
             if let Some(i) = idle {
                 ops.push(w(t, "cpu.idle", i.to_string(), "linux.resources.cpu.idle"));
             }
             if period.is_some() || quota.is_some() || burst.is_some() {
-                ops.push(Op::CpuV2Max {
-                    dir: t.dir().to_path_buf(),
-                    quota,
-                    period,
-                    burst,
-                    fresh,
-                });
+                ops.push(Op::CpuV2Max { dir: t.dir().to_path_buf(), quota, period, burst, fresh });
             }
         }
     }
@@ -734,10 +587,7 @@ fn plan_cpu(
 
 fn dev(major: i64, minor: i64, field: &str) -> Result<String, CgroupError> {
     if major < 0 || minor < 0 || major > i64::from(u32::MAX) || minor > i64::from(u32::MAX) {
-        return Err(CgroupError::invalid(
-            field,
-            format!("{major}:{minor} is not a device number"),
-        ));
+        return Err(CgroupError::invalid(field, format!("{major}:{minor} is not a device number")));
     }
     Ok(format!("{major}:{minor}"))
 }
@@ -747,34 +597,12 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Cg
     let leaf = b.leaf_weight().filter(|&v| v != 0);
     let wd = b.weight_device().as_deref().unwrap_or(&[]);
     let throttles = [
-        (
-            b.throttle_read_bps_device(),
-            "throttleReadBpsDevice",
-            "blkio.throttle.read_bps_device",
-            "rbps",
-        ),
-        (
-            b.throttle_write_bps_device(),
-            "throttleWriteBpsDevice",
-            "blkio.throttle.write_bps_device",
-            "wbps",
-        ),
-        (
-            b.throttle_read_iops_device(),
-            "throttleReadIOPSDevice",
-            "blkio.throttle.read_iops_device",
-            "riops",
-        ),
-        (
-            b.throttle_write_iops_device(),
-            "throttleWriteIOPSDevice",
-            "blkio.throttle.write_iops_device",
-            "wiops",
-        ),
+        (b.throttle_read_bps_device(), "throttleReadBpsDevice", "blkio.throttle.read_bps_device", "rbps"),
+        (b.throttle_write_bps_device(), "throttleWriteBpsDevice", "blkio.throttle.write_bps_device", "wbps"),
+        (b.throttle_read_iops_device(), "throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "riops"),
+        (b.throttle_write_iops_device(), "throttleWriteIOPSDevice", "blkio.throttle.write_iops_device", "wiops"),
     ];
-    let any_throttle = throttles
-        .iter()
-        .any(|(v, ..)| v.as_ref().is_some_and(|v| !v.is_empty()));
+    let any_throttle = throttles.iter().any(|(v, ..)| v.as_ref().is_some_and(|v| !v.is_empty()));
     if weight.is_none() && leaf.is_none() && wd.is_empty() && !any_throttle {
         return Ok(());
     }
@@ -788,10 +616,7 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Cg
                     format!("{wt} is below the minimum of 10"),
                 ));
             }
-            ops.push(Op::IoWeightV2 {
-                dir: t.dir().to_path_buf(),
-                weight: wt,
-            });
+            ops.push(Op::IoWeightV2 { dir: t.dir().to_path_buf(), weight: wt });
         } else {
             ops.push(Op::FirstOf {
                 dir: t.dir().to_path_buf(),
@@ -808,12 +633,7 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Cg
                 "cgroup v2 has no leaf weight (it was a CFQ-only v1 knob)",
             ));
         }
-        ops.push(w(
-            t,
-            "blkio.leaf_weight",
-            l.to_string(),
-            "linux.resources.blockIO.leafWeight",
-        ));
+        ops.push(w(t, "blkio.leaf_weight", l.to_string(), "linux.resources.blockIO.leafWeight"));
     }
     for (i, d) in wd.iter().enumerate() {
         let field = format!("linux.resources.blockIO.weightDevice[{i}]");
@@ -822,12 +642,7 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Cg
             if v2 {
                 // Only BFQ takes per-device weights on v2 (io.weight's
                 // per-device form belongs to iocost and uses another scale).
-                ops.push(w(
-                    t,
-                    "io.bfq.weight",
-                    format!("{mm} {wt}"),
-                    format!("{field}.weight"),
-                ));
+                ops.push(w(t, "io.bfq.weight", format!("{mm} {wt}"), format!("{field}.weight")));
             } else {
                 ops.push(Op::FirstOf {
                     dir: t.dir().to_path_buf(),
@@ -839,17 +654,9 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Cg
         }
         if let Some(l) = d.leaf_weight().filter(|&v| v != 0) {
             if v2 {
-                return Err(CgroupError::unsupported(
-                    format!("{field}.leafWeight"),
-                    "cgroup v2 has no leaf weight",
-                ));
+                return Err(CgroupError::unsupported(format!("{field}.leafWeight"), "cgroup v2 has no leaf weight"));
             }
-            ops.push(w(
-                t,
-                "blkio.leaf_weight_device",
-                format!("{mm} {l}"),
-                format!("{field}.leafWeight"),
-            ));
+            ops.push(w(t, "blkio.leaf_weight_device", format!("{mm} {l}"), format!("{field}.leafWeight")));
         }
     }
     for (list, name, v1file, v2key) in throttles {
@@ -858,11 +665,7 @@ fn plan_blkio(cg: &Cgroup, b: &LinuxBlockIo, ops: &mut Vec<Op>) -> Result<(), Cg
             let mm = dev(d.major(), d.minor(), &field)?;
             if v2 {
                 // 0 removes a v1 throttle; on v2 that is `max`.
-                let rate = if d.rate() == 0 {
-                    "max".to_owned()
-                } else {
-                    d.rate().to_string()
-                };
+                let rate = if d.rate() == 0 { "max".to_owned() } else { d.rate().to_string() };
                 ops.push(w(t, "io.max", format!("{mm} {v2key}={rate}"), field));
             } else {
                 ops.push(w(t, v1file, format!("{mm} {}", d.rate()), field));
@@ -895,16 +698,10 @@ fn plan_hugetlb(
         }
         let t = need(cg, Ctl::Hugetlb, &field)?;
         let (main, rsvd, v) = match t {
-            Target::V1(_) => (
-                format!("hugetlb.{ps}.limit_in_bytes"),
-                format!("hugetlb.{ps}.rsvd.limit_in_bytes"),
-                limit.to_string(),
-            ),
-            Target::V2(_) => (
-                format!("hugetlb.{ps}.max"),
-                format!("hugetlb.{ps}.rsvd.max"),
-                v2_num(limit),
-            ),
+            Target::V1(_) => {
+                (format!("hugetlb.{ps}.limit_in_bytes"), format!("hugetlb.{ps}.rsvd.limit_in_bytes"), limit.to_string())
+            }
+            Target::V2(_) => (format!("hugetlb.{ps}.max"), format!("hugetlb.{ps}.rsvd.max"), v2_num(limit)),
         };
         ops.push(w(t, main, v.clone(), format!("{field}.limit")));
         // Reservation limits (Linux 5.7+) are what stops a mmap(MAP_HUGETLB)
@@ -929,24 +726,15 @@ fn plan_unified(
             ));
         }
         let Some((ctrl, _)) = k.split_once('.') else {
-            return Err(CgroupError::invalid(
-                field,
-                "must be of the form <controller>.<file>, e.g. \"memory.high\"",
-            ));
+            return Err(CgroupError::invalid(field, "must be of the form <controller>.<file>, e.g. \"memory.high\""));
         };
         if k == "cgroup.procs" || k == "cgroup.threads" {
-            return Err(CgroupError::invalid(
-                field,
-                "moving processes is not a resource setting",
-            ));
+            return Err(CgroupError::invalid(field, "moving processes is not a resource setting"));
         }
         let Some(v2) = cg.v2_dir() else {
             return Err(CgroupError::unsupported(
                 field,
-                format!(
-                    "this host has no cgroup v2 hierarchy ({})",
-                    cg.describe_layout()
-                ),
+                format!("this host has no cgroup v2 hierarchy ({})", cg.describe_layout()),
             ));
         };
         if ctrl != "cgroup" && !cg.v2_has(ctrl) {
@@ -977,13 +765,7 @@ pub(crate) fn execute(ops: &[Op]) -> Result<(), CgroupError> {
 
 fn exec_one(op: &Op) -> Result<(), CgroupError> {
     match op {
-        Op::Write {
-            dir,
-            file,
-            value,
-            field,
-            missing,
-        } => match fsutil::write(dir, file, value, Some(field)) {
+        Op::Write { dir, file, value, field, missing } => match fsutil::write(dir, file, value, Some(field)) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && *missing != Missing::Fail => {
                 if let Missing::Warn(msg) = missing {
                     log::warn!("{msg}");
@@ -993,22 +775,12 @@ fn exec_one(op: &Op) -> Result<(), CgroupError> {
             Err(e) => Err(with_memory_hint(e, dir, file)),
             Ok(()) => Ok(()),
         },
-        Op::FirstOf {
-            dir,
-            files,
-            value,
-            field,
-        } => {
+        Op::FirstOf { dir, files, value, field } => {
             let [a, b] = files;
             let file = if fsutil::exists(&dir.join(a)) { a } else { b };
             fsutil::write(dir, file, value, Some(field))
         }
-        Op::MemoryV1 {
-            dir,
-            limit,
-            swap,
-            fresh,
-        } => exec_memory_v1(dir, *limit, *swap, *fresh),
+        Op::MemoryV1 { dir, limit, swap, fresh } => exec_memory_v1(dir, *limit, *swap, *fresh),
         Op::CheckUsageV2 { dir, limit, swap } => {
             // Best effort, like runc: no usage file means nothing to check.
             let Ok(usage) = fsutil::read_u64(dir, "memory.current") else {
@@ -1026,35 +798,14 @@ fn exec_one(op: &Op) -> Result<(), CgroupError> {
             }
             Ok(())
         }
-        Op::CpuV1Bandwidth {
-            dir,
-            period,
-            quota,
-            burst,
-        } => exec_cpu_v1(dir, *period, *quota, *burst),
-        Op::CpuV2Max {
-            dir,
-            quota,
-            period,
-            burst,
-            fresh,
-        } => exec_cpu_v2(dir, *quota, *period, *burst, *fresh),
+        Op::CpuV1Bandwidth { dir, period, quota, burst } => exec_cpu_v1(dir, *period, *quota, *burst),
+        Op::CpuV2Max { dir, quota, period, burst, fresh } => exec_cpu_v2(dir, *quota, *period, *burst, *fresh),
         Op::IoWeightV2 { dir, weight } => {
             if fsutil::exists(&dir.join("io.bfq.weight")) {
-                fsutil::write(
-                    dir,
-                    "io.bfq.weight",
-                    &weight.to_string(),
-                    Some("linux.resources.blockIO.weight"),
-                )
+                fsutil::write(dir, "io.bfq.weight", &weight.to_string(), Some("linux.resources.blockIO.weight"))
             } else {
                 let v = blkio_weight_to_io_weight(*weight);
-                fsutil::write(
-                    dir,
-                    "io.weight",
-                    &v.to_string(),
-                    Some("linux.resources.blockIO.weight"),
-                )
+                fsutil::write(dir, "io.weight", &v.to_string(), Some("linux.resources.blockIO.weight"))
             }
         }
         Op::DevicesV1 { dir, target, fresh } => {
@@ -1062,10 +813,7 @@ fn exec_one(op: &Op) -> Result<(), CgroupError> {
                 // A new v1 cgroup inherits its parent's rules, which we do not
                 // need to know: starting from "allow all" makes the transition
                 // begin with a reset, which is right for any parent.
-                Emulator {
-                    default_allow: true,
-                    exceptions: BTreeMap::new(),
-                }
+                Emulator { default_allow: true, exceptions: BTreeMap::new() }
             } else {
                 let list = fsutil::read(dir, "devices.list")?;
                 Emulator::from_list(&list).ok_or_else(|| CgroupError::Parse {
@@ -1074,20 +822,12 @@ fn exec_one(op: &Op) -> Result<(), CgroupError> {
                 })?
             };
             for (allow, rule) in live.transition(target) {
-                let file = if allow {
-                    "devices.allow"
-                } else {
-                    "devices.deny"
-                };
+                let file = if allow { "devices.allow" } else { "devices.deny" };
                 fsutil::write(dir, file, &rule, Some("linux.resources.devices"))?;
             }
             Ok(())
         }
-        Op::DevicesV2 {
-            dir,
-            program,
-            fresh,
-        } => exec_devices_v2(dir, program, *fresh),
+        Op::DevicesV2 { dir, program, fresh } => exec_devices_v2(dir, program, *fresh),
     }
 }
 
@@ -1120,47 +860,22 @@ fn with_memory_hint(e: CgroupError, dir: &Path, file: &str) -> CgroupError {
     }
 }
 
-fn exec_memory_v1(
-    dir: &Path,
-    limit: Option<i64>,
-    swap: Option<i64>,
-    fresh: bool,
-) -> Result<(), CgroupError> {
+fn exec_memory_v1(dir: &Path, limit: Option<i64>, swap: Option<i64>, fresh: bool) -> Result<(), CgroupError> {
     const LIMIT: &str = "memory.limit_in_bytes";
     const MEMSW: &str = "memory.memsw.limit_in_bytes";
     let write_limit = |v: i64| {
-        fsutil::write(
-            dir,
-            LIMIT,
-            &v.to_string(),
-            Some("linux.resources.memory.limit"),
-        )
-        .map_err(|e| with_memory_hint(e, dir, LIMIT))
+        fsutil::write(dir, LIMIT, &v.to_string(), Some("linux.resources.memory.limit"))
+            .map_err(|e| with_memory_hint(e, dir, LIMIT))
     };
     let write_swap = |v: i64| {
-        fsutil::write(
-            dir,
-            MEMSW,
-            &v.to_string(),
-            Some("linux.resources.memory.swap"),
-        )
-        .map_err(|e| {
+        fsutil::write(dir, MEMSW, &v.to_string(), Some("linux.resources.memory.swap")).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOENT) {
-                if let CgroupError::Write {
-                    field,
-                    path,
-                    source,
-                    ..
-                } = e
-                {
+                if let CgroupError::Write { field, path, source, .. } = e {
                     return CgroupError::Write {
                         field,
                         path,
                         source,
-                        hint: Some(
-                            "swap accounting is disabled on this host (boot with swapaccount=1)"
-                                .into(),
-                        ),
+                        hint: Some("swap accounting is disabled on this host (boot with swapaccount=1)".into()),
                     };
                 }
             }
@@ -1181,11 +896,7 @@ fn exec_memory_v1(
             // memsw must stay >= memory after each write: raise memsw first
             // when it grows past the current memory limit.
             let swap_first = s == -1 || {
-                let cur = if fresh {
-                    u64::MAX
-                } else {
-                    fsutil::read_u64(dir, LIMIT)?
-                };
+                let cur = if fresh { u64::MAX } else { fsutil::read_u64(dir, LIMIT)? };
                 cur < s as u64
             };
             if swap_first {
@@ -1202,62 +913,32 @@ fn exec_memory_v1(
     }
 }
 
-fn exec_cpu_v1(
-    dir: &Path,
-    period: Option<u64>,
-    quota: Option<i64>,
-    burst: Option<u64>,
-) -> Result<(), CgroupError> {
+fn exec_cpu_v1(dir: &Path, period: Option<u64>, quota: Option<i64>, burst: Option<u64>) -> Result<(), CgroupError> {
     let einval = |e: &CgroupError| e.raw_os_error() == Some(libc::EINVAL);
     // Both period and burst may be refused (EINVAL) until the new quota is in
     // place; runc retries them after writing the quota.
     let mut retry_period = None;
     if let Some(p) = period {
-        match fsutil::write(
-            dir,
-            "cpu.cfs_period_us",
-            &p.to_string(),
-            Some("linux.resources.cpu.period"),
-        ) {
+        match fsutil::write(dir, "cpu.cfs_period_us", &p.to_string(), Some("linux.resources.cpu.period")) {
             Err(e) if einval(&e) && quota.is_some() => retry_period = Some(p),
             r => r?,
         }
     }
     let mut retry_burst = None;
     if let Some(b) = burst {
-        match fsutil::write(
-            dir,
-            "cpu.cfs_burst_us",
-            &b.to_string(),
-            Some("linux.resources.cpu.burst"),
-        ) {
+        match fsutil::write(dir, "cpu.cfs_burst_us", &b.to_string(), Some("linux.resources.cpu.burst")) {
             Err(e) if einval(&e) && quota.is_some() => retry_burst = Some(b),
             r => r?,
         }
     }
     if let Some(q) = quota {
-        fsutil::write(
-            dir,
-            "cpu.cfs_quota_us",
-            &q.to_string(),
-            Some("linux.resources.cpu.quota"),
-        )?;
+        fsutil::write(dir, "cpu.cfs_quota_us", &q.to_string(), Some("linux.resources.cpu.quota"))?;
     }
     if let Some(p) = retry_period {
-        fsutil::write(
-            dir,
-            "cpu.cfs_period_us",
-            &p.to_string(),
-            Some("linux.resources.cpu.period"),
-        )?;
+        fsutil::write(dir, "cpu.cfs_period_us", &p.to_string(), Some("linux.resources.cpu.period"))?;
     }
     if let Some(b) = retry_burst {
-        fsutil::write(
-            dir,
-            "cpu.cfs_burst_us",
-            &b.to_string(),
-            Some("linux.resources.cpu.burst"),
-        )?;
+        fsutil::write(dir, "cpu.cfs_burst_us", &b.to_string(), Some("linux.resources.cpu.burst"))?;
     }
     Ok(())
 }
@@ -1271,15 +952,8 @@ fn exec_cpu_v2(
 ) -> Result<(), CgroupError> {
     let mut retry_burst = None;
     if let Some(b) = burst {
-        match fsutil::write(
-            dir,
-            "cpu.max.burst",
-            &b.to_string(),
-            Some("linux.resources.cpu.burst"),
-        ) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && quota.is_some() => {
-                retry_burst = Some(b)
-            }
+        match fsutil::write(dir, "cpu.max.burst", &b.to_string(), Some("linux.resources.cpu.burst")) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && quota.is_some() => retry_burst = Some(b),
             r => r?,
         }
     }
@@ -1298,63 +972,33 @@ fn exec_cpu_v2(
             }
         }
         if let Some(nq) = quota {
-            q = if nq > 0 {
-                nq.to_string()
-            } else {
-                "max".to_owned()
-            };
+            q = if nq > 0 { nq.to_string() } else { "max".to_owned() };
         }
         if let Some(np) = period {
             p = np;
         }
-        let field = if quota.is_some() {
-            "linux.resources.cpu.quota"
-        } else {
-            "linux.resources.cpu.period"
-        };
+        let field = if quota.is_some() { "linux.resources.cpu.quota" } else { "linux.resources.cpu.period" };
         fsutil::write(dir, "cpu.max", &format!("{q} {p}"), Some(field))?;
     }
     if let Some(b) = retry_burst {
-        fsutil::write(
-            dir,
-            "cpu.max.burst",
-            &b.to_string(),
-            Some("linux.resources.cpu.burst"),
-        )?;
+        fsutil::write(dir, "cpu.max.burst", &b.to_string(), Some("linux.resources.cpu.burst"))?;
     }
     Ok(())
 }
 
 fn sys_err<'a>(op: &'static str, dir: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Sys {
-        op,
-        path: dir.to_path_buf(),
-        source,
-    }
+    move |source| CgroupError::Sys { op, path: dir.to_path_buf(), source }
 }
 
 /// Loads the device program and attaches it, replacing whatever device
 /// program this cgroup had (atomically with `BPF_F_REPLACE` when there is
 /// exactly one, as after our own create).
 fn exec_devices_v2(dir: &Path, program: &[bpf::Insn], fresh: bool) -> Result<(), CgroupError> {
-    let dirfd = rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        FileMode::empty(),
-    )
-    .map_err(|e| sys_err("opening", dir)(e.into()))?;
-    let old = if fresh {
-        Vec::new()
-    } else {
-        attached_programs(dir, dirfd.as_fd())?
-    };
-    let prog = match bpf::prog_load(
-        bpf::BPF_PROG_TYPE_CGROUP_DEVICE,
-        program,
-        devices::LICENSE,
-        "berth_devices",
-        None,
-    ) {
+    let dirfd = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, FileMode::empty())
+        .map_err(|e| sys_err("opening", dir)(e.into()))?;
+    let old = if fresh { Vec::new() } else { attached_programs(dir, dirfd.as_fd())? };
+    let prog = match bpf::prog_load(bpf::BPF_PROG_TYPE_CGROUP_DEVICE, program, devices::LICENSE, "berth_devices", None)
+    {
         Ok(p) => p,
         Err(source) => {
             // Load again with a log buffer only now: the verifier log is
@@ -1371,9 +1015,7 @@ fn exec_devices_v2(dir: &Path, program: &[bpf::Insn], fresh: bool) -> Result<(),
             return Err(CgroupError::BpfLoad {
                 path: dir.to_path_buf(),
                 source,
-                log: String::from_utf8_lossy(log.get(..end).unwrap_or_default())
-                    .trim()
-                    .to_owned(),
+                log: String::from_utf8_lossy(log.get(..end).unwrap_or_default()).trim().to_owned(),
             });
         }
     };
@@ -1391,19 +1033,11 @@ fn exec_devices_v2(dir: &Path, program: &[bpf::Insn], fresh: bool) -> Result<(),
             Err(e) => return Err(sys_err("BPF_PROG_ATTACH(BPF_F_REPLACE)", dir)(e)),
         }
     }
-    bpf::prog_attach(
-        dirfd.as_fd(),
-        prog.as_fd(),
-        bpf::BPF_CGROUP_DEVICE,
-        bpf::BPF_F_ALLOW_MULTI,
-        None,
-    )
-    .map_err(sys_err("BPF_PROG_ATTACH(BPF_CGROUP_DEVICE)", dir))?;
+    bpf::prog_attach(dirfd.as_fd(), prog.as_fd(), bpf::BPF_CGROUP_DEVICE, bpf::BPF_F_ALLOW_MULTI, None)
+        .map_err(sys_err("BPF_PROG_ATTACH(BPF_CGROUP_DEVICE)", dir))?;
     for o in &old {
-        bpf::prog_detach(dirfd.as_fd(), o.as_fd(), bpf::BPF_CGROUP_DEVICE).map_err(sys_err(
-            "BPF_PROG_DETACH of the previous device filter",
-            dir,
-        ))?;
+        bpf::prog_detach(dirfd.as_fd(), o.as_fd(), bpf::BPF_CGROUP_DEVICE)
+            .map_err(sys_err("BPF_PROG_DETACH of the previous device filter", dir))?;
     }
     Ok(())
 }
@@ -1415,8 +1049,7 @@ pub(crate) fn attached_programs(
 ) -> Result<Vec<std::os::fd::OwnedFd>, CgroupError> {
     let mut ids = vec![0u32; 8];
     let n = loop {
-        let n = bpf::prog_query(dirfd, bpf::BPF_CGROUP_DEVICE, &mut ids)
-            .map_err(sys_err("BPF_PROG_QUERY", dir))?;
+        let n = bpf::prog_query(dirfd, bpf::BPF_CGROUP_DEVICE, &mut ids).map_err(sys_err("BPF_PROG_QUERY", dir))?;
         if n <= ids.len() {
             break n;
         }

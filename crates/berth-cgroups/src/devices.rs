@@ -92,21 +92,15 @@ fn field(i: usize) -> String {
 fn num(v: Option<i64>, i: usize, what: &str) -> Result<Option<u32>, CgroupError> {
     match v {
         None | Some(-1) => Ok(None),
-        Some(n) => u32::try_from(n).map(Some).map_err(|_| {
-            CgroupError::invalid(
-                format!("{}.{what}", field(i)),
-                format!("{n} is not a device number"),
-            )
-        }),
+        Some(n) => u32::try_from(n)
+            .map(Some)
+            .map_err(|_| CgroupError::invalid(format!("{}.{what}", field(i)), format!("{n} is not a device number"))),
     }
 }
 
 fn access_bits(s: &str, i: usize) -> Result<u8, CgroupError> {
     if s.is_empty() {
-        return Err(CgroupError::invalid(
-            format!("{}.access", field(i)),
-            "must not be empty (use some of \"rwm\")",
-        ));
+        return Err(CgroupError::invalid(format!("{}.access", field(i)), "must not be empty (use some of \"rwm\")"));
     }
     let mut bits = 0;
     for c in s.chars() {
@@ -136,18 +130,16 @@ pub(crate) fn normalise(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, Cgroup
                 LinuxDeviceType::A => return Ok(Rule::All(r.allow())),
                 LinuxDeviceType::C | LinuxDeviceType::U => Kind::Char,
                 LinuxDeviceType::B => Kind::Block,
-                LinuxDeviceType::P => return Err(CgroupError::invalid(
-                    format!("{}.type", field(i)),
-                    "\"p\" (FIFO) is not a device the devices cgroup can control; use a, b or c",
-                )),
+                LinuxDeviceType::P => {
+                    return Err(CgroupError::invalid(
+                        format!("{}.type", field(i)),
+                        "\"p\" (FIFO) is not a device the devices cgroup can control; use a, b or c",
+                    ))
+                }
             };
             Ok(Rule::One {
                 allow: r.allow(),
-                meta: Meta {
-                    major: num(r.major(), i, "major")?,
-                    minor: num(r.minor(), i, "minor")?,
-                    kind,
-                },
+                meta: Meta { major: num(r.major(), i, "major")?, minor: num(r.minor(), i, "minor")?, kind },
                 access,
             })
         })
@@ -164,10 +156,7 @@ pub(crate) struct Emulator {
 impl Emulator {
     /// A fresh, deny-everything state (what an empty rule list means).
     pub fn deny_all() -> Self {
-        Emulator {
-            default_allow: false,
-            exceptions: BTreeMap::new(),
-        }
+        Emulator { default_allow: false, exceptions: BTreeMap::new() }
     }
 
     pub fn from_rules(rules: &[Rule]) -> Result<Self, CgroupError> {
@@ -181,17 +170,10 @@ impl Emulator {
     fn apply(&mut self, rule: &Rule, i: usize) -> Result<(), CgroupError> {
         match *rule {
             Rule::All(allow) => {
-                *self = Emulator {
-                    default_allow: allow,
-                    exceptions: BTreeMap::new(),
-                };
+                *self = Emulator { default_allow: allow, exceptions: BTreeMap::new() };
                 Ok(())
             }
-            Rule::One {
-                allow,
-                meta,
-                access,
-            } => {
+            Rule::One { allow, meta, access } => {
                 if allow == self.default_allow {
                     self.remove(meta, access, i)
                 } else {
@@ -207,21 +189,8 @@ impl Emulator {
     /// covers; we refuse it instead, since the user asked for something the
     /// kernel would not do.
     fn remove(&mut self, meta: Meta, access: u8, i: usize) -> Result<(), CgroupError> {
-        let wild = [
-            Meta {
-                major: None,
-                ..meta
-            },
-            Meta {
-                minor: None,
-                ..meta
-            },
-            Meta {
-                major: None,
-                minor: None,
-                ..meta
-            },
-        ];
+        let wild =
+            [Meta { major: None, ..meta }, Meta { minor: None, ..meta }, Meta { major: None, minor: None, ..meta }];
         for w in wild {
             if w == meta {
                 continue;
@@ -259,10 +228,7 @@ impl Emulator {
             let (t, mm, acc) = (it.next()?, it.next()?, it.next()?);
             let kind = match t {
                 "a" => {
-                    e = Emulator {
-                        default_allow: true,
-                        exceptions: BTreeMap::new(),
-                    };
+                    e = Emulator { default_allow: true, exceptions: BTreeMap::new() };
                     continue;
                 }
                 "c" => Kind::Char,
@@ -277,11 +243,7 @@ impl Emulator {
                     s.parse().ok().map(Some)
                 }
             };
-            let meta = Meta {
-                major: p(ma)?,
-                minor: p(mi)?,
-                kind,
-            };
+            let meta = Meta { major: p(ma)?, minor: p(mi)?, kind };
             let access = access_bits(acc, 0).ok()?;
             if !e.default_allow {
                 *e.exceptions.entry(meta).or_insert(0) |= access;
@@ -377,13 +339,7 @@ impl Emulator {
             p.push(Insn::new(op::ALU | op::MOV | op::K, 0, 0, 0, verdict));
             p.push(Insn::new(op::JMP | op::EXIT, 0, 0, 0, 0));
         }
-        p.push(Insn::new(
-            op::ALU | op::MOV | op::K,
-            0,
-            0,
-            0,
-            i32::from(self.default_allow),
-        ));
+        p.push(Insn::new(op::ALU | op::MOV | op::K, 0, 0, 0, i32::from(self.default_allow)));
         p.push(Insn::new(op::JMP | op::EXIT, 0, 0, 0, 0));
         Ok(p)
     }
@@ -453,16 +409,11 @@ pub(crate) fn interpret(prog: &[Insn], kind: Kind, access: u8, major: u32, minor
 /// The v1 kernel's verdict for one request under the emulated state
 /// (`devcgroup_legacy_check_permission`), as the reference for tests.
 #[cfg(test)]
-pub(crate) fn emulated_verdict(
-    e: &Emulator,
-    kind: Kind,
-    access: u8,
-    major: u32,
-    minor: u32,
-) -> bool {
-    let mut matching = e.exceptions.iter().filter(|(m, _)| {
-        m.kind == kind && m.major.is_none_or(|v| v == major) && m.minor.is_none_or(|v| v == minor)
-    });
+pub(crate) fn emulated_verdict(e: &Emulator, kind: Kind, access: u8, major: u32, minor: u32) -> bool {
+    let mut matching = e
+        .exceptions
+        .iter()
+        .filter(|(m, _)| m.kind == kind && m.major.is_none_or(|v| v == major) && m.minor.is_none_or(|v| v == minor));
     if e.default_allow {
         !matching.any(|(_, p)| access & p != 0)
     } else {
@@ -474,13 +425,7 @@ pub(crate) fn emulated_verdict(
 mod tests {
     use super::*;
 
-    fn r(
-        allow: bool,
-        t: &str,
-        major: Option<i64>,
-        minor: Option<i64>,
-        access: &str,
-    ) -> LinuxDeviceCgroup {
+    fn r(allow: bool, t: &str, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
         let mut d = LinuxDeviceCgroup::default();
         d.set_allow(allow);
         d.set_typ(Some(match t {
@@ -506,10 +451,7 @@ mod tests {
     fn fresh_cgroup_gets_deny_all_then_allows() {
         let target = Emulator::from_rules(&normalise(&spec_with_defaults()).unwrap()).unwrap();
         // A fresh v1 cgroup is assumed allow-all (inherited from the root).
-        let live = Emulator {
-            default_allow: true,
-            exceptions: BTreeMap::new(),
-        };
+        let live = Emulator { default_allow: true, exceptions: BTreeMap::new() };
         let w = live.transition(&target);
         assert_eq!(w[0], (false, "a *:* rwm".to_owned()));
         assert!(w.contains(&(true, "c 1:3 rwm".to_owned())));
@@ -522,21 +464,14 @@ mod tests {
     fn update_is_minimal_and_never_resets_an_allowlist() {
         let before = Emulator::from_rules(&normalise(&spec_with_defaults()).unwrap()).unwrap();
         // devices.list as the kernel would print it for `before`.
-        let list: String = before
-            .exceptions
-            .iter()
-            .map(|(m, p)| rule_string(*m, *p) + "\n")
-            .collect();
+        let list: String = before.exceptions.iter().map(|(m, p)| rule_string(*m, *p) + "\n").collect();
         let live = Emulator::from_list(&list).unwrap();
         assert_eq!(live, before);
         let mut spec = spec_with_defaults();
         spec.push(r(true, "b", Some(8), Some(0), "r"));
         spec.push(r(false, "c", Some(1), Some(3), "w"));
         let target = Emulator::from_rules(&normalise(&spec).unwrap()).unwrap();
-        assert_eq!(
-            live.transition(&target),
-            vec![(false, "c 1:3 w".to_owned()), (true, "b 8:0 r".to_owned())]
-        );
+        assert_eq!(live.transition(&target), vec![(false, "c 1:3 w".to_owned()), (true, "b 8:0 r".to_owned())]);
         assert!(live.transition(&live).is_empty());
     }
 
@@ -547,35 +482,19 @@ mod tests {
             r(true, "c", Some(136), None, "rwm"),
             r(false, "c", Some(136), Some(2), "rw"),
         ];
-        let e = Emulator::from_rules(&normalise(&spec).unwrap())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("linux.resources.devices[2]: cannot deny c 136:2 rw"),
-            "{e}"
-        );
+        let e = Emulator::from_rules(&normalise(&spec).unwrap()).unwrap_err().to_string();
+        assert!(e.starts_with("linux.resources.devices[2]: cannot deny c 136:2 rw"), "{e}");
     }
 
     #[test]
     fn rejects_bad_rules_naming_the_field() {
-        let e = normalise(&[r(true, "c", Some(1), Some(3), "rx")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("linux.resources.devices[0].access: unknown access 'x'"),
-            "{e}"
-        );
-        let e = normalise(&[r(true, "p", None, None, "r")])
-            .unwrap_err()
-            .to_string();
+        let e = normalise(&[r(true, "c", Some(1), Some(3), "rx")]).unwrap_err().to_string();
+        assert!(e.starts_with("linux.resources.devices[0].access: unknown access 'x'"), "{e}");
+        let e = normalise(&[r(true, "p", None, None, "r")]).unwrap_err().to_string();
         assert!(e.starts_with("linux.resources.devices[0].type"), "{e}");
-        let e = normalise(&[r(true, "c", Some(-5), None, "r")])
-            .unwrap_err()
-            .to_string();
+        let e = normalise(&[r(true, "c", Some(-5), None, "r")]).unwrap_err().to_string();
         assert!(e.starts_with("linux.resources.devices[0].major"), "{e}");
-        let e = normalise(&[r(true, "c", Some(1), Some(1), "")])
-            .unwrap_err()
-            .to_string();
+        let e = normalise(&[r(true, "c", Some(1), Some(1), "")]).unwrap_err().to_string();
         assert!(e.contains("must not be empty"), "{e}");
     }
 
@@ -630,9 +549,6 @@ mod tests {
         assert!(!e.default_allow);
         assert_eq!(e.exceptions.len(), 1);
         let (m, p) = e.exceptions.iter().next().unwrap();
-        assert_eq!(
-            (m.kind, m.major, m.minor, *p),
-            (Kind::Char, Some(4), Some(1), ACC_R)
-        );
+        assert_eq!((m.kind, m.major, m.minor, *p), (Kind::Char, Some(4), Some(1), ACC_R));
     }
 }

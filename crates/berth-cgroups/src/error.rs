@@ -84,11 +84,7 @@ pub enum CgroupError {
 
     /// Freezing did not settle in time.
     #[error("freezing {}: cgroup did not reach FROZEN within {secs}s (still {state})", path.display())]
-    FreezeTimeout {
-        path: PathBuf,
-        secs: u64,
-        state: String,
-    },
+    FreezeTimeout { path: PathBuf, secs: u64, state: String },
 
     /// The cgroup watched by an [`crate::OomWatcher`] has been removed.
     #[error("cgroup {} was removed", path.display())]
@@ -96,10 +92,7 @@ pub enum CgroupError {
 
     /// The operation needs a controller this cgroup does not have.
     #[error("{op}: no {controller} controller in any hierarchy of this cgroup")]
-    NoController {
-        op: &'static str,
-        controller: &'static str,
-    },
+    NoController { op: &'static str, controller: &'static str },
 }
 
 fn prefix(field: &Option<String>) -> String {
@@ -118,17 +111,11 @@ fn suffix(hint: &Option<String>) -> String {
 
 impl CgroupError {
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CgroupError::Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        CgroupError::Invalid { field: field.into(), reason: reason.into() }
     }
 
     pub(crate) fn unsupported(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CgroupError::Unsupported {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        CgroupError::Unsupported { field: field.into(), reason: reason.into() }
     }
 
     /// The errno behind this error, if it came from a syscall.

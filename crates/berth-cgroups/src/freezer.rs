@@ -76,10 +76,9 @@ fn parse_v1(dir: &Path, s: &str) -> Result<FreezerState, CgroupError> {
         "THAWED" => Ok(FreezerState::Thawed),
         "FREEZING" => Ok(FreezerState::Freezing),
         "FROZEN" => Ok(FreezerState::Frozen),
-        other => Err(CgroupError::Parse {
-            path: dir.join("freezer.state"),
-            reason: format!("unknown state {other:?}"),
-        }),
+        other => {
+            Err(CgroupError::Parse { path: dir.join("freezer.state"), reason: format!("unknown state {other:?}") })
+        }
     }
 }
 
@@ -106,31 +105,20 @@ fn freeze_v1(dir: &Path) -> Result<(), CgroupError> {
     }
     // Do not leave the cgroup half-frozen.
     let _ = fsutil::write(dir, "freezer.state", "THAWED", None);
-    Err(CgroupError::FreezeTimeout {
-        path: dir.to_path_buf(),
-        secs: TIMEOUT.as_secs(),
-        state: format!("{last:?}"),
-    })
+    Err(CgroupError::FreezeTimeout { path: dir.to_path_buf(), secs: TIMEOUT.as_secs(), state: format!("{last:?}") })
 }
 
 /// Waits until `cgroup.events` reports `frozen` = `frozen`.
 fn wait_v2(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.events");
-    let fd =
-        rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
-            CgroupError::Read {
-                path: path.clone(),
-                source: e.into(),
-            }
-        })?;
+    let fd = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| CgroupError::Read { path: path.clone(), source: e.into() })?;
     let want = u64::from(frozen);
     let deadline = Instant::now() + TIMEOUT;
     let mut buf = [0u8; 512];
     loop {
-        let n = rustix::io::pread(&fd, &mut buf[..], 0).map_err(|e| CgroupError::Read {
-            path: path.clone(),
-            source: e.into(),
-        })?;
+        let n = rustix::io::pread(&fd, &mut buf[..], 0)
+            .map_err(|e| CgroupError::Read { path: path.clone(), source: e.into() })?;
         let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
         let now = fsutil::value_of(&text, "frozen");
         if now == Some(want) {
@@ -144,26 +132,14 @@ fn wait_v2(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
             return Err(CgroupError::FreezeTimeout {
                 path: dir.to_path_buf(),
                 secs: TIMEOUT.as_secs(),
-                state: format!(
-                    "frozen {}",
-                    now.map_or_else(|| "?".into(), |v| v.to_string())
-                ),
+                state: format!("frozen {}", now.map_or_else(|| "?".into(), |v| v.to_string())),
             });
         }
-        let ts = rustix::time::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
+        let ts = rustix::time::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
         let mut fds = [PollFd::new(&fd, PollFlags::PRI)];
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(CgroupError::Sys {
-                    op: "poll",
-                    path,
-                    source: e.into(),
-                })
-            }
+            Err(e) => return Err(CgroupError::Sys { op: "poll", path, source: e.into() }),
         }
     }
 }

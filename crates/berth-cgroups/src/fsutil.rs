@@ -35,48 +35,26 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
 
 /// Writes `value` to an existing file with one `write(2)`.
 pub(crate) fn write_raw(path: &Path, value: &[u8]) -> io::Result<()> {
-    let fd = retry(|| {
-        rustix::fs::open(
-            path,
-            OFlags::WRONLY | OFlags::TRUNC | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-    })?;
+    let fd = retry(|| rustix::fs::open(path, OFlags::WRONLY | OFlags::TRUNC | OFlags::CLOEXEC, Mode::empty()))?;
     let n = retry(|| rustix::io::write(&fd, value))?;
     if n != value.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            format!("short write ({n} of {} bytes)", value.len()),
-        ));
+        return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write ({n} of {} bytes)", value.len())));
     }
     #[cfg(test)]
     JOURNAL.with(|j| {
         if let Some(j) = j.borrow_mut().as_mut() {
-            j.push((
-                path.to_path_buf(),
-                String::from_utf8_lossy(value).into_owned(),
-            ));
+            j.push((path.to_path_buf(), String::from_utf8_lossy(value).into_owned()));
         }
     });
     Ok(())
 }
 
 /// Writes `dir/file`; the error names the file and, if given, the spec field.
-pub(crate) fn write(
-    dir: &Path,
-    file: &str,
-    value: &str,
-    field: Option<&str>,
-) -> Result<(), CgroupError> {
+pub(crate) fn write(dir: &Path, file: &str, value: &str, field: Option<&str>) -> Result<(), CgroupError> {
     let path = dir.join(file);
     write_raw(&path, value.as_bytes()).map_err(|source| {
         let hint = hint_for(&source, file);
-        CgroupError::Write {
-            field: field.map(str::to_owned),
-            path,
-            source,
-            hint,
-        }
+        CgroupError::Write { field: field.map(str::to_owned), path, source, hint }
     })
 }
 
@@ -87,9 +65,9 @@ fn hint_for(err: &io::Error, file: &str) -> Option<String> {
             "no such huge page size here; this kernel supports: {}",
             crate::stats::huge_page_sizes().join(", ")
         )),
-        Some(libc::ENOENT) => Some(format!(
-            "the kernel does not provide {file} here: controller not enabled or feature not built in"
-        )),
+        Some(libc::ENOENT) => {
+            Some(format!("the kernel does not provide {file} here: controller not enabled or feature not built in"))
+        }
         _ => None,
     }
 }
@@ -122,10 +100,8 @@ pub(crate) fn parse_u64(path: &Path, s: &str) -> Result<u64, CgroupError> {
     if s == "max" {
         return Ok(u64::MAX);
     }
-    s.parse::<u64>().map_err(|e| CgroupError::Parse {
-        path: path.to_path_buf(),
-        reason: format!("{s:?} is not a number: {e}"),
-    })
+    s.parse::<u64>()
+        .map_err(|e| CgroupError::Parse { path: path.to_path_buf(), reason: format!("{s:?} is not a number: {e}") })
 }
 
 /// Reads `dir/file` as one number.
@@ -153,14 +129,7 @@ pub(crate) fn key_values(content: &str) -> impl Iterator<Item = (&str, u64)> {
         if it.next().is_some() {
             return None;
         }
-        Some((
-            k,
-            if v == "max" {
-                u64::MAX
-            } else {
-                v.parse().ok()?
-            },
-        ))
+        Some((k, if v == "max" { u64::MAX } else { v.parse().ok()? }))
     })
 }
 
@@ -189,22 +158,10 @@ mod tests {
     #[test]
     fn write_never_creates_files_and_names_field_and_path() {
         let dir = tempfile::tempdir().unwrap();
-        let err = write(
-            dir.path(),
-            "memory.max",
-            "1",
-            Some("linux.resources.memory.limit"),
-        )
-        .unwrap_err();
+        let err = write(dir.path(), "memory.max", "1", Some("linux.resources.memory.limit")).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with("linux.resources.memory.limit: writing "),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("memory.max: No such file or directory"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("linux.resources.memory.limit: writing "), "{msg}");
+        assert!(msg.contains("memory.max: No such file or directory"), "{msg}");
         assert!(!dir.path().join("memory.max").exists());
     }
 

@@ -92,11 +92,9 @@ pub fn detect() -> Result<Mode, CgroupError> {
 /// Finds every hierarchy of the host.
 pub(crate) fn discover() -> Result<Layout, CgroupError> {
     match fs_type(CGROUP_ROOT) {
-        Some(CGROUP2_SUPER_MAGIC) => Ok(Layout {
-            mode: Mode::Unified,
-            v1: Vec::new(),
-            v2: Some(PathBuf::from(CGROUP_ROOT)),
-        }),
+        Some(CGROUP2_SUPER_MAGIC) => {
+            Ok(Layout { mode: Mode::Unified, v1: Vec::new(), v2: Some(PathBuf::from(CGROUP_ROOT)) })
+        }
         Some(TMPFS_MAGIC) => match scan_tmpfs(Path::new(CGROUP_ROOT))? {
             Some(layout) => Ok(layout),
             None => from_mountinfo(),
@@ -108,17 +106,11 @@ pub(crate) fn discover() -> Result<Layout, CgroupError> {
 /// Lists the hierarchies mounted directly under a tmpfs at `root`. `None` if
 /// there are none (a non-standard layout).
 fn scan_tmpfs(root: &Path) -> Result<Option<Layout>, CgroupError> {
-    let rd = std::fs::read_dir(root).map_err(|source| CgroupError::Read {
-        path: root.to_path_buf(),
-        source,
-    })?;
+    let rd = std::fs::read_dir(root).map_err(|source| CgroupError::Read { path: root.to_path_buf(), source })?;
     let mut v1 = Vec::new();
     let mut v2 = None;
     for entry in rd {
-        let entry = entry.map_err(|source| CgroupError::Read {
-            path: root.to_path_buf(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| CgroupError::Read { path: root.to_path_buf(), source })?;
         // `cpu -> cpu,cpuacct` style aliases are symlinks: the real directory
         // is listed too.
         match entry.file_type() {
@@ -130,10 +122,7 @@ fn scan_tmpfs(root: &Path) -> Result<Option<Layout>, CgroupError> {
             continue;
         };
         match rustix::fs::statfs(&path).map(|s| s.f_type as u64) {
-            Ok(CGROUP_SUPER_MAGIC) => v1.push(V1Mount {
-                controllers: controllers_from_dir_name(&name),
-                mount: path,
-            }),
+            Ok(CGROUP_SUPER_MAGIC) => v1.push(V1Mount { controllers: controllers_from_dir_name(&name), mount: path }),
             Ok(CGROUP2_SUPER_MAGIC) if v2.is_none() => v2 = Some(path),
             _ => {}
         }
@@ -164,10 +153,7 @@ fn controllers_from_dir_name(name: &str) -> Vec<String> {
 /// Fallback for non-standard layouts: reads `/proc/self/mountinfo`.
 fn from_mountinfo() -> Result<Layout, CgroupError> {
     let path = Path::new("/proc/self/mountinfo");
-    let content = fsutil::read_raw(path).map_err(|source| CgroupError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let content = fsutil::read_raw(path).map_err(|source| CgroupError::Read { path: path.to_path_buf(), source })?;
     let layout = parse_mountinfo(&content);
     if layout.v1.is_empty() && layout.v2.is_none() {
         return Err(CgroupError::Detect(
@@ -202,10 +188,7 @@ pub(crate) fn parse_mountinfo(content: &str) -> Layout {
                 if controllers.is_empty() || v1.iter().any(|h| h.controllers == controllers) {
                     continue;
                 }
-                v1.push(V1Mount {
-                    controllers,
-                    mount: mountpoint,
-                });
+                v1.push(V1Mount { controllers, mount: mountpoint });
             }
             _ => {}
         }
@@ -259,11 +242,7 @@ pub(crate) fn parse_proc_cgroup(content: &str) -> Vec<OwnCgroup> {
             let ctrls = it.next()?;
             let path = it.next()?;
             Some(OwnCgroup {
-                controllers: ctrls
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                controllers: ctrls.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect(),
                 path: path.to_owned(),
             })
         })
@@ -272,10 +251,7 @@ pub(crate) fn parse_proc_cgroup(content: &str) -> Vec<OwnCgroup> {
 
 pub(crate) fn read_own_cgroups() -> Result<Vec<OwnCgroup>, CgroupError> {
     let path = Path::new("/proc/self/cgroup");
-    let content = fsutil::read_raw(path).map_err(|source| CgroupError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let content = fsutil::read_raw(path).map_err(|source| CgroupError::Read { path: path.to_path_buf(), source })?;
     Ok(parse_proc_cgroup(&content))
 }
 
@@ -289,28 +265,20 @@ pub(crate) enum SpecPath {
 }
 
 /// Validates `cgroups_path` (or builds the default from `id`).
-pub(crate) fn parse_spec_path(
-    cgroups_path: Option<&str>,
-    id: &str,
-) -> Result<SpecPath, CgroupError> {
+pub(crate) fn parse_spec_path(cgroups_path: Option<&str>, id: &str) -> Result<SpecPath, CgroupError> {
     let raw = match cgroups_path {
         Some(p) if !p.is_empty() => p,
         _ => {
             if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
                 return Err(CgroupError::BadPath {
                     path: String::new(),
-                    reason: format!(
-                        "no cgroupsPath given and container id {id:?} cannot be used as a cgroup name"
-                    ),
+                    reason: format!("no cgroupsPath given and container id {id:?} cannot be used as a cgroup name"),
                 });
             }
             return Ok(SpecPath::Absolute(format!("berth/{id}")));
         }
     };
-    let bad = |reason: &str| CgroupError::BadPath {
-        path: raw.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let bad = |reason: &str| CgroupError::BadPath { path: raw.to_owned(), reason: reason.to_owned() };
     if raw.contains('\0') {
         return Err(bad("contains a NUL byte"));
     }
@@ -357,20 +325,13 @@ pub(crate) fn hierarchy_dir(mount: &Path, own: Option<&str>, rel: &str) -> PathB
 /// Finds the caller's path in the v1 hierarchy holding `controllers`.
 pub(crate) fn own_v1_path<'a>(own: &'a [OwnCgroup], controllers: &[String]) -> Option<&'a str> {
     own.iter()
-        .find(|o| {
-            !o.controllers.is_empty()
-                && controllers
-                    .iter()
-                    .any(|c| o.controllers.iter().any(|oc| oc == c))
-        })
+        .find(|o| !o.controllers.is_empty() && controllers.iter().any(|c| o.controllers.iter().any(|oc| oc == c)))
         .map(|o| o.path.as_str())
 }
 
 /// Finds the caller's path in the cgroup2 hierarchy.
 pub(crate) fn own_v2_path(own: &[OwnCgroup]) -> Option<&str> {
-    own.iter()
-        .find(|o| o.controllers.is_empty())
-        .map(|o| o.path.as_str())
+    own.iter().find(|o| o.controllers.is_empty()).map(|o| o.path.as_str())
 }
 
 #[cfg(test)]
@@ -386,16 +347,8 @@ mod tests {
         let found = discover().unwrap();
         assert_eq!(found.mode, mi.mode);
         assert_eq!(found.v2, mi.v2);
-        let mut a: Vec<_> = found
-            .v1
-            .iter()
-            .map(|h| (h.controllers.clone(), h.mount.clone()))
-            .collect();
-        let mut b: Vec<_> = mi
-            .v1
-            .iter()
-            .map(|h| (h.controllers.clone(), h.mount.clone()))
-            .collect();
+        let mut a: Vec<_> = found.v1.iter().map(|h| (h.controllers.clone(), h.mount.clone())).collect();
+        let mut b: Vec<_> = mi.v1.iter().map(|h| (h.controllers.clone(), h.mount.clone())).collect();
         a.sort();
         b.sort();
         assert_eq!(a, b);
@@ -434,10 +387,7 @@ mod tests {
 
     #[test]
     fn controller_names_from_directory_names() {
-        assert_eq!(
-            controllers_from_dir_name("cpu,cpuacct"),
-            vec!["cpu", "cpuacct"]
-        );
+        assert_eq!(controllers_from_dir_name("cpu,cpuacct"), vec!["cpu", "cpuacct"]);
         assert_eq!(controllers_from_dir_name("systemd"), vec!["name=systemd"]);
         assert_eq!(controllers_from_dir_name("pids"), vec!["pids"]);
         assert_eq!(controllers_from_dir_name("elogind"), vec!["name=elogind"]);
@@ -446,29 +396,15 @@ mod tests {
     #[test]
     fn spec_paths() {
         use SpecPath::*;
-        assert_eq!(
-            parse_spec_path(None, "c1").unwrap(),
-            Absolute("berth/c1".into())
-        );
-        assert_eq!(
-            parse_spec_path(Some(""), "c1").unwrap(),
-            Absolute("berth/c1".into())
-        );
-        assert_eq!(
-            parse_spec_path(Some("/a//b/./c/"), "x").unwrap(),
-            Absolute("a/b/c".into())
-        );
-        assert_eq!(
-            parse_spec_path(Some("a/b"), "x").unwrap(),
-            Relative("a/b".into())
-        );
+        assert_eq!(parse_spec_path(None, "c1").unwrap(), Absolute("berth/c1".into()));
+        assert_eq!(parse_spec_path(Some(""), "c1").unwrap(), Absolute("berth/c1".into()));
+        assert_eq!(parse_spec_path(Some("/a//b/./c/"), "x").unwrap(), Absolute("a/b/c".into()));
+        assert_eq!(parse_spec_path(Some("a/b"), "x").unwrap(), Relative("a/b".into()));
         for bad in ["/a/../b", "..", "/", "system.slice:docker:abc", "a\0b"] {
             let e = parse_spec_path(Some(bad), "x").unwrap_err().to_string();
             assert!(e.starts_with("linux.cgroupsPath"), "{bad}: {e}");
         }
-        let e = parse_spec_path(Some("machine.slice:libpod:abc"), "x")
-            .unwrap_err()
-            .to_string();
+        let e = parse_spec_path(Some("machine.slice:libpod:abc"), "x").unwrap_err().to_string();
         assert!(e.contains("systemd cgroup driver"), "{e}");
         assert!(parse_spec_path(None, "a/b").is_err());
         assert!(parse_spec_path(None, "..").is_err());

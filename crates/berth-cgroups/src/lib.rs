@@ -101,10 +101,7 @@ impl Cgroup {
     /// `cgroup.freeze`, `cgroup.kill`) on a hybrid host's
     /// `/sys/fs/cgroup/unified`. Not for production use.
     #[doc(hidden)]
-    pub fn resolve_v2_only_for_tests(
-        mount: &Path,
-        cgroups_path: &str,
-    ) -> Result<Cgroup, CgroupError> {
+    pub fn resolve_v2_only_for_tests(mount: &Path, cgroups_path: &str) -> Result<Cgroup, CgroupError> {
         let spec = layout::parse_spec_path(Some(cgroups_path), "unused")?;
         if !matches!(spec, layout::SpecPath::Absolute(_)) {
             return Err(CgroupError::BadPath {
@@ -112,11 +109,7 @@ impl Cgroup {
                 reason: "only absolute paths are supported here".into(),
             });
         }
-        let l = layout::Layout {
-            mode: Mode::Unified,
-            v1: Vec::new(),
-            v2: Some(mount.to_path_buf()),
-        };
+        let l = layout::Layout { mode: Mode::Unified, v1: Vec::new(), v2: Some(mount.to_path_buf()) };
         Self::from_layout(&l, &spec)
     }
 
@@ -146,29 +139,22 @@ impl Cgroup {
         let v2 = match &l.v2 {
             None => None,
             Some(mount) => {
-                let own_path = match &own {
-                    None => None,
-                    Some(o) => Some(layout::own_v2_path(o).ok_or_else(|| {
-                        CgroupError::Detect("/proc/self/cgroup has no cgroup2 (0::) entry".into())
-                    })?),
-                };
+                let own_path =
+                    match &own {
+                        None => None,
+                        Some(o) => Some(layout::own_v2_path(o).ok_or_else(|| {
+                            CgroupError::Detect("/proc/self/cgroup has no cgroup2 (0::) entry".into())
+                        })?),
+                    };
                 let controllers = match fsutil::read(mount, "cgroup.controllers") {
                     Ok(c) => c.split_ascii_whitespace().map(str::to_owned).collect(),
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Vec::new(),
                     Err(e) => return Err(e),
                 };
-                Some(V2Dir {
-                    mount: mount.clone(),
-                    path: layout::hierarchy_dir(mount, own_path, rel),
-                    controllers,
-                })
+                Some(V2Dir { mount: mount.clone(), path: layout::hierarchy_dir(mount, own_path, rel), controllers })
             }
         };
-        Ok(Cgroup {
-            mode: l.mode,
-            v1,
-            v2,
-        })
+        Ok(Cgroup { mode: l.mode, v1, v2 })
     }
 
     /// The host mode this cgroup was resolved on.
@@ -186,18 +172,12 @@ impl Cgroup {
     /// The directory holding v1 `controller` (e.g. `"memory"`,
     /// `"name=systemd"`), if mounted.
     pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
-        self.v1
-            .iter()
-            .find(|h| h.controllers.iter().any(|c| c == controller))
-            .map(|h| h.path.as_path())
+        self.v1.iter().find(|h| h.controllers.iter().any(|c| c == controller)).map(|h| h.path.as_path())
     }
 
     /// Every directory of this cgroup (v1 hierarchies, then v2).
     pub fn dirs(&self) -> impl Iterator<Item = &Path> {
-        self.v1
-            .iter()
-            .map(|h| h.path.as_path())
-            .chain(self.v2.iter().map(|d| d.path.as_path()))
+        self.v1.iter().map(|h| h.path.as_path()).chain(self.v2.iter().map(|d| d.path.as_path()))
     }
 
     pub(crate) fn v2_dir(&self) -> Option<&Path> {
@@ -205,9 +185,7 @@ impl Cgroup {
     }
 
     pub(crate) fn v2_has(&self, controller: &str) -> bool {
-        self.v2
-            .as_ref()
-            .is_some_and(|d| d.controllers.iter().any(|c| c == controller))
+        self.v2.as_ref().is_some_and(|d| d.controllers.iter().any(|c| c == controller))
     }
 
     /// Picks the hierarchy for a controller: a mounted v1 hierarchy wins,
@@ -246,11 +224,7 @@ impl Cgroup {
             s.push_str(&format!(
                 "; cgroup v2 at {} with controllers: {}",
                 v2.mount.display(),
-                if v2.controllers.is_empty() {
-                    "none".to_owned()
-                } else {
-                    v2.controllers.join(", ")
-                }
+                if v2.controllers.is_empty() { "none".to_owned() } else { v2.controllers.join(", ") }
             ));
         }
         s
@@ -297,18 +271,10 @@ impl Cgroup {
             all_new &= mkdir_p(&v2.mount, &v2.path, created)?;
             self.enable_v2_controllers(v2);
         }
-        if let Some(cpuset) = self
-            .v1
-            .iter()
-            .find(|h| h.controllers.iter().any(|c| c == "cpuset"))
-        {
+        if let Some(cpuset) = self.v1.iter().find(|h| h.controllers.iter().any(|c| c == "cpuset")) {
             init_v1_cpuset(cpuset, r, created)?;
         }
-        let ops = if all_new {
-            fresh_ops
-        } else {
-            apply::plan(self, r, false, false)?
-        };
+        let ops = if all_new { fresh_ops } else { apply::plan(self, r, false, false)? };
         apply::execute(&ops)
     }
 
@@ -326,12 +292,7 @@ impl Cgroup {
         let mut available: BTreeSet<String> = v2.controllers.iter().cloned().collect();
         let mut dir = v2.mount.clone();
         let comps: Vec<_> = rel.components().collect();
-        for comp in comps
-            .iter()
-            .take(comps.len().saturating_sub(1))
-            .map(Some)
-            .chain([None])
-        {
+        for comp in comps.iter().take(comps.len().saturating_sub(1)).map(Some).chain([None]) {
             let enabled: BTreeSet<String> = match fsutil::read(&dir, "cgroup.subtree_control") {
                 Ok(s) => s.split_ascii_whitespace().map(str::to_owned).collect(),
                 Err(e) => {
@@ -347,8 +308,7 @@ impl Cgroup {
                     now.extend(missing.iter().map(|c| (*c).clone()));
                 } else {
                     for c in missing {
-                        match fsutil::write(&dir, "cgroup.subtree_control", &format!("+{c}"), None)
-                        {
+                        match fsutil::write(&dir, "cgroup.subtree_control", &format!("+{c}"), None) {
                             Ok(()) => {
                                 now.insert(c.clone());
                             }
@@ -370,10 +330,7 @@ impl Cgroup {
     /// `CLONE_INTO_CGROUP`).
     pub fn add_pid(&self, pid: i32, skip_unified: bool) -> Result<(), CgroupError> {
         if pid <= 0 {
-            return Err(CgroupError::invalid(
-                "pid",
-                format!("{pid} is not a process id"),
-            ));
+            return Err(CgroupError::invalid("pid", format!("{pid} is not a process id")));
         }
         let v = pid.to_string();
         for h in &self.v1 {
@@ -402,12 +359,7 @@ impl Cgroup {
             .v1
             .iter()
             .map(|h| h.path.as_path())
-            .chain(
-                self.v2
-                    .iter()
-                    .filter(|_| !skip_unified)
-                    .map(|d| d.path.as_path()),
-            )
+            .chain(self.v2.iter().filter(|_| !skip_unified).map(|d| d.path.as_path()))
             .collect();
         PreparedJoin::open(&dirs)
     }
@@ -437,10 +389,7 @@ impl Cgroup {
     }
 
     fn freezer_target(&self) -> Result<Target<'_>, CgroupError> {
-        self.locate(Ctl::Freezer).ok_or(CgroupError::NoController {
-            op: "freeze",
-            controller: "freezer",
-        })
+        self.locate(Ctl::Freezer).ok_or(CgroupError::NoController { op: "freeze", controller: "freezer" })
     }
 
     /// The hierarchy used to list processes: cgroup2 on unified hosts, else
@@ -499,10 +448,7 @@ impl Cgroup {
         match self.locate(Ctl::Memory) {
             Some(Target::V1(d)) => OomWatcher::v1(d),
             Some(Target::V2(d)) => OomWatcher::v2(d),
-            None => Err(CgroupError::NoController {
-                op: "oom_watcher",
-                controller: "memory",
-            }),
+            None => Err(CgroupError::NoController { op: "oom_watcher", controller: "memory" }),
         }
     }
 
@@ -512,12 +458,7 @@ impl Cgroup {
         let (dir, file) = match self.locate(Ctl::Memory) {
             Some(Target::V1(d)) => (d, "memory.oom_control"),
             Some(Target::V2(d)) => (d, "memory.events"),
-            None => {
-                return Err(CgroupError::NoController {
-                    op: "oom_kill_count",
-                    controller: "memory",
-                })
-            }
+            None => return Err(CgroupError::NoController { op: "oom_kill_count", controller: "memory" }),
         };
         let content = fsutil::read(dir, file)?;
         // Kernels before 4.13 have no oom_kill line in v1: report 0.
@@ -541,10 +482,7 @@ fn mkdir_p(mount: &Path, path: &Path, created: &mut Vec<PathBuf>) -> Result<bool
             let parent = path
                 .parent()
                 .filter(|p| p.starts_with(mount))
-                .ok_or_else(|| CgroupError::Mkdir {
-                    path: path.to_path_buf(),
-                    source: e,
-                })?;
+                .ok_or_else(|| CgroupError::Mkdir { path: path.to_path_buf(), source: e })?;
             mkdir_p(mount, parent, created)?;
             match mkdir(path) {
                 Ok(()) => {
@@ -552,16 +490,10 @@ fn mkdir_p(mount: &Path, path: &Path, created: &mut Vec<PathBuf>) -> Result<bool
                     Ok(true)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                Err(source) => Err(CgroupError::Mkdir {
-                    path: path.to_path_buf(),
-                    source,
-                }),
+                Err(source) => Err(CgroupError::Mkdir { path: path.to_path_buf(), source }),
             }
         }
-        Err(source) => Err(CgroupError::Mkdir {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(CgroupError::Mkdir { path: path.to_path_buf(), source }),
     }
 }
 
@@ -571,11 +503,7 @@ fn mkdir_p(mount: &Path, path: &Path, created: &mut Vec<PathBuf>) -> Result<bool
 fn init_v1_cpuset(h: &V1Dir, r: &LinuxResources, created: &[PathBuf]) -> Result<(), CgroupError> {
     let spec_sets = |file: &str| {
         r.cpu().as_ref().is_some_and(|c| {
-            let v = if file == "cpuset.cpus" {
-                c.cpus()
-            } else {
-                c.mems()
-            };
+            let v = if file == "cpuset.cpus" { c.cpus() } else { c.mems() };
             v.as_deref().is_some_and(|s| !s.is_empty())
         })
     };

@@ -43,57 +43,30 @@ pub struct OomWatcher {
 }
 
 fn sys<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> CgroupError + 'a {
-    move |e| CgroupError::Sys {
-        op,
-        path: path.to_path_buf(),
-        source: e.into(),
-    }
+    move |e| CgroupError::Sys { op, path: path.to_path_buf(), source: e.into() }
 }
 
 impl OomWatcher {
     pub(crate) fn v1(dir: &Path) -> Result<Self, CgroupError> {
         let ctl_path = dir.join("memory.oom_control");
-        let oom_control =
-            rustix::fs::open(&ctl_path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(
-                |e| CgroupError::Read {
-                    path: ctl_path.clone(),
-                    source: e.into(),
-                },
-            )?;
-        let eventfd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
-            .map_err(sys("eventfd", dir))?;
+        let oom_control = rustix::fs::open(&ctl_path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| CgroupError::Read { path: ctl_path.clone(), source: e.into() })?;
+        let eventfd =
+            rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(sys("eventfd", dir))?;
         use std::os::fd::AsRawFd;
         let registration = format!("{} {}", eventfd.as_raw_fd(), oom_control.as_raw_fd());
         fsutil::write(dir, "cgroup.event_control", &registration, None)?;
-        Ok(OomWatcher {
-            dir: dir.to_path_buf(),
-            kind: Kind::V1 {
-                eventfd,
-                _oom_control: oom_control,
-            },
-        })
+        Ok(OomWatcher { dir: dir.to_path_buf(), kind: Kind::V1 { eventfd, _oom_control: oom_control } })
     }
 
     pub(crate) fn v2(dir: &Path) -> Result<Self, CgroupError> {
-        let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
-            .map_err(sys("inotify_init", dir))?;
+        let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).map_err(sys("inotify_init", dir))?;
         let events = dir.join("memory.events");
         // Watch before reading the baseline so no change can slip between.
-        inotify::add_watch(
-            &inotify,
-            &events,
-            WatchFlags::MODIFY | WatchFlags::DELETE_SELF,
-        )
-        .map_err(sys("inotify_add_watch", &events))?;
-        let last_oom_kill =
-            fsutil::value_of(&fsutil::read(dir, "memory.events")?, "oom_kill").unwrap_or(0);
-        Ok(OomWatcher {
-            dir: dir.to_path_buf(),
-            kind: Kind::V2 {
-                inotify,
-                last_oom_kill,
-            },
-        })
+        inotify::add_watch(&inotify, &events, WatchFlags::MODIFY | WatchFlags::DELETE_SELF)
+            .map_err(sys("inotify_add_watch", &events))?;
+        let last_oom_kill = fsutil::value_of(&fsutil::read(dir, "memory.events")?, "oom_kill").unwrap_or(0);
+        Ok(OomWatcher { dir: dir.to_path_buf(), kind: Kind::V2 { inotify, last_oom_kill } })
     }
 
     /// The cgroup directory being watched.
@@ -125,26 +98,18 @@ impl OomWatcher {
                 // The kernel also signals the eventfd when the cgroup is
                 // removed; that is not an OOM.
                 if !fsutil::exists(&self.dir.join("cgroup.event_control")) {
-                    return Err(CgroupError::Removed {
-                        path: self.dir.clone(),
-                    });
+                    return Err(CgroupError::Removed { path: self.dir.clone() });
                 }
                 Ok(count)
             }
-            Kind::V2 {
-                inotify,
-                last_oom_kill,
-            } => {
+            Kind::V2 { inotify, last_oom_kill } => {
                 let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
                 let mut reader = inotify::Reader::new(&*inotify, &mut buf);
                 let mut gone = false;
                 loop {
                     match reader.next() {
                         Ok(ev) => {
-                            if ev
-                                .events()
-                                .intersects(ReadFlags::DELETE_SELF | ReadFlags::IGNORED)
-                            {
+                            if ev.events().intersects(ReadFlags::DELETE_SELF | ReadFlags::IGNORED) {
                                 gone = true;
                             }
                         }
@@ -156,9 +121,7 @@ impl OomWatcher {
                 let content = match fsutil::read(&self.dir, "memory.events") {
                     Ok(c) => c,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) || gone => {
-                        return Err(CgroupError::Removed {
-                            path: self.dir.clone(),
-                        })
+                        return Err(CgroupError::Removed { path: self.dir.clone() })
                     }
                     Err(e) => return Err(e),
                 };

@@ -42,12 +42,7 @@ impl PreparedJoin {
         for d in dirs {
             let path = d.join("cgroup.procs");
             let fd = rustix::fs::open(&path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| CgroupError::Write {
-                    field: None,
-                    path,
-                    source: e.into(),
-                    hint: None,
-                })?;
+                .map_err(|e| CgroupError::Write { field: None, path, source: e.into(), hint: None })?;
             fds.push(fd);
         }
         Ok(PreparedJoin { fds })
@@ -85,16 +80,11 @@ pub(crate) fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupE
     let content = match fsutil::read(dir, "cgroup.procs") {
         Ok(c) => c,
         // A threaded v2 cgroup only lists threads.
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-            fsutil::read(dir, "cgroup.threads")?
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => fsutil::read(dir, "cgroup.threads")?,
         Err(e) => return Err(e),
     };
     parse_pids(dir, &content, out)?;
-    let rd = std::fs::read_dir(dir).map_err(|source| CgroupError::Read {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let rd = std::fs::read_dir(dir).map_err(|source| CgroupError::Read { path: dir.to_path_buf(), source })?;
     for entry in rd.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             match collect_pids(&entry.path(), out) {
@@ -109,10 +99,7 @@ pub(crate) fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupE
 
 pub(crate) fn signal_all(cg: &Cgroup, sig: i32) -> Result<(), CgroupError> {
     let Some(signal) = rustix::process::Signal::from_named_raw(sig) else {
-        return Err(CgroupError::invalid(
-            "signal",
-            format!("{sig} is not a signal number"),
-        ));
+        return Err(CgroupError::invalid("signal", format!("{sig} is not a signal number")));
     };
     if sig == libc::SIGKILL && cg.mode() == crate::Mode::Unified {
         if let Some(dir) = cg.unified_dir() {
@@ -140,11 +127,7 @@ pub(crate) fn signal_all(cg: &Cgroup, sig: i32) -> Result<(), CgroupError> {
             match rustix::process::kill_process(p, signal) {
                 Ok(()) | Err(rustix::io::Errno::SRCH) => {}
                 Err(e) => {
-                    return Err(CgroupError::Sys {
-                        op: "kill",
-                        path: format!("/proc/{pid}").into(),
-                        source: e.into(),
-                    })
+                    return Err(CgroupError::Sys { op: "kill", path: format!("/proc/{pid}").into(), source: e.into() })
                 }
             }
         }
@@ -181,12 +164,7 @@ pub(crate) fn rmdir_retry(dir: &Path) -> Result<(), CgroupError> {
                 std::thread::sleep(delay);
                 delay *= 2;
             }
-            Err(source) => {
-                return Err(CgroupError::Rmdir {
-                    path: dir.to_path_buf(),
-                    source,
-                })
-            }
+            Err(source) => return Err(CgroupError::Rmdir { path: dir.to_path_buf(), source }),
         }
     }
     Ok(())
@@ -203,12 +181,7 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(CgroupError::Read {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(CgroupError::Read { path: dir.to_path_buf(), source }),
     };
     for entry in rd.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {

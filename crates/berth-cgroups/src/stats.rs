@@ -84,11 +84,7 @@ pub struct CpuUsage {
 pub struct Throttling {
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub periods: u64,
-    #[serde(
-        default,
-        rename = "throttledPeriods",
-        skip_serializing_if = "is_zero_u64"
-    )]
+    #[serde(default, rename = "throttledPeriods", skip_serializing_if = "is_zero_u64")]
     pub throttled_periods: u64,
     /// Nanoseconds.
     #[serde(default, rename = "throttledTime", skip_serializing_if = "is_zero_u64")]
@@ -181,11 +177,7 @@ pub struct Blkio {
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub io_serviced_recursive: Vec<BlkioEntry>,
-    #[serde(
-        default,
-        rename = "ioQueueRecursive",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, rename = "ioQueueRecursive", skip_serializing_if = "Vec::is_empty")]
     pub io_queued_recursive: Vec<BlkioEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub io_service_time_recursive: Vec<BlkioEntry>,
@@ -214,14 +206,7 @@ pub struct Hugetlb {
 fn opt(r: Result<String, CgroupError>) -> Result<Option<String>, CgroupError> {
     match r {
         Ok(s) => Ok(Some(s)),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ENOENT) | Some(libc::EOPNOTSUPP)
-            ) =>
-        {
-            Ok(None)
-        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EOPNOTSUPP)) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -235,9 +220,7 @@ fn u64_opt(dir: &Path, file: &str) -> Result<u64, CgroupError> {
 }
 
 fn numbers(dir: &Path, file: &str, s: &str) -> Result<Vec<u64>, CgroupError> {
-    s.split_ascii_whitespace()
-        .map(|v| fsutil::parse_u64(&dir.join(file), v))
-        .collect()
+    s.split_ascii_whitespace().map(|v| fsutil::parse_u64(&dir.join(file), v)).collect()
 }
 
 /// USER_HZ, the unit of `cpuacct.stat`; 100 on every Linux architecture that
@@ -313,12 +296,8 @@ fn cpuacct_v1(d: &Path, u: &mut CpuUsage) -> Result<(), CgroupError> {
     }
     if let Some(st) = read_opt(d, "cpuacct.stat")? {
         let ns = 1_000_000_000 / USER_HZ;
-        u.user = fsutil::value_of(&st, "user")
-            .unwrap_or(0)
-            .saturating_mul(ns);
-        u.kernel = fsutil::value_of(&st, "system")
-            .unwrap_or(0)
-            .saturating_mul(ns);
+        u.user = fsutil::value_of(&st, "user").unwrap_or(0).saturating_mul(ns);
+        u.kernel = fsutil::value_of(&st, "system").unwrap_or(0).saturating_mul(ns);
     }
     Ok(())
 }
@@ -356,9 +335,7 @@ fn memory_entry_v1(d: &Path, prefix: &str) -> Result<Option<MemoryEntry>, Cgroup
 
 fn memory_v1(d: &Path, m: &mut Memory) -> Result<(), CgroupError> {
     if let Some(st) = read_opt(d, "memory.stat")? {
-        m.raw = fsutil::key_values(&st)
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        m.raw = fsutil::key_values(&st).map(|(k, v)| (k.to_owned(), v)).collect();
         m.cache = m.raw.get("cache").copied().unwrap_or(0);
     }
     m.usage = memory_entry_v1(d, "memory")?.unwrap_or_default();
@@ -371,9 +348,7 @@ fn memory_v1(d: &Path, m: &mut Memory) -> Result<(), CgroupError> {
 
 fn memory_v2(d: &Path, m: &mut Memory) -> Result<(), CgroupError> {
     if let Some(st) = read_opt(d, "memory.stat")? {
-        m.raw = fsutil::key_values(&st)
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        m.raw = fsutil::key_values(&st).map(|(k, v)| (k.to_owned(), v)).collect();
         m.cache = m.raw.get("file").copied().unwrap_or(0);
     }
     m.use_hierarchy = true;
@@ -382,9 +357,7 @@ fn memory_v2(d: &Path, m: &mut Memory) -> Result<(), CgroupError> {
             usage,
             limit: u64_opt(d, "memory.max")?,
             max: u64_opt(d, "memory.peak")?,
-            failcnt: read_opt(d, "memory.events")?
-                .and_then(|e| fsutil::value_of(&e, "max"))
-                .unwrap_or(0),
+            failcnt: read_opt(d, "memory.events")?.and_then(|e| fsutil::value_of(&e, "max")).unwrap_or(0),
         };
     }
     // v1 reports memory+swap; keep that meaning (as runc does on v2).
@@ -392,11 +365,7 @@ fn memory_v2(d: &Path, m: &mut Memory) -> Result<(), CgroupError> {
         let limit = u64_opt(d, "memory.swap.max")?;
         m.swap = MemoryEntry {
             usage: swap.saturating_add(m.usage.usage),
-            limit: if limit == u64::MAX {
-                limit
-            } else {
-                limit.saturating_add(m.usage.limit)
-            },
+            limit: if limit == u64::MAX { limit } else { limit.saturating_add(m.usage.limit) },
             max: 0,
             failcnt: 0,
         };
@@ -412,10 +381,7 @@ fn blkio_entries(d: &Path, file: &str, content: &str) -> Result<Vec<BlkioEntry>,
         let (Some(mm), Some(op), Some(v)) = (f.first(), f.get(1), f.get(2)) else {
             continue; // "Total N" and blank lines
         };
-        let bad = || CgroupError::Parse {
-            path: d.join(file),
-            reason: format!("unexpected line {line:?}"),
-        };
+        let bad = || CgroupError::Parse { path: d.join(file), reason: format!("unexpected line {line:?}") };
         let (ma, mi) = mm.split_once(':').ok_or_else(bad)?;
         out.push(BlkioEntry {
             major: ma.parse().map_err(|_| bad())?,
@@ -430,18 +396,9 @@ fn blkio_entries(d: &Path, file: &str, content: &str) -> Result<Vec<BlkioEntry>,
 fn blkio_v1(d: &Path, b: &mut Blkio) -> Result<(), CgroupError> {
     // Like runc: CFQ files if they have data, else BFQ, else throttling.
     for (bytes, ios) in [
-        (
-            "blkio.io_service_bytes_recursive",
-            "blkio.io_serviced_recursive",
-        ),
-        (
-            "blkio.bfq.io_service_bytes_recursive",
-            "blkio.bfq.io_serviced_recursive",
-        ),
-        (
-            "blkio.throttle.io_service_bytes_recursive",
-            "blkio.throttle.io_serviced_recursive",
-        ),
+        ("blkio.io_service_bytes_recursive", "blkio.io_serviced_recursive"),
+        ("blkio.bfq.io_service_bytes_recursive", "blkio.bfq.io_serviced_recursive"),
+        ("blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_serviced_recursive"),
     ] {
         let (Some(bc), Some(ic)) = (read_opt(d, bytes)?, read_opt(d, ios)?) else {
             continue;
@@ -482,12 +439,7 @@ fn io_v2(d: &Path, b: &mut Blkio) -> Result<(), CgroupError> {
                 "wios" => (&mut b.io_serviced_recursive, "Write"),
                 _ => continue,
             };
-            list.push(BlkioEntry {
-                major,
-                minor,
-                op: op.to_owned(),
-                value,
-            });
+            list.push(BlkioEntry { major, minor, op: op.to_owned(), value });
         }
     }
     Ok(())
@@ -502,12 +454,7 @@ pub(crate) fn huge_page_sizes() -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name();
-            let kb: u64 = name
-                .to_str()?
-                .strip_prefix("hugepages-")?
-                .strip_suffix("kB")?
-                .parse()
-                .ok()?;
+            let kb: u64 = name.to_str()?.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
             let label = if kb >= 1 << 20 {
                 format!("{}GB", kb >> 20)
             } else if kb >= 1 << 10 {
@@ -526,8 +473,7 @@ fn hugetlb(t: Target<'_>, out: &mut BTreeMap<String, Hugetlb>) -> Result<(), Cgr
     for ps in huge_page_sizes() {
         let h = match t {
             Target::V1(d) => {
-                let Some(usage) = fsutil::read_u64_opt(d, &format!("hugetlb.{ps}.usage_in_bytes"))?
-                else {
+                let Some(usage) = fsutil::read_u64_opt(d, &format!("hugetlb.{ps}.usage_in_bytes"))? else {
                     continue;
                 };
                 Hugetlb {
@@ -564,10 +510,7 @@ pub(crate) fn parse_list(d: &Path, file: &str, s: &str) -> Result<Vec<u16>, Cgro
     for part in s.trim().split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (u16, u16) = (
-                    a.parse().map_err(|_| bad(part))?,
-                    b.parse().map_err(|_| bad(part))?,
-                );
+                let (a, b): (u16, u16) = (a.parse().map_err(|_| bad(part))?, b.parse().map_err(|_| bad(part))?);
                 if a > b {
                     return Err(bad(part));
                 }
@@ -623,10 +566,7 @@ fn psi(d: &Path, file: &str) -> Result<Option<Psi>, CgroupError> {
             let Some((k, v)) = kv.split_once('=') else {
                 continue;
             };
-            let bad = || CgroupError::Parse {
-                path: d.join(file),
-                reason: format!("bad value in {line:?}"),
-            };
+            let bad = || CgroupError::Parse { path: d.join(file), reason: format!("bad value in {line:?}") };
             match k {
                 "avg10" => target.avg10 = v.parse().map_err(|_| bad())?,
                 "avg60" => target.avg60 = v.parse().map_err(|_| bad())?,

@@ -85,17 +85,8 @@ pub fn init(path: Option<&Path>, format: Format, debug: bool) -> anyhow::Result<
         )),
         None => None,
     };
-    let level = if debug {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Warn
-    };
-    let logger = Logger {
-        level,
-        format,
-        file,
-    };
+    let level = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Warn };
+    let logger = Logger { level, format, file };
     log::set_max_level(level);
-    log::set_boxed_logger(Box::new(logger))
-        .map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+    log::set_boxed_logger(Box::new(logger)).map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
 }

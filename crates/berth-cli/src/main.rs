@@ -95,9 +95,7 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
         };
         match arg {
             Long("root") => g.root = PathBuf::from(p.value()?),
-            Long("log") => {
-                g.log = Some(PathBuf::from(p.value()?)).filter(|p| !p.as_os_str().is_empty())
-            }
+            Long("log") => g.log = Some(PathBuf::from(p.value()?)).filter(|p| !p.as_os_str().is_empty()),
             Long("log-format") => {
                 g.log_format = match p.value()?.string()?.as_str() {
                     "json" => logger::Format::Json,
@@ -171,8 +169,7 @@ fn dispatch(g: &Global, cmd: &str, mut p: lexopt::Parser) -> Result<i32> {
 }
 
 fn os(v: OsString) -> Result<String> {
-    v.into_string()
-        .map_err(|v| anyhow!("argument {v:?} is not valid UTF-8"))
+    v.into_string().map_err(|v| anyhow!("argument {v:?} is not valid UTF-8"))
 }
 
 fn one_id(p: &mut lexopt::Parser, cmd: &str) -> Result<String> {
@@ -210,11 +207,7 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
 }
 
 fn cmd_create(g: &Global, p: &mut lexopt::Parser, mut mode: LaunchMode) -> Result<i32> {
-    let mut o = CreateOptions {
-        root: g.root.clone(),
-        bundle: PathBuf::from("."),
-        ..Default::default()
-    };
+    let mut o = CreateOptions { root: g.root.clone(), bundle: PathBuf::from("."), ..Default::default() };
     let mut id = None;
     while let Some(arg) = p.next()? {
         match arg {
@@ -224,22 +217,19 @@ fn cmd_create(g: &Global, p: &mut lexopt::Parser, mut mode: LaunchMode) -> Resul
             Long("no-pivot") => o.no_pivot = true,
             Long("no-new-keyring") | Long("no-subreaper") => {}
             Long("preserve-fds") => {
-                o.preserve_fds = p
-                    .value()?
-                    .parse()
-                    .map_err(|e| anyhow!("--preserve-fds: {e}"))?;
+                o.preserve_fds = p.value()?.parse().map_err(|e| anyhow!("--preserve-fds: {e}"))?;
             }
-            Short('d') | Long("detach") if mode == LaunchMode::RunForeground => {
-                mode = LaunchMode::RunDetached
-            }
+            Short('d') | Long("detach") if mode == LaunchMode::RunForeground => mode = LaunchMode::RunDetached,
             Long("keep") if mode != LaunchMode::Create => {}
             Value(v) if id.is_none() => id = Some(os(v)?),
             other => return Err(other.unexpected().into()),
         }
     }
     o.id = id.ok_or_else(|| anyhow!("missing container id"))?;
-    let code = container::launch(&o, mode)?;
-    Ok(code)
+    match container::launch(&o, mode)? {
+        container::Launched::Exited(code) => Ok(code),
+        container::Launched::Created { .. } | container::Launched::Detached => Ok(0),
+    }
 }
 
 fn cmd_kill(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
@@ -254,10 +244,7 @@ fn cmd_kill(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
     }
     let (id, sig) = match pos.as_slice() {
         [id] => (id.clone(), libc_sigterm()),
-        [id, s] => (
-            id.clone(),
-            berth_core::signal::parse_signal(s).map_err(|e| anyhow!(e))?,
-        ),
+        [id, s] => (id.clone(), berth_core::signal::parse_signal(s).map_err(|e| anyhow!(e))?),
         [] => bail!("kill: missing container id"),
         _ => bail!("kill: too many arguments (expected ID [SIGNAL])"),
     };
@@ -331,11 +318,7 @@ fn cmd_list(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
             }
         }
         for r in std::iter::once(&head).chain(rows.iter()) {
-            let line: Vec<String> = r
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-                .collect();
+            let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
             writeln!(out, "{}", line.join("   ").trim_end())?;
         }
     }
@@ -345,10 +328,7 @@ fn cmd_list(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
 
 fn cmd_exec(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
     use berth_linux::exec::{parse_user, ExecOptions};
-    let mut o = ExecOptions {
-        root: g.root.clone(),
-        ..Default::default()
-    };
+    let mut o = ExecOptions { root: g.root.clone(), ..Default::default() };
     let mut id = None;
     while id.is_none() {
         let Some(arg) = p.next()? else { break };
@@ -362,22 +342,16 @@ fn cmd_exec(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
             Short('g') | Long("additional-gids") => {
                 let v = os(p.value()?)?;
                 for g in v.split(',') {
-                    o.args.additional_gids.push(
-                        g.parse()
-                            .map_err(|_| anyhow!("--additional-gids {g:?}: not a number"))?,
-                    );
+                    o.args
+                        .additional_gids
+                        .push(g.parse().map_err(|_| anyhow!("--additional-gids {g:?}: not a number"))?);
                 }
             }
             Short('c') | Long("cap") => o.args.caps.push(os(p.value()?)?),
             Long("no-new-privs") => o.args.no_new_privs = true,
             Short('d') | Long("detach") => o.detach = true,
             Long("pid-file") => o.pid_file = Some(PathBuf::from(p.value()?)),
-            Long("preserve-fds") => {
-                o.preserve_fds = p
-                    .value()?
-                    .parse()
-                    .map_err(|e| anyhow!("--preserve-fds: {e}"))?
-            }
+            Long("preserve-fds") => o.preserve_fds = p.value()?.parse().map_err(|e| anyhow!("--preserve-fds: {e}"))?,
             // Accepted for compatibility; berth has no AppArmor/SELinux support.
             Long("apparmor") | Long("process-label") => {
                 let _ = p.value()?;
@@ -428,31 +402,18 @@ fn cmd_ps(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
     if ps_args.is_empty() {
         ps_args.push("-ef".to_string());
     }
-    let out = std::process::Command::new("ps")
-        .args(&ps_args)
-        .output()
-        .context("running ps")?;
+    let out = std::process::Command::new("ps").args(&ps_args).output().context("running ps")?;
     if !out.status.success() {
-        bail!(
-            "ps {}: {}",
-            ps_args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("ps {}: {}", ps_args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let col = header
-        .split_whitespace()
-        .position(|h| h == "PID")
-        .ok_or_else(|| anyhow!("ps output has no PID column"))?;
+    let col =
+        header.split_whitespace().position(|h| h == "PID").ok_or_else(|| anyhow!("ps output has no PID column"))?;
     let mut buf = format!("{header}\n");
     for l in lines {
-        if let Some(pid) = l
-            .split_whitespace()
-            .nth(col)
-            .and_then(|v| v.parse::<i32>().ok())
-        {
+        if let Some(pid) = l.split_whitespace().nth(col).and_then(|v| v.parse::<i32>().ok()) {
             if pids.contains(&pid) {
                 buf.push_str(l);
                 buf.push('\n');

@@ -45,13 +45,7 @@ pub trait Client: Send + Sync {
     fn create(&self, id: &str, spec: &Spec, options: Option<&Self::CreateOptions>) -> Result<()>;
 
     /// Starts the init process and returns its pid. `attach` receives its stdio first.
-    fn start(
-        &self,
-        id: &str,
-        checkpoint_dir: Option<&Path>,
-        with_stdin: bool,
-        attach: AttachStdio<'_>,
-    ) -> Result<u32>;
+    fn start(&self, id: &str, checkpoint_dir: Option<&Path>, with_stdin: bool, attach: AttachStdio<'_>) -> Result<u32>;
 
     /// Sends `signal` to a process (`process_id` = the container id or `"init"` for the init).
     fn signal_process(&self, id: &str, process_id: &str, signal: i32) -> Result<()>;

@@ -62,11 +62,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of class `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        Error { kind, message: message.into(), source: None }
     }
 
     /// An error of class `kind` with `message`, caused by `source`.
@@ -75,11 +71,7 @@ impl Error {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: Some(Box::new(source)),
-        }
+        Error { kind, message: message.into(), source: Some(Box::new(source)) }
     }
 
     /// Class not-found.
@@ -111,10 +103,7 @@ impl Error {
         Self::new(ErrorKind::System, message)
     }
     /// Class system, wrapping a lower-level error.
-    pub fn wrap_system(
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+    pub fn wrap_system(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::with_source(ErrorKind::System, message, source)
     }
 
@@ -147,9 +136,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -90,12 +90,7 @@ impl EventQueue {
         let key = info.container_id.clone();
         self.append(&key, move || {
             if let Err(e) = sink.process_event(&info.container_id, event, &info) {
-                log::warn!(
-                    "event sink failed for {} {} {}: {e}",
-                    info.container_id,
-                    event,
-                    info.process_id
-                );
+                log::warn!("event sink failed for {} {} {}: {e}", info.container_id, event, info.process_id);
             }
         });
     }
@@ -169,9 +164,7 @@ mod tests {
                 tx.send(i).unwrap();
             });
         }
-        let got: Vec<i32> = (0..3)
-            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
-            .collect();
+        let got: Vec<i32> = (0..3).map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap()).collect();
         assert_eq!(got, vec![1, 2, 3]);
         assert!(q.wait_idle("aaa", Duration::from_secs(5)));
         assert_eq!(q.busy_keys(), 0);
@@ -192,18 +185,12 @@ mod tests {
         }
         let tx2 = tx.clone();
         q.append("fast", move || tx2.send(("fast", 0)).unwrap());
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-            ("fast", 0)
-        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), ("fast", 0));
         // The producer was never held up by the blocked consumer.
         assert!(start.elapsed() < Duration::from_secs(5));
         release_tx.send(()).unwrap();
         for i in 0..100 {
-            assert_eq!(
-                rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-                ("slow", i)
-            );
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), ("slow", i));
         }
     }
 
@@ -237,24 +224,11 @@ mod tests {
         let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
         let sink: Arc<dyn EventSink> = rec.clone();
         let q = EventQueue::new();
-        for e in [
-            EventType::Create,
-            EventType::Start,
-            EventType::Paused,
-            EventType::Exit,
-        ] {
+        for e in [EventType::Create, EventType::Start, EventType::Paused, EventType::Exit] {
             q.publish(&sink, e, EventInfo::new("c1", "c1"));
         }
         assert!(q.wait_idle("c1", Duration::from_secs(5)));
         let got: Vec<EventType> = rec.0.lock().unwrap().iter().map(|(_, e)| *e).collect();
-        assert_eq!(
-            got,
-            vec![
-                EventType::Create,
-                EventType::Start,
-                EventType::Paused,
-                EventType::Exit
-            ]
-        );
+        assert_eq!(got, vec![EventType::Create, EventType::Start, EventType::Paused, EventType::Exit]);
     }
 }

@@ -64,11 +64,7 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
         return Ok(n);
     }
     let rt = |base: i32, rest: &str, sign: i32| -> Option<i32> {
-        let off: i32 = if rest.is_empty() {
-            0
-        } else {
-            rest.parse().ok()?
-        };
+        let off: i32 = if rest.is_empty() { 0 } else { rest.parse().ok()? };
         let n = base + sign * off;
         (SIGRTMIN..=SIGRTMAX).contains(&n).then_some(n)
     };
@@ -106,11 +102,7 @@ pub fn signal_name(n: i32) -> Option<String> {
         return Some(format!("SIG{name}"));
     }
     if (SIGRTMIN..=SIGRTMAX).contains(&n) {
-        return Some(if n == SIGRTMIN {
-            "SIGRTMIN".into()
-        } else {
-            format!("SIGRTMIN+{}", n - SIGRTMIN)
-        });
+        return Some(if n == SIGRTMIN { "SIGRTMIN".into() } else { format!("SIGRTMIN+{}", n - SIGRTMIN) });
     }
     None
 }

@@ -105,12 +105,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(data)?;
         drop(f);
         fs::rename(&tmp, path)
@@ -132,13 +127,8 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     if id.len() > 1024 {
         return Err("container id: longer than 1024 bytes".into());
     }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.')))
-    {
-        return Err(format!(
-            "container id {id:?}: invalid character {c:?} (allowed: letters, digits, _ + - .)"
-        ));
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))) {
+        return Err(format!("container id {id:?}: invalid character {c:?} (allowed: letters, digits, _ + - .)"));
     }
     Ok(())
 }
@@ -162,16 +152,7 @@ mod tests {
         };
         let v = serde_json::to_value(&s).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        for k in [
-            "ociVersion",
-            "id",
-            "pid",
-            "status",
-            "bundle",
-            "rootfs",
-            "created",
-            "owner",
-        ] {
+        for k in ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"] {
             assert!(keys.contains(&k), "missing {k}");
         }
         assert!(!keys.contains(&"annotations"));
@@ -194,11 +175,7 @@ mod tests {
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::read_dir(&d).unwrap().count(),
-            1,
-            "temp file left behind"
-        );
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "temp file left behind");
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -193,14 +193,7 @@ mod tests {
 
     #[test]
     fn status_round_trips() {
-        for s in [
-            Status::Created,
-            Status::Running,
-            Status::Paused,
-            Status::Pausing,
-            Status::Stopped,
-            Status::Unknown,
-        ] {
+        for s in [Status::Created, Status::Running, Status::Paused, Status::Pausing, Status::Stopped, Status::Unknown] {
             assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
         }
         assert!("bogus".parse::<Status>().is_err());

@@ -47,16 +47,10 @@ const NAMES: [&str; 41] = [
 
 /// The number of capability `name` (`CAP_SYS_ADMIN` → 21).
 pub fn number(name: &str) -> Option<u32> {
-    NAMES
-        .iter()
-        .position(|n| *n == name)
-        .and_then(|i| u32::try_from(i).ok())
+    NAMES.iter().position(|n| *n == name).and_then(|i| u32::try_from(i).ok())
 }
 
 /// The highest capability number the running kernel knows.
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
 }

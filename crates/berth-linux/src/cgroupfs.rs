@@ -31,11 +31,7 @@ pub fn mount_plan(cg: &berth_cgroups::Cgroup) -> Vec<CgroupMountPlan> {
         let Ok(rest) = dir.strip_prefix(BASE) else {
             continue;
         };
-        let Some(name) = rest
-            .components()
-            .next()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        else {
+        let Some(name) = rest.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()) else {
             continue;
         };
         let is_v2 = unified.as_deref() == Some(dir);
@@ -49,11 +45,7 @@ pub fn mount_plan(cg: &berth_cgroups::Cgroup) -> Vec<CgroupMountPlan> {
         out.push(CgroupMountPlan {
             name,
             host_dir: dir.to_path_buf(),
-            fstype: if is_v2 {
-                "cgroup2".into()
-            } else {
-                "cgroup".into()
-            },
+            fstype: if is_v2 { "cgroup2".into() } else { "cgroup".into() },
             data,
         });
     }

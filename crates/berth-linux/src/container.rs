@@ -39,7 +39,7 @@ pub enum LaunchMode {
 }
 
 /// Options of `create` and `run`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     /// State root (`--root`).
     pub root: PathBuf,
@@ -55,6 +55,32 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// The spec; `None` reads `<bundle>/config.json`. A given spec is validated the same way.
+    pub spec: Option<Spec>,
+    /// Descriptors for the init's stdio; `None` inherits the caller's.
+    pub stdio: Option<crate::init::Stdio>,
+    /// `create` with a terminal and no console socket returns the PTY master instead of
+    /// failing (for the embedding library; the CLI needs a console socket to detach).
+    pub keep_master: bool,
+}
+
+/// What [`launch`] produced.
+#[derive(Debug)]
+pub enum Launched {
+    /// `create`: the init waits for `start`. The pidfd is valid in the calling process (the
+    /// init is its child).
+    Created {
+        /// Host pid of the init.
+        pid: i32,
+        /// pidfd of the init.
+        pidfd: OwnedFd,
+        /// The PTY master when the process has a terminal and no console socket was given.
+        master: Option<OwnedFd>,
+    },
+    /// `run -d`: started and left running.
+    Detached,
+    /// `run`: the init exited with this status and the container was deleted.
+    Exited(i32),
 }
 
 /// Cleanup of a partially created container. Disarmed on success.
@@ -130,79 +156,62 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
     Some(res)
 }
 
-/// Runs `create` or `run`. Returns the exit status for [`LaunchMode::RunForeground`], 0
-/// otherwise.
-pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
+/// Runs `create` or `run`.
+pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     berth_core::state::validate_id(&opts.id).map_err(Error::Invalid)?;
     ensure_root(&opts.root)?;
-    let bundle = fs::canonicalize(&opts.bundle)
-        .map_err(|e| Error::Invalid(format!("bundle {}: {e}", opts.bundle.display())))?;
+    let bundle =
+        fs::canonicalize(&opts.bundle).map_err(|e| Error::Invalid(format!("bundle {}: {e}", opts.bundle.display())))?;
     let dir = state::dir(&opts.root, &opts.id);
     match fs::DirBuilder::new().mode(0o711).create(&dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::Exists(opts.id.clone()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(opts.id.clone())),
         Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
     }
-    let mut guard = Guard {
-        root: &opts.root,
-        id: &opts.id,
-        dir_created: true,
-        cgroup: None,
-        child: None,
+    let mut guard = Guard { root: &opts.root, id: &opts.id, dir_created: true, cgroup: None, child: None };
+    let spec = match &opts.spec {
+        None => load_spec(&bundle)?,
+        Some(spec) => {
+            let mut warnings = Vec::new();
+            berth_spec::validate_with_warnings(spec, &mut warnings).map_err(|e| Error::Invalid(e.to_string()))?;
+            for w in &warnings {
+                log::warn!("{w}");
+            }
+            spec.clone()
+        }
     };
-    let spec = load_spec(&bundle)?;
     let (listen_fds, extra_env) = listen_fds();
     let mut plan = plan::build(
         &opts.id,
         &bundle,
         &spec,
-        BuildOptions {
-            no_pivot: opts.no_pivot,
-            preserve_fds: opts.preserve_fds + listen_fds,
-            extra_env,
-        },
+        BuildOptions { no_pivot: opts.no_pivot, preserve_fds: opts.preserve_fds + listen_fds, extra_env },
     )?;
-    if plan.process.terminal && opts.console_socket.is_none() && mode != LaunchMode::RunForeground {
+    let detaches = mode == LaunchMode::RunDetached || (mode == LaunchMode::Create && !opts.keep_master);
+    if plan.process.terminal && opts.console_socket.is_none() && detaches {
         return Err(Error::Invalid(
             "process.terminal is true but no --console-socket was given (needed to detach with a terminal)".into(),
         ));
     }
 
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
-    let cg = berth_cgroups::Cgroup::resolve(
-        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
-        &opts.id,
-    )
-    .map_err(|e| Error::Cgroup(e.to_string()))?;
-    let resources = effective_resources(&spec);
-    cg.create(resources.as_ref())
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
+    let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &opts.id)
         .map_err(|e| Error::Cgroup(e.to_string()))?;
+    let resources = effective_resources(&spec);
+    cg.create(resources.as_ref()).map_err(|e| Error::Cgroup(e.to_string()))?;
     guard.cgroup = Some(cg.clone());
     plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
     if let Some(sc) = linux.seccomp() {
         let cache = opts.root.join(".cache").join("seccomp");
-        plan.seccomp = Some(
-            berth_seccomp::compile_cached(sc, &cache)
-                .map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?,
-        );
+        plan.seccomp =
+            Some(berth_seccomp::compile_cached(sc, &cache).map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?);
     }
 
     let fifo = if mode == LaunchMode::Create {
         let p = dir.join(EXEC_FIFO);
         let c = crate::paths::cstr("exec fifo", &p.to_string_lossy())?;
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            c.as_c_str(),
-            rustix::fs::FileType::Fifo,
-            Mode::from_raw_mode(0o600),
-            0,
-        )
-        .ctx(|| format!("creating {}", p.display()))?;
+        rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), rustix::fs::FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+            .ctx(|| format!("creating {}", p.display()))?;
         Some(
             rustix::fs::open(&p, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
                 .ctx(|| format!("opening {}", p.display()))?,
@@ -225,22 +234,13 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
         console_parent = Some(a);
     }
     prepare_parent_namespaces(&plan)?;
-    let forward = if mode == LaunchMode::RunForeground {
-        Some(crate::signals::Forwarder::block()?)
-    } else {
-        None
-    };
+    let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
 
-    let (parent_chan, child_chan) =
-        Channel::pair().ctx(|| "creating the setup channel".to_string())?;
+    let (parent_chan, child_chan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
     let unified = match cg.unified_dir() {
         Some(d) => Some(
-            rustix::fs::open(
-                d,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .ctx(|| format!("opening {}", d.display()))?,
+            rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .ctx(|| format!("opening {}", d.display()))?,
         ),
         None => None,
     };
@@ -249,20 +249,16 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(parent_chan);
-            crate::init::run(&plan, &child_chan, fifo)
+            crate::init::run(&plan, &child_chan, fifo, opts.stdio.as_ref())
         }
-        Forked::Parent { pid, pidfd } => (
-            pid,
-            pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?,
-        ),
+        Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
     };
     drop(child_chan);
     drop(fifo);
     drop(plan.console_socket.take());
     guard.child = Some((pid, pidfd));
 
-    cg.add_pid(pid, unified.is_some())
-        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
     if plan.new_userns {
         write_id_maps(pid, &plan)?;
     }
@@ -275,45 +271,29 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
         rootfs: plan.rootfs.clone(),
         created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
         owner: String::new(),
-        annotations: spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup: Some(cg.clone()),
         own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
         spec,
     };
-    parent_chan
-        .send(&Msg::Go, None)
-        .ctx(|| "signalling the container init".to_string())?;
+    parent_chan.send(&Msg::Go, None).ctx(|| "signalling the container init".to_string())?;
     loop {
-        match parent_chan
-            .recv()
-            .ctx(|| "waiting for the container init".to_string())?
-        {
+        match parent_chan.recv().ctx(|| "waiting for the container init".to_string())? {
             Some((Msg::Ready, _)) => break,
             Some((Msg::Hooks, _)) => {
                 let json = hook_state(&st, ContainerStatus::Creating);
                 let hooks = st.spec.hooks().clone().unwrap_or_default();
                 #[allow(deprecated)]
-                let res = crate::hooks::run_all(
-                    "prestart",
-                    hooks.prestart().as_deref().unwrap_or_default(),
-                    &json,
-                )
-                .and_then(|()| {
-                    crate::hooks::run_all(
-                        "createRuntime",
-                        hooks.create_runtime().as_deref().unwrap_or_default(),
-                        &json,
-                    )
-                });
+                let res = crate::hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or_default(), &json)
+                    .and_then(|()| {
+                        crate::hooks::run_all(
+                            "createRuntime",
+                            hooks.create_runtime().as_deref().unwrap_or_default(),
+                            &json,
+                        )
+                    });
                 match res {
-                    Ok(()) => parent_chan
-                        .send(&Msg::HooksDone, None)
-                        .ctx(|| "resuming the init".to_string())?,
+                    Ok(()) => parent_chan.send(&Msg::HooksDone, None).ctx(|| "resuming the init".to_string())?,
                     Err(e) => {
                         let _ = parent_chan.send(&Msg::Abort(e.to_string()), None);
                         return Err(e);
@@ -322,18 +302,13 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
             }
             Some((Msg::SeccompFd, Some(fd))) => {
                 let sc = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-                let sc =
-                    sc.ok_or_else(|| Error::Init("seccomp fd without a seccomp profile".into()))?;
+                let sc = sc.ok_or_else(|| Error::Init("seccomp fd without a seccomp profile".into()))?;
                 let state = oci_state(&st, ContainerStatus::Creating);
                 berth_seccomp::send_to_listener(sc, &state, pid, fd.as_fd())
                     .map_err(|e| Error::Invalid(format!("linux.seccomp.listenerPath: {e}")))?;
             }
             Some((Msg::Error(m), _)) => return Err(Error::Init(m)),
-            Some((other, _)) => {
-                return Err(Error::Init(format!(
-                    "unexpected message from the init: {other:?}"
-                )))
-            }
+            Some((other, _)) => return Err(Error::Init(format!("unexpected message from the init: {other:?}"))),
             None => {
                 return Err(Error::Init("container init exited during setup".into()));
             }
@@ -341,8 +316,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
     }
     let mut master = None;
     if let Some(a) = console_parent.take() {
-        let (_, m) =
-            crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?;
+        let (_, m) = crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?;
         master = Some(m);
     }
     st.save(&opts.root)?;
@@ -350,12 +324,11 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
         write_pid_file(p, pid)?;
     }
     if mode == LaunchMode::Create {
+        let (pid, pidfd) = guard.child.take().ok_or_else(|| Error::Init("lost the init".into()))?;
         guard.disarm();
-        return Ok(0);
+        return Ok(Launched::Created { pid, pidfd, master });
     }
-    parent_chan
-        .send(&Msg::Start, None)
-        .ctx(|| "starting the container".to_string())?;
+    parent_chan.send(&Msg::Start, None).ctx(|| "starting the container".to_string())?;
     let hooks = st.spec.hooks().clone().unwrap_or_default();
     crate::hooks::run_all_warn(
         "poststart",
@@ -364,20 +337,17 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<i32> {
     );
     if mode == LaunchMode::RunDetached {
         guard.disarm();
-        return Ok(0);
+        return Ok(Launched::Detached);
     }
     // Foreground: from here the container is complete; the guard's job passes to delete().
-    let (_, pidfd) = guard
-        .child
-        .take()
-        .ok_or_else(|| Error::Init("lost the init".into()))?;
+    let (_, pidfd) = guard.child.take().ok_or_else(|| Error::Init("lost the init".into()))?;
     guard.disarm();
     let code = match forward {
         Some(f) => f.wait(pid, &pidfd, master)?,
         None => 0,
     };
     destroy(&opts.root, &st)?;
-    Ok(code)
+    Ok(Launched::Exited(code))
 }
 
 /// Joins the pid and time namespaces that apply to children (setns of those affects only
@@ -408,30 +378,20 @@ fn write_id_maps(pid: i32, plan: &Plan) -> Result<()> {
 }
 
 fn listen_fds() -> (u32, Vec<String>) {
-    let n: u32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let pid_ok = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .is_none_or(|p| p == std::process::id());
+    let n: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pid_ok =
+        std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok()).is_none_or(|p| p == std::process::id());
     if n == 0 || !pid_ok {
         return (0, Vec::new());
     }
-    (
-        n,
-        vec![format!("LISTEN_FDS={n}"), "LISTEN_PID=1".to_string()],
-    )
+    (n, vec![format!("LISTEN_FDS={n}"), "LISTEN_PID=1".to_string()])
 }
 
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir()
-            .ctx(|| "getcwd".to_string())?
-            .join(path)
+        std::env::current_dir().ctx(|| "getcwd".to_string())?.join(path)
     };
     berth_core::state::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
         .ctx(|| format!("writing pid file {}", abs.display()))
@@ -444,11 +404,7 @@ pub fn hook_state(st: &ContainerState, status: ContainerStatus) -> Vec<u8> {
         oci_version: st.spec.version(),
         id: &st.id,
         status,
-        pid: if status == ContainerStatus::Stopped {
-            0
-        } else {
-            st.pid
-        },
+        pid: if status == ContainerStatus::Stopped { 0 } else { st.pid },
         bundle: &st.bundle,
         annotations: &ann,
     };
@@ -463,9 +419,7 @@ pub(crate) fn oci_state(st: &ContainerState, status: ContainerStatus) -> oci_spe
     s.set_status(match status {
         ContainerStatus::Creating => oci_spec::runtime::ContainerState::Creating,
         ContainerStatus::Created => oci_spec::runtime::ContainerState::Created,
-        ContainerStatus::Running | ContainerStatus::Paused => {
-            oci_spec::runtime::ContainerState::Running
-        }
+        ContainerStatus::Running | ContainerStatus::Paused => oci_spec::runtime::ContainerState::Running,
         ContainerStatus::Stopped => oci_spec::runtime::ContainerState::Stopped,
     });
     s.set_pid(Some(st.pid));
@@ -482,27 +436,15 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     match st.status(root) {
         ContainerStatus::Created => {}
         ContainerStatus::Stopped => {
-            return Err(Error::WrongState(format!(
-                "cannot start container {id}: it has stopped"
-            )))
+            return Err(Error::WrongState(format!("cannot start container {id}: it has stopped")))
         }
-        s => {
-            return Err(Error::WrongState(format!(
-                "cannot start container {id}: it is already {s}"
-            )))
-        }
+        s => return Err(Error::WrongState(format!("cannot start container {id}: it is already {s}"))),
     }
     let fifo = state::dir(root, id).join(EXEC_FIFO);
-    let f = match rustix::fs::open(
-        &fifo,
-        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let f = match rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty()) {
         Ok(f) => f,
         Err(rustix::io::Errno::NXIO) => {
-            return Err(Error::WrongState(format!(
-                "cannot start container {id}: its init is not running"
-            )))
+            return Err(Error::WrongState(format!("cannot start container {id}: its init is not running")))
         }
         Err(e) => return Err(Error::io(format!("opening {}", fifo.display()), e)),
     };
@@ -522,23 +464,16 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let st = ContainerState::load(root, id)?;
     let status = st.status(root);
     if status == ContainerStatus::Stopped && !all {
-        return Err(Error::WrongState(format!(
-            "cannot kill container {id}: container not running"
-        )));
+        return Err(Error::WrongState(format!("cannot kill container {id}: container not running")));
     }
-    let sig = Signal::from_named_raw(signal)
-        .ok_or_else(|| Error::Invalid(format!("signal {signal}: not a valid signal")))?;
+    let sig =
+        Signal::from_named_raw(signal).ok_or_else(|| Error::Invalid(format!("signal {signal}: not a valid signal")))?;
     if all {
-        let cg = st
-            .cgroup
-            .as_ref()
-            .ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
-        cg.signal_all(signal)
-            .map_err(|e| Error::Cgroup(e.to_string()))?;
+        let cg = st.cgroup.as_ref().ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
+        cg.signal_all(signal).map_err(|e| Error::Cgroup(e.to_string()))?;
     } else {
         let pidfd = open_init(&st)?;
-        rustix::process::pidfd_send_signal(&pidfd, sig)
-            .ctx(|| format!("signalling the init of {id}"))?;
+        rustix::process::pidfd_send_signal(&pidfd, sig).ctx(|| format!("signalling the init of {id}"))?;
     }
     if status == ContainerStatus::Paused && signal == libc::SIGKILL {
         if let Some(cg) = &st.cgroup {
@@ -550,17 +485,13 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
 
 /// A pidfd for the init, after checking it is still the process recorded at create.
 pub(crate) fn open_init(st: &ContainerState) -> Result<OwnedFd> {
-    let pid =
-        Pid::from_raw(st.pid).ok_or_else(|| Error::WrongState("container has no init".into()))?;
+    let pid = Pid::from_raw(st.pid).ok_or_else(|| Error::WrongState("container has no init".into()))?;
     let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|_| Error::WrongState(format!("container {} is not running", st.id)))?;
     // Checked after pidfd_open: if the pid was recycled before this point the start time
     // differs; after it, the pidfd pins the right process.
     if !st.init_alive() {
-        return Err(Error::WrongState(format!(
-            "container {} is not running",
-            st.id
-        )));
+        return Err(Error::WrongState(format!("container {} is not running", st.id)));
     }
     Ok(fd)
 }
@@ -596,11 +527,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             }
             kill_and_wait(&st)?
         }
-        s => {
-            return Err(Error::WrongState(format!(
-                "cannot delete container {id} that is not stopped: {s}"
-            )))
-        }
+        s => return Err(Error::WrongState(format!("cannot delete container {id} that is not stopped: {s}"))),
     }
     destroy(root, &st)
 }
@@ -609,14 +536,8 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
     let Ok(fd) = open_init(st) else { return Ok(()) };
     let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut fds = [rustix::event::PollFd::new(
-        &fd,
-        rustix::event::PollFlags::IN,
-    )];
-    let ts = rustix::event::Timespec {
-        tv_sec: 10,
-        tv_nsec: 0,
-    };
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let ts = rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 };
     while Instant::now() < deadline {
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(n) if n > 0 => return Ok(()),
@@ -625,10 +546,7 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
             Err(e) => return Err(Error::io("waiting for the init to die", e)),
         }
     }
-    Err(Error::WrongState(format!(
-        "init of {} did not die within 10s of SIGKILL",
-        st.id
-    )))
+    Err(Error::WrongState(format!("init of {} did not die within 10s of SIGKILL", st.id)))
 }
 
 /// Removes everything a stopped container holds: leftover processes (when it shares the
@@ -671,7 +589,5 @@ pub fn list(root: &Path) -> Result<Vec<berth_core::state::OciState>> {
 /// Writes `bytes` to stdout and flushes (helper for the CLI).
 pub fn print(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|()| out.flush())
-        .ctx(|| "writing to stdout".to_string())
+    out.write_all(bytes).and_then(|()| out.flush()).ctx(|| "writing to stdout".to_string())
 }

@@ -43,10 +43,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An [`Error::Io`] with context.
     pub fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
-        Error::Io {
-            context: context.into(),
-            source: source.into(),
-        }
+        Error::Io { context: context.into(), source: source.into() }
     }
 }
 

@@ -44,7 +44,7 @@ pub struct ExecArgs {
 }
 
 /// Options of `exec`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ExecOptions {
     /// State root.
     pub root: PathBuf,
@@ -52,6 +52,10 @@ pub struct ExecOptions {
     pub id: String,
     /// `--process FILE`.
     pub process_file: Option<PathBuf>,
+    /// The process, given directly (embedding library); takes precedence over the file.
+    pub process: Option<Process>,
+    /// Descriptors for the process's stdio; `None` inherits the caller's.
+    pub stdio: Option<crate::init::Stdio>,
     /// Overrides when there is no process file.
     pub args: ExecArgs,
     /// `--console-socket`.
@@ -69,12 +73,9 @@ pub struct ExecOptions {
 pub fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
     let num = |what: &str, v: &str| -> Result<u32> {
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::Invalid(format!(
-                "--user {s:?}: {what} must be a decimal number"
-            )));
+            return Err(Error::Invalid(format!("--user {s:?}: {what} must be a decimal number")));
         }
-        v.parse::<u32>()
-            .map_err(|_| Error::Invalid(format!("--user {s:?}: {what} out of range")))
+        v.parse::<u32>().map_err(|_| Error::Invalid(format!("--user {s:?}: {what} out of range")))
     };
     match s.split_once(':') {
         None => Ok((num("uid", s)?, None)),
@@ -85,9 +86,7 @@ pub fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
 /// Builds the exec process from the container's process and the command-line overrides.
 pub fn process_from_args(base: &Process, a: &ExecArgs) -> Result<Process> {
     if a.args.is_empty() {
-        return Err(Error::Invalid(
-            "exec: missing command (give ARGS or --process)".into(),
-        ));
+        return Err(Error::Invalid("exec: missing command (give ARGS or --process)".into()));
     }
     let mut p = base.clone();
     p.set_args(Some(a.args.clone()));
@@ -124,18 +123,13 @@ pub fn process_from_args(base: &Process, a: &ExecArgs) -> Result<Process> {
             c
         });
         for name in &a.caps {
-            let cap: oci_spec::runtime::Capability =
-                serde_json::from_value(serde_json::Value::String(name.clone()))
-                    .map_err(|_| Error::Invalid(format!("--cap {name:?}: unknown capability")))?;
+            let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(name.clone()))
+                .map_err(|_| Error::Invalid(format!("--cap {name:?}: unknown capability")))?;
             // Never the inheritable set: that was CVE-2022-29162.
-            for set in [
-                caps.bounding().clone(),
-                caps.effective().clone(),
-                caps.permitted().clone(),
-                caps.ambient().clone(),
-            ]
-            .iter()
-            .enumerate()
+            for set in
+                [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone(), caps.ambient().clone()]
+                    .iter()
+                    .enumerate()
             {
                 let mut s = set.1.clone().unwrap_or_default();
                 s.insert(cap);
@@ -152,36 +146,51 @@ pub fn process_from_args(base: &Process, a: &ExecArgs) -> Result<Process> {
     Ok(p)
 }
 
-/// Runs `exec`. Returns the process's exit status (or 0 with `detach`).
+/// A started exec process (it is a child of the caller).
+#[derive(Debug)]
+pub struct Spawned {
+    /// Host pid.
+    pub pid: i32,
+    /// pidfd.
+    pub pidfd: OwnedFd,
+    /// The PTY master when the process has a terminal and no console socket was given.
+    pub master: Option<OwnedFd>,
+}
+
+/// Runs `exec` as the CLI does: start the process and, unless detached, forward signals and
+/// wait. Returns the process's exit status (0 when detached).
 pub fn exec(opts: &ExecOptions) -> Result<i32> {
+    let forward = if opts.detach { None } else { Some(crate::signals::Forwarder::block()?) };
+    let sp = spawn(opts)?;
+    match forward {
+        None => Ok(0),
+        Some(f) => f.wait(sp.pid, &sp.pidfd, sp.master),
+    }
+}
+
+/// Starts an exec process and returns without waiting for it.
+pub fn spawn(opts: &ExecOptions) -> Result<Spawned> {
     let st = ContainerState::load(&opts.root, &opts.id)?;
     match st.status(&opts.root) {
         ContainerStatus::Running | ContainerStatus::Created => {}
         ContainerStatus::Paused => {
-            return Err(Error::WrongState(format!(
-                "cannot exec in container {}: it is paused",
-                opts.id
-            )))
+            return Err(Error::WrongState(format!("cannot exec in container {}: it is paused", opts.id)))
         }
-        s => {
-            return Err(Error::WrongState(format!(
-                "cannot exec in container {}: it is {s}, not running",
-                opts.id
-            )))
-        }
+        s => return Err(Error::WrongState(format!("cannot exec in container {}: it is {s}, not running", opts.id))),
     }
     let base = st.spec.process().clone().unwrap_or_default();
-    let mut process = match &opts.process_file {
-        Some(f) => {
+    let mut process = match (&opts.process, &opts.process_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => {
             let data = std::fs::read(f).ctx(|| format!("reading --process {}", f.display()))?;
-            let (p, warnings) = berth_spec::parse_process(&data)
-                .map_err(|e| Error::Invalid(format!("--process: {e}")))?;
+            let (p, warnings) =
+                berth_spec::parse_process(&data).map_err(|e| Error::Invalid(format!("--process: {e}")))?;
             for w in warnings {
                 log::warn!("{w}");
             }
             p
         }
-        None => process_from_args(&base, &opts.args)?,
+        (None, None) => process_from_args(&base, &opts.args)?,
     };
     if process.cwd().as_os_str().is_empty() {
         process.set_cwd(base.cwd().clone());
@@ -189,9 +198,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     berth_spec::validate_process(&process, true).map_err(|e| Error::Invalid(e.to_string()))?;
     let plan = crate::plan::process_plan(&process, opts.preserve_fds, &[])?;
     if plan.terminal && opts.console_socket.is_none() && opts.detach {
-        return Err(Error::Invalid(
-            "exec: -t with -d needs --console-socket".into(),
-        ));
+        return Err(Error::Invalid("exec: -t with -d needs --console-socket".into()));
     }
     let seccomp = match st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(sc) => Some(
@@ -207,14 +214,7 @@ fn ns_flags(st: &ContainerState) -> (u32, u32) {
     // (joined by the child via setns(pidfd), joined by the parent for its children)
     let mut child = 0u32;
     let mut parent = 0u32;
-    for ns in st
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for ns in st.spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
         let bit = ns.typ() as u32;
         match ns.typ() {
             LinuxNamespaceType::Pid | LinuxNamespaceType::Time => parent |= bit,
@@ -229,7 +229,7 @@ fn run(
     plan: &ProcessPlan,
     seccomp: Option<&berth_seccomp::CompiledFilter>,
     opts: &ExecOptions,
-) -> Result<i32> {
+) -> Result<Spawned> {
     let init = crate::container::open_init(st)?;
     let (child_ns, parent_ns) = ns_flags(st);
     if parent_ns != 0 {
@@ -255,81 +255,47 @@ fn run(
     } else {
         (None, console)
     };
-    let forward = if opts.detach {
-        None
-    } else {
-        Some(crate::signals::Forwarder::block()?)
-    };
     let cg = st.cgroup.as_ref();
     let unified = match cg.and_then(|c| c.unified_dir()) {
         Some(d) => Some(
-            rustix::fs::open(
-                d,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .ctx(|| format!("opening {}", d.display()))?,
+            rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .ctx(|| format!("opening {}", d.display()))?,
         ),
         None => None,
     };
     let (pchan, cchan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
-    let forked = clone3(
-        CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
-        unified.as_ref().map(|f| f.as_fd()),
-    )
-    .ctx(|| "clone3".to_string())?;
+    let forked =
+        clone3(CLONE_PIDFD | CLONE_CLEAR_SIGHAND, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(pchan);
-            child(
-                &init,
-                child_ns,
-                plan,
-                seccomp,
-                &cchan,
-                console_child.as_ref(),
-            )
+            child(&init, child_ns, plan, seccomp, &cchan, console_child.as_ref(), opts.stdio.as_ref())
         }
-        Forked::Parent { pid, pidfd } => (
-            pid,
-            pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?,
-        ),
+        Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
     };
     drop(cchan);
     drop(console_child);
     let kill_child = |e: Error| -> Error {
         let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-        let _ = rustix::process::waitpid(
-            rustix::process::Pid::from_raw(pid),
-            rustix::process::WaitOptions::empty(),
-        );
+        let _ = rustix::process::waitpid(rustix::process::Pid::from_raw(pid), rustix::process::WaitOptions::empty());
         e
     };
     if let Some(cg) = cg {
-        cg.add_pid(pid, unified.is_some())
-            .map_err(|e| kill_child(Error::Cgroup(e.to_string())))?;
+        cg.add_pid(pid, unified.is_some()).map_err(|e| kill_child(Error::Cgroup(e.to_string())))?;
     }
-    pchan
-        .send(&Msg::Go, None)
-        .ctx(|| "signalling the exec process".to_string())
-        .map_err(kill_child)?;
+    pchan.send(&Msg::Go, None).ctx(|| "signalling the exec process".to_string()).map_err(kill_child)?;
     loop {
         match pchan.recv() {
             Ok(None) => break,
             Ok(Some((Msg::SeccompFd, Some(fd)))) => {
                 if let Some(sc) = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
                     let state = crate::container::oci_state(st, ContainerStatus::Running);
-                    berth_seccomp::send_to_listener(sc, &state, pid, fd.as_fd()).map_err(|e| {
-                        kill_child(Error::Invalid(format!("linux.seccomp.listenerPath: {e}")))
-                    })?;
+                    berth_seccomp::send_to_listener(sc, &state, pid, fd.as_fd())
+                        .map_err(|e| kill_child(Error::Invalid(format!("linux.seccomp.listenerPath: {e}"))))?;
                 }
             }
             Ok(Some((Msg::Error(m), _))) => return Err(kill_child(Error::Init(m))),
-            Ok(Some((other, _))) => {
-                return Err(kill_child(Error::Init(format!(
-                    "unexpected message {other:?}"
-                ))))
-            }
+            Ok(Some((other, _))) => return Err(kill_child(Error::Init(format!("unexpected message {other:?}")))),
             Err(e) => return Err(kill_child(Error::io("waiting for the exec process", e))),
         }
     }
@@ -337,17 +303,10 @@ fn run(
         crate::container::write_pid_file(p, pid)?;
     }
     let master = match console_parent {
-        Some(a) => Some(
-            crate::tty::recv_fd(a.as_fd())
-                .ctx(|| "receiving the PTY master".to_string())?
-                .1,
-        ),
+        Some(a) => Some(crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?.1),
         None => None,
     };
-    match forward {
-        None => Ok(0),
-        Some(f) => f.wait(pid, &pidfd, master),
-    }
+    Ok(Spawned { pid, pidfd, master })
 }
 
 fn child(
@@ -357,8 +316,12 @@ fn child(
     seccomp: Option<&berth_seccomp::CompiledFilter>,
     chan: &Channel,
     console: Option<&OwnedFd>,
+    stdio: Option<&crate::init::Stdio>,
 ) -> ! {
     let res = (|| -> Result<std::convert::Infallible> {
+        if let (Some(s), false) = (stdio, plan.terminal) {
+            s.apply()?;
+        }
         if ns != 0 {
             rustix::thread::move_into_thread_name_spaces(
                 init.as_fd(),
@@ -367,13 +330,11 @@ fn child(
             .ctx(|| "joining the container's namespaces".to_string())?;
         }
         if let Some(adj) = plan.oom_score_adj {
-            std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
-                Error::Invalid(format!("process.oomScoreAdj: cannot set {adj}: {e}"))
-            })?;
+            std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+                .map_err(|e| Error::Invalid(format!("process.oomScoreAdj: cannot set {adj}: {e}")))?;
         }
         if plan.terminal {
-            let sock = console
-                .ok_or_else(|| Error::Invalid("process.terminal: no console socket".into()))?;
+            let sock = console.ok_or_else(|| Error::Invalid("process.terminal: no console socket".into()))?;
             let (master, slave, name) = crate::tty::open_pty(plan.console_size)?;
             crate::tty::make_controlling(&slave)?;
             crate::tty::send_fd(sock.as_fd(), name.as_bytes(), master.as_fd())
@@ -381,16 +342,11 @@ fn child(
         }
         match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
             Some((Msg::Go, _)) => {}
-            other => {
-                return Err(Error::Init(format!(
-                    "unexpected message from the runtime: {other:?}"
-                )))
-            }
+            other => return Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
         }
         crate::init::exec_process(plan, seccomp, |listener| {
             if let Some(fd) = listener {
-                chan.send(&Msg::SeccompFd, Some(fd.as_fd()))
-                    .ctx(|| "passing the seccomp notify fd".to_string())?;
+                chan.send(&Msg::SeccompFd, Some(fd.as_fd())).ctx(|| "passing the seccomp notify fd".to_string())?;
             }
             Ok(())
         })
@@ -406,10 +362,7 @@ fn child(
 /// `ps`: host pids of every process in the container's cgroup.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let st = ContainerState::load(root, id)?;
-    let cg = st
-        .cgroup
-        .as_ref()
-        .ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
+    let cg = st.cgroup.as_ref().ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
     let mut p = cg.pids().map_err(|e| Error::Cgroup(e.to_string()))?;
     p.sort_unstable();
     Ok(p)
@@ -424,20 +377,7 @@ mod tests {
         assert_eq!(parse_user("1").unwrap(), (1, None));
         assert_eq!(parse_user("0").unwrap(), (0, None));
         assert_eq!(parse_user("1000:100").unwrap(), (1000, Some(100)));
-        for bad in [
-            "",
-            "a",
-            "1:",
-            ":1",
-            "-1",
-            "1:x",
-            "4294967296",
-            "1 ",
-            " 1",
-            "+1",
-            "0x1",
-            "1:2:3",
-        ] {
+        for bad in ["", "a", "1:", ":1", "-1", "1:x", "4294967296", "1 ", " 1", "+1", "0x1", "1:2:3"] {
             assert!(parse_user(bad).is_err(), "{bad:?} accepted");
         }
     }

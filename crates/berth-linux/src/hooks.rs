@@ -17,9 +17,8 @@ use crate::error::{Error, Result};
 /// Runs `hooks` of `phase` in order; the first failure stops and is returned.
 pub fn run_all(phase: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
-        run_one(h, state_json).map_err(|e| {
-            Error::Invalid(format!("hooks.{phase}[{i}] ({}): {e}", h.path().display()))
-        })?;
+        run_one(h, state_json)
+            .map_err(|e| Error::Invalid(format!("hooks.{phase}[{i}] ({}): {e}", h.path().display())))?;
     }
     Ok(())
 }
@@ -52,9 +51,7 @@ fn run_one(h: &Hook, state: &[u8]) -> std::result::Result<(), String> {
     let out_file = std::fs::File::from(out);
     let err_file = out_file.try_clone().map_err(|e| e.to_string())?;
     cmd.stdin(Stdio::piped())
-        .stdout(Stdio::from(
-            out_file.try_clone().map_err(|e| e.to_string())?,
-        ))
+        .stdout(Stdio::from(out_file.try_clone().map_err(|e| e.to_string())?))
         .stderr(Stdio::from(err_file));
     let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -66,16 +63,10 @@ fn run_one(h: &Hook, state: &[u8]) -> std::result::Result<(), String> {
         None => child.wait().map_err(|e| e.to_string())?,
         Some(t) => {
             let pid = rustix::process::Pid::from_child(&child);
-            let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-                .map_err(|e| e.to_string())?;
-            let mut fds = [rustix::event::PollFd::new(
-                &pidfd,
-                rustix::event::PollFlags::IN,
-            )];
-            let ts = rustix::event::Timespec {
-                tv_sec: t.as_secs() as i64,
-                tv_nsec: 0,
-            };
+            let pidfd =
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(|e| e.to_string())?;
+            let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+            let ts = rustix::event::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: 0 };
             let n = loop {
                 match rustix::event::poll(&mut fds, Some(&ts)) {
                     Ok(n) => break n,
@@ -99,8 +90,5 @@ fn run_one(h: &Hook, state: &[u8]) -> std::result::Result<(), String> {
     let _ = f.rewind();
     let _ = f.take(4096).read_to_string(&mut output);
     let output = output.trim();
-    Err(format!(
-        "{status}{}{output}",
-        if output.is_empty() { "" } else { ": " }
-    ))
+    Err(format!("{status}{}{output}", if output.is_empty() { "" } else { ": " }))
 }

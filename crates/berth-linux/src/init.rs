@@ -20,9 +20,36 @@ use crate::plan::{Plan, ProcessPlan};
 use crate::rootfs;
 use crate::sync::{Channel, Msg};
 
+/// Descriptors to install as a process's stdin, stdout and stderr (`None`: inherit).
+#[derive(Debug, Default)]
+pub struct Stdio {
+    /// stdin.
+    pub stdin: Option<OwnedFd>,
+    /// stdout.
+    pub stdout: Option<OwnedFd>,
+    /// stderr.
+    pub stderr: Option<OwnedFd>,
+}
+
+impl Stdio {
+    /// dup2s the given descriptors onto 0, 1 and 2 (without close-on-exec).
+    pub fn apply(&self) -> Result<()> {
+        if let Some(f) = &self.stdin {
+            rustix::stdio::dup2_stdin(f).ctx(|| "dup2 stdin".to_string())?;
+        }
+        if let Some(f) = &self.stdout {
+            rustix::stdio::dup2_stdout(f).ctx(|| "dup2 stdout".to_string())?;
+        }
+        if let Some(f) = &self.stderr {
+            rustix::stdio::dup2_stderr(f).ctx(|| "dup2 stderr".to_string())?;
+        }
+        Ok(())
+    }
+}
+
 /// Entry point of the child after clone. Never returns.
-pub fn run(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> ! {
-    let outcome = catch_unwind(AssertUnwindSafe(|| main(plan, chan, fifo)));
+pub fn run(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio>) -> ! {
+    let outcome = catch_unwind(AssertUnwindSafe(|| main(plan, chan, fifo, stdio)));
     let msg = match outcome {
         Ok(Ok(never)) => match never {},
         Ok(Err(e)) => e.to_string(),
@@ -36,15 +63,15 @@ fn wait_go(chan: &Channel) -> Result<()> {
     match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
         Some((Msg::Go, _)) => Ok(()),
         Some((Msg::Abort(m), _)) => Err(Error::Init(m)),
-        other => Err(Error::Init(format!(
-            "unexpected message from the runtime: {other:?}"
-        ))),
+        other => Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
     }
 }
 
-fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> Result<Infallible> {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .ctx(|| "setting pdeathsig".to_string())?;
+fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio>) -> Result<Infallible> {
+    if let (Some(s), false) = (stdio, plan.process.terminal) {
+        s.apply()?;
+    }
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).ctx(|| "setting pdeathsig".to_string())?;
     // Files and nodes we create get exactly the modes we ask for; the user's umask is
     // applied just before exec.
     rustix::process::umask(Mode::empty());
@@ -55,18 +82,10 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> Result<Infallible
     }
     if plan.new_userns {
         // Become root of the new namespace so files we create are owned by the mapped root.
-        rustix::thread::set_thread_res_gid(
-            rustix::fs::Gid::ROOT,
-            rustix::fs::Gid::ROOT,
-            rustix::fs::Gid::ROOT,
-        )
-        .ctx(|| "setresgid(0) in the user namespace (is gid 0 mapped?)".to_string())?;
-        rustix::thread::set_thread_res_uid(
-            rustix::fs::Uid::ROOT,
-            rustix::fs::Uid::ROOT,
-            rustix::fs::Uid::ROOT,
-        )
-        .ctx(|| "setresuid(0) in the user namespace (is uid 0 mapped?)".to_string())?;
+        rustix::thread::set_thread_res_gid(rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT)
+            .ctx(|| "setresgid(0) in the user namespace (is gid 0 mapped?)".to_string())?;
+        rustix::thread::set_thread_res_uid(rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT)
+            .ctx(|| "setresuid(0) in the user namespace (is uid 0 mapped?)".to_string())?;
     }
     for (path, _bit) in &plan.join {
         let fd = rfs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
@@ -82,30 +101,20 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> Result<Infallible
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
             Error::Invalid(format!(
                 "process.oomScoreAdj: cannot set {adj}: {e}{}",
-                if adj < 0 {
-                    " (lowering it needs CAP_SYS_RESOURCE)"
-                } else {
-                    ""
-                }
+                if adj < 0 { " (lowering it needs CAP_SYS_RESOURCE)" } else { "" }
             ))
         })?;
     }
     let root = rootfs::prepare(plan)?;
     if !plan.process.cwd.is_empty() && plan.process.cwd != "/" {
-        root.mkdir_all(&plan.process.cwd, 0o755)
-            .map_err(|e| Error::Invalid(format!("process.cwd: {e}")))?;
+        root.mkdir_all(&plan.process.cwd, 0o755).map_err(|e| Error::Invalid(format!("process.cwd: {e}")))?;
     }
     if plan.runtime_hooks {
-        chan.send(&Msg::Hooks, None)
-            .ctx(|| "requesting hooks".to_string())?;
+        chan.send(&Msg::Hooks, None).ctx(|| "requesting hooks".to_string())?;
         match chan.recv().ctx(|| "waiting for hooks".to_string())? {
             Some((Msg::HooksDone, _)) => {}
             Some((Msg::Abort(m), _)) => return Err(Error::Init(m)),
-            other => {
-                return Err(Error::Init(format!(
-                    "unexpected message from the runtime: {other:?}"
-                )))
-            }
+            other => return Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
         }
     }
     rootfs::enter(&root, plan)?;
@@ -118,8 +127,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> Result<Infallible
         rustix::system::sethostname(h.as_bytes()).ctx(|| "hostname: sethostname".to_string())?;
     }
     if let Some(d) = &plan.domainname {
-        rustix::system::setdomainname(d.as_bytes())
-            .ctx(|| "domainname: setdomainname".to_string())?;
+        rustix::system::setdomainname(d.as_bytes()).ctx(|| "domainname: setdomainname".to_string())?;
     }
     rootfs::write_sysctls(plan)?;
     if let Some(p) = plan.personality {
@@ -130,15 +138,12 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>) -> Result<Infallible
     }
     // From here on a parent crash must not kill the container: `create` returns as soon as it
     // reads Ready. If the parent dies before that, sending Ready fails and we exit.
-    rustix::process::set_parent_process_death_signal(None)
-        .ctx(|| "clearing pdeathsig".to_string())?;
+    rustix::process::set_parent_process_death_signal(None).ctx(|| "clearing pdeathsig".to_string())?;
     exec_process(&plan.process, plan.seccomp.as_ref(), |listener| {
         if let Some(fd) = listener {
-            chan.send(&Msg::SeccompFd, Some(fd.as_fd()))
-                .ctx(|| "passing the seccomp notify fd".to_string())?;
+            chan.send(&Msg::SeccompFd, Some(fd.as_fd())).ctx(|| "passing the seccomp notify fd".to_string())?;
         }
-        chan.send(&Msg::Ready, None)
-            .ctx(|| "reporting ready".to_string())?;
+        chan.send(&Msg::Ready, None).ctx(|| "reporting ready".to_string())?;
         match &fifo {
             Some(f) => {
                 // Blocks until `berth start` writes to the fifo; we hold it O_RDWR so the
@@ -195,33 +200,19 @@ pub fn exec_process(
     }
     let mut listener = None;
     if let (Some(f), false) = (seccomp, p.no_new_privs) {
-        listener = f
-            .install()
-            .map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?;
+        listener = f.install().map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?;
     }
     set_credentials(p)?;
-    let cwd = if p.cwd.is_empty() {
-        "/"
-    } else {
-        p.cwd.as_str()
-    };
+    let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
     chdir_verified(cwd)?;
     let path = lookup(p)?;
     let env = if p.has_home {
         None
     } else {
         let home = home_of(p.uid).unwrap_or_else(|| "/".to_string());
-        let mut items: Vec<String> = p
-            .env
-            .items()
-            .iter()
-            .map(|c| c.to_string_lossy().into_owned())
-            .collect();
+        let mut items: Vec<String> = p.env.items().iter().map(|c| c.to_string_lossy().into_owned()).collect();
         items.push(format!("HOME={home}"));
-        Some(
-            CStringArray::new(&items)
-                .map_err(|_| Error::Invalid("process.env: NUL byte".into()))?,
-        )
+        Some(CStringArray::new(&items).map_err(|_| Error::Invalid("process.env: NUL byte".into()))?)
     };
     if p.no_new_privs {
         rustix::thread::set_no_new_privs(true).ctx(|| "setting no_new_privs".to_string())?;
@@ -229,16 +220,13 @@ pub fn exec_process(
     berth_sys::signal::reset_all().ctx(|| "resetting signal dispositions".to_string())?;
     rustix::process::umask(Mode::from_raw_mode(p.umask.unwrap_or(0o022)));
     if let (Some(f), true) = (seccomp, p.no_new_privs) {
-        listener = f
-            .install()
-            .map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?;
+        listener = f.install().map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?;
     }
     ready(listener)?;
     // Every descriptor not meant for the process becomes close-on-exec, including any a
     // caller leaked into the runtime (CVE-2024-21626); preserved ones are kept open.
     let first = 3 + p.preserve_fds;
-    berth_sys::close_range(first, u32::MAX, berth_sys::CLOSE_RANGE_CLOEXEC)
-        .ctx(|| "close_range".to_string())?;
+    berth_sys::close_range(first, u32::MAX, berth_sys::CLOSE_RANGE_CLOEXEC).ctx(|| "close_range".to_string())?;
     for fd in 3..first {
         berth_sys::keep_on_exec(fd as i32).ctx(|| format!("--preserve-fds: descriptor {fd}"))?;
     }
@@ -254,30 +242,18 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
                 let one = CapabilitySet::from_bits_retain(1u64 << n);
                 match rustix::thread::remove_capability_from_bounding_set(one) {
                     Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-                    Err(e) => {
-                        return Err(Error::io(
-                            format!("dropping capability {n} from the bounding set"),
-                            e,
-                        ))
-                    }
+                    Err(e) => return Err(Error::io(format!("dropping capability {n} from the bounding set"), e)),
                 }
             }
         }
         rustix::thread::set_keep_capabilities(true).ctx(|| "PR_SET_KEEPCAPS".to_string())?;
     }
-    let groups: Vec<rustix::fs::Gid> = p
-        .additional_gids
-        .iter()
-        .map(|g| rustix::fs::Gid::from_raw(*g))
-        .collect();
-    rustix::thread::set_thread_groups(&groups)
-        .ctx(|| "process.user.additionalGids: setgroups".to_string())?;
+    let groups: Vec<rustix::fs::Gid> = p.additional_gids.iter().map(|g| rustix::fs::Gid::from_raw(*g)).collect();
+    rustix::thread::set_thread_groups(&groups).ctx(|| "process.user.additionalGids: setgroups".to_string())?;
     let gid = rustix::fs::Gid::from_raw(p.gid);
-    rustix::thread::set_thread_res_gid(gid, gid, gid)
-        .ctx(|| format!("process.user.gid: setresgid({})", p.gid))?;
+    rustix::thread::set_thread_res_gid(gid, gid, gid).ctx(|| format!("process.user.gid: setresgid({})", p.gid))?;
     let uid = rustix::fs::Uid::from_raw(p.uid);
-    rustix::thread::set_thread_res_uid(uid, uid, uid)
-        .ctx(|| format!("process.user.uid: setresuid({})", p.uid))?;
+    rustix::thread::set_thread_res_uid(uid, uid, uid).ctx(|| format!("process.user.uid: setresuid({})", p.uid))?;
     if let Some(c) = &p.caps {
         rustix::thread::set_keep_capabilities(false).ctx(|| "PR_SET_KEEPCAPS".to_string())?;
         let sets = CapabilitySets {
@@ -285,10 +261,8 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
             permitted: CapabilitySet::from_bits_retain(c.permitted),
             inheritable: CapabilitySet::from_bits_retain(c.inheritable),
         };
-        rustix::thread::set_capabilities(None, sets)
-            .ctx(|| "process.capabilities: capset".to_string())?;
-        rustix::thread::clear_ambient_capability_set()
-            .ctx(|| "clearing ambient capabilities".to_string())?;
+        rustix::thread::set_capabilities(None, sets).ctx(|| "process.capabilities: capset".to_string())?;
+        rustix::thread::clear_ambient_capability_set().ctx(|| "clearing ambient capabilities".to_string())?;
         // The kernel only lets a capability into the ambient set if it is both permitted and
         // inheritable. runc's default spec lists ambient caps without inheritable ones (since
         // the CVE-2022-29162 fix) and runc skips them silently; do the same.
@@ -298,11 +272,8 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
         }
         for n in 0..64 {
             if raisable & (1u64 << n) != 0 {
-                rustix::thread::configure_capability_in_ambient_set(
-                    CapabilitySet::from_bits_retain(1u64 << n),
-                    true,
-                )
-                .ctx(|| format!("process.capabilities.ambient: raising capability {n}"))?;
+                rustix::thread::configure_capability_in_ambient_set(CapabilitySet::from_bits_retain(1u64 << n), true)
+                    .ctx(|| format!("process.capabilities.ambient: raising capability {n}"))?;
             }
         }
     }
@@ -313,12 +284,8 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
 /// getcwd that we are really inside the root (CVE-2024-21626: `cwd=/proc/self/fd/N` pointing
 /// at a leaked host directory).
 fn chdir_verified(cwd: &str) -> Result<()> {
-    let root = rfs::open(
-        "/",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| "opening /".to_string())?;
+    let root = rfs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| "opening /".to_string())?;
     let fd = rfs::openat2(
         &root,
         crate::paths::rel(cwd),
@@ -327,22 +294,12 @@ fn chdir_verified(cwd: &str) -> Result<()> {
         rfs::ResolveFlags::IN_ROOT | rfs::ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(|e| Error::Invalid(format!("process.cwd {cwd:?}: {}", std::io::Error::from(e))))?;
-    rustix::process::fchdir(&fd).map_err(|e| {
-        Error::Invalid(format!(
-            "process.cwd {cwd:?}: chdir: {}",
-            std::io::Error::from(e)
-        ))
-    })?;
-    let got = rustix::process::getcwd(Vec::new()).map_err(|e| {
-        Error::Invalid(format!(
-            "process.cwd {cwd:?}: getcwd: {}",
-            std::io::Error::from(e)
-        ))
-    })?;
+    rustix::process::fchdir(&fd)
+        .map_err(|e| Error::Invalid(format!("process.cwd {cwd:?}: chdir: {}", std::io::Error::from(e))))?;
+    let got = rustix::process::getcwd(Vec::new())
+        .map_err(|e| Error::Invalid(format!("process.cwd {cwd:?}: getcwd: {}", std::io::Error::from(e))))?;
     if !got.to_bytes().starts_with(b"/") {
-        return Err(Error::Invalid(format!(
-            "process.cwd {cwd:?}: resolves outside the container root"
-        )));
+        return Err(Error::Invalid(format!("process.cwd {cwd:?}: resolves outside the container root")));
     }
     Ok(())
 }
@@ -352,18 +309,13 @@ fn chdir_verified(cwd: &str) -> Result<()> {
 fn lookup(p: &ProcessPlan) -> Result<std::ffi::CString> {
     let check = |cand: &str| -> bool {
         rfs::access(cand, rfs::Access::EXEC_OK).is_ok()
-            && rfs::stat(cand)
-                .map(|s| s.st_mode & libc::S_IFMT == libc::S_IFREG)
-                .unwrap_or(false)
+            && rfs::stat(cand).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFREG).unwrap_or(false)
     };
     let found = if p.arg0.contains('/') {
         if check(&p.arg0) {
             Some(p.arg0.clone())
         } else {
-            return Err(Error::Invalid(format!(
-                "exec: {:?}: no such executable file (or not executable)",
-                p.arg0
-            )));
+            return Err(Error::Invalid(format!("exec: {:?}: no such executable file (or not executable)", p.arg0)));
         }
     } else {
         p.path_env
@@ -372,12 +324,8 @@ fn lookup(p: &ProcessPlan) -> Result<std::ffi::CString> {
             .map(|d| format!("{}/{}", d.trim_end_matches('/'), p.arg0))
             .find(|c| check(c))
     };
-    let found = found.ok_or_else(|| {
-        Error::Invalid(format!(
-            "exec: {:?}: executable file not found in $PATH",
-            p.arg0
-        ))
-    })?;
+    let found =
+        found.ok_or_else(|| Error::Invalid(format!("exec: {:?}: executable file not found in $PATH", p.arg0)))?;
     std::ffi::CString::new(found).map_err(|_| Error::Invalid("process.args[0]: NUL byte".into()))
 }
 

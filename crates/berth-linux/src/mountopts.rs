@@ -62,10 +62,7 @@ pub fn parse(options: &[String]) -> MountOptions {
             continue;
         }
         if let Some((set, attr)) = rec_attr_of(s) {
-            if attr == m::MOUNT_ATTR_STRICTATIME
-                || attr == m::MOUNT_ATTR_NOATIME
-                || attr == m::MOUNT_ATTR_RELATIME
-            {
+            if attr == m::MOUNT_ATTR_STRICTATIME || attr == m::MOUNT_ATTR_NOATIME || attr == m::MOUNT_ATTR_RELATIME {
                 // atime attributes are a 3-valued field: setting one clears the others.
                 o.rec_clr |= m::MOUNT_ATTR_ATIME_MASK;
                 o.rec_set = (o.rec_set & !m::MOUNT_ATTR_ATIME_MASK) | if set { attr } else { 0 };
@@ -220,14 +217,7 @@ mod tests {
         let o = parse(&v(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
         assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_STRICTATIME);
         assert_eq!(o.data, "mode=755,size=65536k");
-        let o = parse(&v(&[
-            "nosuid",
-            "noexec",
-            "newinstance",
-            "ptmxmode=0666",
-            "mode=0620",
-            "gid=5",
-        ]));
+        let o = parse(&v(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]));
         assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_NOEXEC);
         assert_eq!(o.data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
     }
@@ -254,14 +244,8 @@ mod tests {
 
     #[test]
     fn attr_translation() {
-        let (set, clr) = ms_to_attr(
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOATIME,
-            libc::MS_NOEXEC,
-        );
-        assert_eq!(
-            set,
-            m::MOUNT_ATTR_RDONLY | m::MOUNT_ATTR_NOSUID | m::MOUNT_ATTR_NOATIME
-        );
+        let (set, clr) = ms_to_attr(libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOATIME, libc::MS_NOEXEC);
+        assert_eq!(set, m::MOUNT_ATTR_RDONLY | m::MOUNT_ATTR_NOSUID | m::MOUNT_ATTR_NOATIME);
         assert_eq!(clr, m::MOUNT_ATTR_NOEXEC | m::MOUNT_ATTR_ATIME_MASK);
     }
 }

@@ -29,16 +29,9 @@ pub struct Root {
 impl Root {
     /// Opens `path` (a host path) as a root.
     pub fn open(path: &Path) -> Result<Root> {
-        let fd = rfs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| format!("opening root {}", path.display()))?;
-        Ok(Root {
-            fd,
-            path: path.to_path_buf(),
-        })
+        let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening root {}", path.display()))?;
+        Ok(Root { fd, path: path.to_path_buf() })
     }
 
     /// The host path this root was opened from (for messages only: never resolve through it).
@@ -53,14 +46,7 @@ impl Root {
 
     /// Opens `path` (a container path, absolute or not) inside the root with `flags`.
     pub fn open_in(&self, path: &str, flags: OFlags) -> io::Result<OwnedFd> {
-        rfs::openat2(
-            &self.fd,
-            rel(path),
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            RESOLVE,
-        )
-        .map_err(io::Error::from)
+        rfs::openat2(&self.fd, rel(path), flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE).map_err(io::Error::from)
     }
 
     /// Opens `path` as an `O_PATH` descriptor inside the root.
@@ -87,20 +73,10 @@ impl Root {
         match self.open_in(path, OFlags::PATH | OFlags::DIRECTORY) {
             Ok(fd) => return Ok(fd),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => {
-                return Err(Error::io(
-                    format!("resolving {path} in the container root"),
-                    e,
-                ))
-            }
+            Err(e) => return Err(Error::io(format!("resolving {path} in the container root"), e)),
         }
-        let mut cur = rfs::openat(
-            &self.fd,
-            ".",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| "opening the container root".to_string())?;
+        let mut cur = rfs::openat(&self.fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| "opening the container root".to_string())?;
         let mut sofar = PathBuf::from("/");
         for comp in Path::new(rel(path)).components() {
             let name = match comp {
@@ -109,9 +85,7 @@ impl Root {
                 // created component would be meaningless, so resolve from the root again.
                 Component::ParentDir => {
                     sofar.pop();
-                    cur = self
-                        .resolve(&sofar.to_string_lossy())
-                        .ctx(|| format!("resolving {}", sofar.display()))?;
+                    cur = self.resolve(&sofar.to_string_lossy()).ctx(|| format!("resolving {}", sofar.display()))?;
                     continue;
                 }
                 _ => continue,
@@ -124,24 +98,14 @@ impl Root {
                     continue;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("resolving {shown} in the container root"),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(Error::io(format!("resolving {shown} in the container root"), e)),
             }
             // `cur` is a directory we resolved inside the root, and `name` a single component,
             // so the new directory is inside the root whatever happens concurrently.
             match rfs::mkdirat(&cur, name, Mode::from_raw_mode(mode)) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("creating {shown} in the container root"),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(Error::io(format!("creating {shown} in the container root"), e)),
             }
             cur = rfs::openat(
                 &cur,
@@ -167,13 +131,8 @@ impl Root {
         };
         let dir = self.mkdir_all(&parent.to_string_lossy(), 0o755)?;
         // The parent is now an O_PATH fd; creating needs a real directory fd.
-        let dirfd = rfs::openat(
-            &dir,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| format!("opening the parent of {path}"))?;
+        let dirfd = rfs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening the parent of {path}"))?;
         let f = rfs::openat(
             &dirfd,
             name,
@@ -182,20 +141,10 @@ impl Root {
         );
         match f {
             Ok(_) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => {
-                return Err(Error::io(
-                    format!("creating {path} in the container root"),
-                    e,
-                ))
-            }
+            Err(e) => return Err(Error::io(format!("creating {path} in the container root"), e)),
         }
-        rfs::openat(
-            &dirfd,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| format!("opening {path} in the container root"))
+        rfs::openat(&dirfd, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening {path} in the container root"))
     }
 }
 

@@ -266,11 +266,7 @@ where
     let mut mask = 0u64;
     for c in caps.into_iter().flatten() {
         let name = c.to_string();
-        let name = if name.starts_with("CAP_") {
-            name
-        } else {
-            format!("CAP_{}", name.to_ascii_uppercase())
-        };
+        let name = if name.starts_with("CAP_") { name } else { format!("CAP_{}", name.to_ascii_uppercase()) };
         match crate::caps::number(&name) {
             Some(n) => mask |= 1u64 << n,
             None => log::warn!("{field}: unknown capability {name:?}: ignored"),
@@ -280,42 +276,25 @@ where
 }
 
 /// Builds the process part of a plan from `process` (used by create and exec).
-pub fn process_plan(
-    process: &Process,
-    preserve_fds: u32,
-    extra_env: &[String],
-) -> Result<ProcessPlan> {
+pub fn process_plan(process: &Process, preserve_fds: u32, extra_env: &[String]) -> Result<ProcessPlan> {
     let args: Vec<String> = process.args().clone().unwrap_or_default();
-    let arg0 = args
-        .first()
-        .cloned()
-        .ok_or_else(|| Error::Invalid("process.args: must not be empty".into()))?;
+    let arg0 = args.first().cloned().ok_or_else(|| Error::Invalid("process.args: must not be empty".into()))?;
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(extra_env.iter().cloned());
     let path_env = env
         .iter()
         .rev()
         .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
-        .unwrap_or_else(|| {
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()
-        });
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string());
     let has_home = env.iter().any(|e| e.starts_with("HOME="));
-    let args = CStringArray::new(&args)
-        .map_err(|_| Error::Invalid("process.args: contains a NUL byte".into()))?;
-    let envc = CStringArray::new(&env)
-        .map_err(|_| Error::Invalid("process.env: contains a NUL byte".into()))?;
+    let args = CStringArray::new(&args).map_err(|_| Error::Invalid("process.args: contains a NUL byte".into()))?;
+    let envc = CStringArray::new(&env).map_err(|_| Error::Invalid("process.env: contains a NUL byte".into()))?;
     let user = process.user();
     let mut rlimits = Vec::new();
     for (i, r) in process.rlimits().iter().flatten().enumerate() {
-        let (name, resource) = rlimit_resource(r.typ()).ok_or_else(|| {
-            Error::Invalid(format!("process.rlimits[{i}].type: unsupported rlimit"))
-        })?;
-        rlimits.push(RlimitPlan {
-            name: name.into(),
-            resource,
-            soft: r.soft(),
-            hard: r.hard(),
-        });
+        let (name, resource) = rlimit_resource(r.typ())
+            .ok_or_else(|| Error::Invalid(format!("process.rlimits[{i}].type: unsupported rlimit")))?;
+        rlimits.push(RlimitPlan { name: name.into(), resource, soft: r.soft(), hard: r.hard() });
     }
     let caps = match process.capabilities() {
         None => None,
@@ -327,12 +306,9 @@ pub fn process_plan(
             ambient: cap_mask("process.capabilities.ambient", c.ambient().as_ref())?,
         }),
     };
-    let console_size = process.console_size().map(|b| {
-        (
-            u16::try_from(b.height()).unwrap_or(u16::MAX),
-            u16::try_from(b.width()).unwrap_or(u16::MAX),
-        )
-    });
+    let console_size = process
+        .console_size()
+        .map(|b| (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX)));
     Ok(ProcessPlan {
         args,
         arg0,
@@ -367,31 +343,15 @@ pub struct BuildOptions {
 
 /// Builds the plan for container `id` from a validated `spec` in `bundle`.
 pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result<Plan> {
-    let root = spec
-        .root()
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("root: must be set".into()))?;
+    let root = spec.root().as_ref().ok_or_else(|| Error::Invalid("root: must be set".into()))?;
     let rootfs = bundle.join(root.path());
-    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
-        Error::Invalid(format!(
-            "root.path: rootfs {} does not exist: {e}",
-            rootfs.display()
-        ))
-    })?;
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| Error::Invalid(format!("root.path: rootfs {} does not exist: {e}", rootfs.display())))?;
     if !rootfs.is_dir() {
-        return Err(Error::Invalid(format!(
-            "root.path: rootfs {} is not a directory",
-            rootfs.display()
-        )));
+        return Err(Error::Invalid(format!("root.path: rootfs {} is not a directory", rootfs.display())));
     }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("process: must be set".into()))?;
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("linux: must be set on Linux".into()))?;
+    let process = spec.process().as_ref().ok_or_else(|| Error::Invalid("process: must be set".into()))?;
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set on Linux".into()))?;
 
     let mut clone_flags = 0u64;
     let mut join = Vec::new();
@@ -426,26 +386,14 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         }
     }
     if !has_mntns {
-        return Err(Error::Invalid(
-            "linux.namespaces: a mount namespace is required to set up the rootfs".into(),
-        ));
+        return Err(Error::Invalid("linux.namespaces: a mount namespace is required to set up the rootfs".into()));
     }
     let time_offsets = if clone_flags & berth_sys::process::CLONE_NEWTIME != 0 {
-        linux
-            .time_offsets()
-            .as_ref()
-            .filter(|m| !m.is_empty())
-            .map(|m| {
-                m.iter()
-                    .map(|(clock, off)| {
-                        format!(
-                            "{clock} {} {}\n",
-                            off.secs().unwrap_or(0),
-                            off.nanosecs().unwrap_or(0)
-                        )
-                    })
-                    .collect::<String>()
-            })
+        linux.time_offsets().as_ref().filter(|m| !m.is_empty()).map(|m| {
+            m.iter()
+                .map(|(clock, off)| format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)))
+                .collect::<String>()
+        })
     } else {
         None
     };
@@ -453,10 +401,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         clone_flags &= !berth_sys::process::CLONE_NEWTIME;
     }
     let map = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-        m.into_iter()
-            .flatten()
-            .map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size()))
-            .collect()
+        m.into_iter().flatten().map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size())).collect()
     };
     let uid_map = map(linux.uid_mappings().as_ref());
     let gid_map = map(linux.gid_mappings().as_ref());
@@ -465,18 +410,10 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     let mut populate_dev = true;
     for (index, m) in spec.mounts().iter().flatten().enumerate() {
         let destination = m.destination().to_string_lossy().into_owned();
-        let destination = if destination.starts_with('/') {
-            destination
-        } else {
-            format!("/{destination}")
-        };
+        let destination = if destination.starts_with('/') { destination } else { format!("/{destination}") };
         let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
         let fstype = m.typ().clone().unwrap_or_default();
-        let raw_source = m
-            .source()
-            .as_ref()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let raw_source = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let is_bind = opts.is_bind() || fstype == "bind";
         let kind = if is_bind {
             MountKind::Bind { dir: false }
@@ -487,24 +424,14 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         };
         let (source, kind) = if let MountKind::Bind { .. } = kind {
             let p = Path::new(&raw_source);
-            let abs = if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                bundle.join(p)
-            };
+            let abs = if p.is_absolute() { p.to_path_buf() } else { bundle.join(p) };
             let md = std::fs::metadata(&abs).map_err(|e| {
-                Error::Invalid(format!(
-                    "mounts[{index}].source: bind source {} is not accessible: {e}",
-                    abs.display()
-                ))
+                Error::Invalid(format!("mounts[{index}].source: bind source {} is not accessible: {e}", abs.display()))
             })?;
             if destination == "/dev" {
                 populate_dev = false;
             }
-            (
-                abs.to_string_lossy().into_owned(),
-                MountKind::Bind { dir: md.is_dir() },
-            )
+            (abs.to_string_lossy().into_owned(), MountKind::Bind { dir: md.is_dir() })
         } else {
             (raw_source, kind)
         };
@@ -512,14 +439,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         if is_bind {
             opts.flags |= libc::MS_BIND;
         }
-        mounts.push(MountPlan {
-            index,
-            destination,
-            source,
-            fstype,
-            opts,
-            kind,
-        });
+        mounts.push(MountPlan { index, destination, source, fstype, opts, kind });
     }
 
     let mut devices = default_devices();
@@ -529,9 +449,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
             LinuxDeviceType::B => libc::S_IFBLK,
             LinuxDeviceType::P => libc::S_IFIFO,
             LinuxDeviceType::A => {
-                return Err(Error::Invalid(format!(
-                    "linux.devices[{i}].type: \"a\" is not a device type"
-                )))
+                return Err(Error::Invalid(format!("linux.devices[{i}].type: \"a\" is not a device type")))
             }
         };
         let path = d.path().to_string_lossy().into_owned();
@@ -547,12 +465,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         });
     }
 
-    let sysctl = linux
-        .sysctl()
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.replace('.', "/"), v.clone()))
-        .collect();
+    let sysctl = linux.sysctl().iter().flatten().map(|(k, v)| (k.replace('.', "/"), v.clone())).collect();
     let personality = linux.personality().as_ref().map(|p| match p.domain() {
         oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008 as libc::c_ulong,
         _ => 0,
@@ -576,10 +489,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         bundle: bundle.to_path_buf(),
         rootfs,
         readonly_root: root.readonly().unwrap_or(false),
-        rootfs_propagation: linux
-            .rootfs_propagation()
-            .as_deref()
-            .and_then(mountopts::rootfs_propagation),
+        rootfs_propagation: linux.rootfs_propagation().as_deref().and_then(mountopts::rootfs_propagation),
         no_pivot: opts.no_pivot,
         clone_flags,
         join,

@@ -25,25 +25,16 @@ const SYSFS_MAGIC: i64 = 0x6265_6572;
 /// Prepares the mount namespace up to (not including) pivot_root. Returns the root.
 pub fn prepare(plan: &Plan) -> Result<Root> {
     let slash = c"/";
-    let prop = plan
-        .rootfs_propagation
-        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    let prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     m::mount(None, slash, None, prop | libc::MS_REC, None)
         .ctx(|| "making the container's mount tree non-propagating".to_string())?;
     let rootfs = cstr("root.path", &plan.rootfs.to_string_lossy())?;
-    m::mount(
-        Some(&rootfs),
-        &rootfs,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
+    m::mount(Some(&rootfs), &rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+        .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
     let root = Root::open(&plan.rootfs)?;
     for mp in &plan.mounts {
-        mount_one(&root, plan, mp).map_err(|e| {
-            Error::Invalid(format!("mounts[{}] ({}): {e}", mp.index, mp.destination))
-        })?;
+        mount_one(&root, plan, mp)
+            .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): {e}", mp.index, mp.destination)))?;
     }
     if plan.populate_dev {
         populate_dev(&root, plan)?;
@@ -60,18 +51,10 @@ fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
 }
 
 fn mount_bind(root: &Root, mp: &MountPlan, dir: bool) -> Result<()> {
-    let target = if dir {
-        root.mkdir_all(&mp.destination, 0o755)?
-    } else {
-        root.create_file(&mp.destination)?
-    };
+    let target = if dir { root.mkdir_all(&mp.destination, 0o755)? } else { root.create_file(&mp.destination)? };
     let src_path = cstr("source", &mp.source)?;
-    let src = rfs::open(
-        mp.source.as_str(),
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("opening bind source {}", mp.source))?;
+    let src = rfs::open(mp.source.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening bind source {}", mp.source))?;
     let _ = src_path;
     let mut flags = m::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32;
     if mp.opts.is_recursive() {
@@ -80,26 +63,15 @@ fn mount_bind(root: &Root, mp: &MountPlan, dir: bool) -> Result<()> {
     let tree = m::open_tree(src.as_fd(), c"", flags).ctx(|| format!("cloning {}", mp.source))?;
     let (set, clr) = mountopts::ms_to_attr(mp.opts.flags, mp.opts.cleared);
     if set | clr != 0 {
-        let attr = MountAttr {
-            attr_set: set,
-            attr_clr: clr,
-            ..Default::default()
-        };
+        let attr = MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
         m::mount_setattr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)
             .ctx(|| "setting mount attributes".to_string())?;
     }
     apply_rec_attrs(&tree, mp)?;
-    m::move_mount(
-        tree.as_fd(),
-        c"",
-        target.as_fd(),
-        c"",
-        m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .ctx(|| format!("attaching the bind mount of {}", mp.source))?;
+    m::move_mount(tree.as_fd(), c"", target.as_fd(), c"", m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH)
+        .ctx(|| format!("attaching the bind mount of {}", mp.source))?;
     for p in &mp.opts.propagation {
-        m::mount(None, &proc_fd(tree.as_fd()), None, *p, None)
-            .ctx(|| "setting propagation".to_string())?;
+        m::mount(None, &proc_fd(tree.as_fd()), None, *p, None).ctx(|| "setting propagation".to_string())?;
     }
     Ok(())
 }
@@ -108,18 +80,9 @@ fn apply_rec_attrs(fd: &OwnedFd, mp: &MountPlan) -> Result<()> {
     if mp.opts.rec_set | mp.opts.rec_clr == 0 {
         return Ok(());
     }
-    let attr = MountAttr {
-        attr_set: mp.opts.rec_set,
-        attr_clr: mp.opts.rec_clr,
-        ..Default::default()
-    };
-    m::mount_setattr(
-        fd.as_fd(),
-        c"",
-        libc::AT_EMPTY_PATH as u32 | m::AT_RECURSIVE,
-        &attr,
-    )
-    .ctx(|| "setting recursive mount attributes".to_string())
+    let attr = MountAttr { attr_set: mp.opts.rec_set, attr_clr: mp.opts.rec_clr, ..Default::default() };
+    m::mount_setattr(fd.as_fd(), c"", libc::AT_EMPTY_PATH as u32 | m::AT_RECURSIVE, &attr)
+        .ctx(|| "setting recursive mount attributes".to_string())
 }
 
 /// Resolves a mount target: `/proc` and `/sys` (and anything under them) must be reached
@@ -133,20 +96,17 @@ fn target_dir(root: &Root, dest: &str, strict: bool) -> Result<OwnedFd> {
         Ok(fd) => {
             let st = rfs::fstat(&fd).ctx(|| format!("checking {dest}"))?;
             if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                return Err(Error::Invalid(format!(
-                    "{dest} must be mounted on an ordinary directory"
-                )));
+                return Err(Error::Invalid(format!("{dest} must be mounted on an ordinary directory")));
             }
             Ok(fd)
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             root.mkdir_all(dest, 0o755)?;
-            root.resolve_no_symlinks(dest)
-                .ctx(|| format!("resolving {dest}"))
+            root.resolve_no_symlinks(dest).ctx(|| format!("resolving {dest}"))
         }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(Error::Invalid(format!(
-            "{dest} must be mounted on an ordinary directory, not a symlink"
-        ))),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Err(Error::Invalid(format!("{dest} must be mounted on an ordinary directory, not a symlink")))
+        }
         Err(e) => Err(Error::io(format!("resolving {dest}"), e)),
     }
 }
@@ -164,20 +124,9 @@ fn is_strict(dest: &str, fstype: &str) -> bool {
 fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
     let strict = is_strict(&mp.destination, &mp.fstype);
     let target = target_dir(root, &mp.destination, strict)?;
-    let source = cstr(
-        "source",
-        if mp.source.is_empty() {
-            &mp.fstype
-        } else {
-            &mp.source
-        },
-    )?;
+    let source = cstr("source", if mp.source.is_empty() { &mp.fstype } else { &mp.source })?;
     let fstype = cstr("type", &mp.fstype)?;
-    let data = if mp.opts.data.is_empty() {
-        None
-    } else {
-        Some(cstr("options", &mp.opts.data)?)
-    };
+    let data = if mp.opts.data.is_empty() { None } else { Some(cstr("options", &mp.opts.data)?) };
     let tpath = proc_fd(target.as_fd());
     let flags = mp.opts.flags & !libc::MS_REMOUNT;
     let res = m::mount(Some(&source), &tpath, Some(&fstype), flags, data.as_deref());
@@ -185,30 +134,15 @@ fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
         Ok(()) => {}
         // Without its own network namespace (or in a user namespace) sysfs cannot be mounted;
         // runc then binds the host's /sys read-only, so do the same.
-        Err(e)
-            if mp.fstype == "sysfs"
-                && matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EBUSY)) =>
-        {
-            let tree = m::open_tree(
-                rustix::fs::CWD,
-                c"/sys",
-                m::OPEN_TREE_CLONE | m::AT_RECURSIVE,
-            )
-            .ctx(|| "cloning the host /sys".to_string())?;
+        Err(e) if mp.fstype == "sysfs" && matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EBUSY)) => {
+            let tree = m::open_tree(rustix::fs::CWD, c"/sys", m::OPEN_TREE_CLONE | m::AT_RECURSIVE)
+                .ctx(|| "cloning the host /sys".to_string())?;
             let attr = MountAttr {
-                attr_set: m::MOUNT_ATTR_RDONLY
-                    | m::MOUNT_ATTR_NOSUID
-                    | m::MOUNT_ATTR_NODEV
-                    | m::MOUNT_ATTR_NOEXEC,
+                attr_set: m::MOUNT_ATTR_RDONLY | m::MOUNT_ATTR_NOSUID | m::MOUNT_ATTR_NODEV | m::MOUNT_ATTR_NOEXEC,
                 ..Default::default()
             };
-            m::mount_setattr(
-                tree.as_fd(),
-                c"",
-                libc::AT_EMPTY_PATH as u32 | m::AT_RECURSIVE,
-                &attr,
-            )
-            .ctx(|| "making /sys read-only".to_string())?;
+            m::mount_setattr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32 | m::AT_RECURSIVE, &attr)
+                .ctx(|| "making /sys read-only".to_string())?;
             m::move_mount(
                 tree.as_fd(),
                 c"",
@@ -218,39 +152,19 @@ fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
             )
             .ctx(|| "binding the host /sys".to_string())?;
         }
-        Err(e) => {
-            return Err(Error::io(
-                format!("mounting {} on {}", mp.fstype, mp.destination),
-                e,
-            ))
-        }
+        Err(e) => return Err(Error::io(format!("mounting {} on {}", mp.fstype, mp.destination), e)),
     }
     let _ = plan;
-    if !(mp.opts.propagation.is_empty()
-        && mp.opts.rec_set | mp.opts.rec_clr == 0
-        && !strict
-        && !mp.opts.tmpcopyup)
-    {
+    if !mp.opts.propagation.is_empty() || mp.opts.rec_set | mp.opts.rec_clr != 0 || strict || mp.opts.tmpcopyup {
         // The O_PATH fd above refers to the directory under the new mount; re-resolve to reach
         // the mount itself.
-        let mounted = if strict {
-            root.resolve_no_symlinks(&mp.destination)
-        } else {
-            root.resolve(&mp.destination)
-        }
-        .ctx(|| format!("resolving {} after mounting", mp.destination))?;
+        let mounted = if strict { root.resolve_no_symlinks(&mp.destination) } else { root.resolve(&mp.destination) }
+            .ctx(|| format!("resolving {} after mounting", mp.destination))?;
         if strict && (mp.fstype == "proc" || mp.fstype == "sysfs") {
             let sfs = rfs::fstatfs(&mounted).ctx(|| format!("statfs {}", mp.destination))?;
-            let want = if mp.fstype == "proc" {
-                PROC_SUPER_MAGIC
-            } else {
-                SYSFS_MAGIC
-            };
+            let want = if mp.fstype == "proc" { PROC_SUPER_MAGIC } else { SYSFS_MAGIC };
             if sfs.f_type as i64 != want {
-                return Err(Error::Invalid(format!(
-                    "{} is not a {} mount after mounting",
-                    mp.destination, mp.fstype
-                )));
+                return Err(Error::Invalid(format!("{} is not a {} mount after mounting", mp.destination, mp.fstype)));
             }
         }
         if mp.opts.tmpcopyup {
@@ -258,8 +172,7 @@ fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
         }
         apply_rec_attrs(&mounted, mp)?;
         for p in &mp.opts.propagation {
-            m::mount(None, &proc_fd(mounted.as_fd()), None, *p, None)
-                .ctx(|| "setting propagation".to_string())?;
+            m::mount(None, &proc_fd(mounted.as_fd()), None, *p, None).ctx(|| "setting propagation".to_string())?;
         }
     }
     Ok(())
@@ -268,55 +181,36 @@ fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
 /// `tmpcopyup`: the new tmpfs starts with a copy of what the image had at that path.
 fn tmpcopyup(root: &Root, mp: &MountPlan, _mounted: &OwnedFd) -> Result<()> {
     let _ = (root, mp);
-    Err(Error::Invalid(
-        "the tmpcopyup option is not supported".into(),
-    ))
+    Err(Error::Invalid("the tmpcopyup option is not supported".into()))
 }
 
 fn mount_cgroup(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
     let target = target_dir(root, &mp.destination, true)?;
     let tpath = proc_fd(target.as_fd());
     let ro = mp.opts.flags & libc::MS_RDONLY != 0;
-    let base =
-        mp.opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
+    let base = mp.opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME);
     let unified_only = plan.cgroup_mounts.len() == 1
         && plan.cgroup_mounts[0].fstype == "cgroup2"
         && plan.cgroup_mounts[0].name.is_empty();
     if unified_only {
         let h = &plan.cgroup_mounts[0];
         if plan.unshare_cgroupns {
-            m::mount(
-                Some(c"cgroup2"),
-                &tpath,
-                Some(c"cgroup2"),
-                base | if ro { libc::MS_RDONLY } else { 0 },
-                None,
-            )
-            .ctx(|| "mounting cgroup2".to_string())?;
+            m::mount(Some(c"cgroup2"), &tpath, Some(c"cgroup2"), base | if ro { libc::MS_RDONLY } else { 0 }, None)
+                .ctx(|| "mounting cgroup2".to_string())?;
         } else {
             bind_dir(&h.host_dir, &target, ro, base)?;
         }
         return Ok(());
     }
     // v1 or hybrid: a tmpfs holding one directory per hierarchy, like the host's layout.
-    m::mount(
-        Some(c"tmpfs"),
-        &tpath,
-        Some(c"tmpfs"),
-        base,
-        Some(c"mode=755"),
-    )
-    .ctx(|| format!("mounting a tmpfs on {}", mp.destination))?;
+    m::mount(Some(c"tmpfs"), &tpath, Some(c"tmpfs"), base, Some(c"mode=755"))
+        .ctx(|| format!("mounting a tmpfs on {}", mp.destination))?;
     for h in &plan.cgroup_mounts {
         let dest = format!("{}/{}", mp.destination.trim_end_matches('/'), h.name);
         let sub = root.mkdir_all(&dest, 0o755)?;
         if plan.unshare_cgroupns {
             let fstype = cstr("cgroup type", &h.fstype)?;
-            let data = if h.data.is_empty() {
-                None
-            } else {
-                Some(cstr("cgroup data", &h.data)?)
-            };
+            let data = if h.data.is_empty() { None } else { Some(cstr("cgroup data", &h.data)?) };
             m::mount(
                 Some(&fstype),
                 &proc_fd(sub.as_fd()),
@@ -330,9 +224,7 @@ fn mount_cgroup(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
         }
     }
     if ro {
-        let mounted = root
-            .resolve_no_symlinks(&mp.destination)
-            .ctx(|| format!("resolving {}", mp.destination))?;
+        let mounted = root.resolve_no_symlinks(&mp.destination).ctx(|| format!("resolving {}", mp.destination))?;
         m::mount(
             None,
             &proc_fd(mounted.as_fd()),
@@ -346,39 +238,21 @@ fn mount_cgroup(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
 }
 
 fn bind_dir(host: &Path, target: &OwnedFd, ro: bool, flags: libc::c_ulong) -> Result<()> {
-    let src = rfs::open(
-        host,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("opening {}", host.display()))?;
-    let tree = m::open_tree(
-        src.as_fd(),
-        c"",
-        m::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32,
-    )
-    .ctx(|| format!("cloning {}", host.display()))?;
+    let src = rfs::open(host, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening {}", host.display()))?;
+    let tree = m::open_tree(src.as_fd(), c"", m::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32)
+        .ctx(|| format!("cloning {}", host.display()))?;
     let (mut set, clr) = mountopts::ms_to_attr(flags, 0);
     if ro {
         set |= m::MOUNT_ATTR_RDONLY;
     }
     if set | clr != 0 {
-        let attr = MountAttr {
-            attr_set: set,
-            attr_clr: clr,
-            ..Default::default()
-        };
+        let attr = MountAttr { attr_set: set, attr_clr: clr, ..Default::default() };
         m::mount_setattr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)
             .ctx(|| "setting mount attributes".to_string())?;
     }
-    m::move_mount(
-        tree.as_fd(),
-        c"",
-        target.as_fd(),
-        c"",
-        m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .ctx(|| format!("binding {}", host.display()))
+    m::move_mount(tree.as_fd(), c"", target.as_fd(), c"", m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH)
+        .ctx(|| format!("binding {}", host.display()))
 }
 
 fn populate_dev(root: &Root, plan: &Plan) -> Result<()> {
@@ -388,19 +262,12 @@ fn populate_dev(root: &Root, plan: &Plan) -> Result<()> {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => root.mkdir_all("/dev", 0o755)?,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(Error::Invalid(
-                "/dev in the rootfs is a symlink; refusing to create devices".into(),
-            ))
+            return Err(Error::Invalid("/dev in the rootfs is a symlink; refusing to create devices".into()))
         }
         Err(e) => return Err(Error::io("resolving /dev", e)),
     };
-    let devdir = rfs::openat(
-        &dev,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| "opening /dev".to_string())?;
+    let devdir = rfs::openat(&dev, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| "opening /dev".to_string())?;
     for d in &plan.devices {
         create_device(root, plan, d)?;
     }
@@ -430,21 +297,11 @@ fn create_device(root: &Root, plan: &Plan, d: &DevicePlan) -> Result<()> {
     let p = Path::new(rel(&d.path));
     let (parent, name) = match (p.parent(), p.file_name()) {
         (Some(pa), Some(n)) => (pa.to_string_lossy().into_owned(), n.to_os_string()),
-        _ => {
-            return Err(Error::Invalid(format!(
-                "linux.devices: bad path {}",
-                d.path
-            )))
-        }
+        _ => return Err(Error::Invalid(format!("linux.devices: bad path {}", d.path))),
     };
     let pfd = root.mkdir_all(&parent, 0o755)?;
-    let dir = rfs::openat(
-        &pfd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("opening the parent of {}", d.path))?;
+    let dir = rfs::openat(&pfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening the parent of {}", d.path))?;
     if plan.new_userns {
         // mknod is not permitted in a user namespace: bind the host's node instead.
         match rfs::openat(
@@ -456,15 +313,9 @@ fn create_device(root: &Root, plan: &Plan, d: &DevicePlan) -> Result<()> {
             Ok(_) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(Error::io(format!("creating {}", d.path), e)),
         }
-        let target = rfs::openat(
-            &dir,
-            &name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| format!("opening {}", d.path))?;
-        let host = CString::new(d.path.as_str())
-            .map_err(|_| Error::Invalid("device path has NUL".into()))?;
+        let target = rfs::openat(&dir, &name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening {}", d.path))?;
+        let host = CString::new(d.path.as_str()).map_err(|_| Error::Invalid("device path has NUL".into()))?;
         let tree = m::open_tree(rustix::fs::CWD, &host, m::OPEN_TREE_CLONE)
             .ctx(|| format!("cloning host device {}", d.path))?;
         return m::move_mount(
@@ -482,10 +333,8 @@ fn create_device(root: &Root, plan: &Plan, d: &DevicePlan) -> Result<()> {
     match rfs::mknodat(&dir, &name, kind, mode, dev) {
         Ok(()) => {}
         Err(rustix::io::Errno::EXIST) => {
-            rfs::unlinkat(&dir, &name, rfs::AtFlags::empty())
-                .ctx(|| format!("replacing {}", d.path))?;
-            rfs::mknodat(&dir, &name, kind, mode, dev)
-                .ctx(|| format!("creating device {}", d.path))?;
+            rfs::unlinkat(&dir, &name, rfs::AtFlags::empty()).ctx(|| format!("replacing {}", d.path))?;
+            rfs::mknodat(&dir, &name, kind, mode, dev).ctx(|| format!("creating device {}", d.path))?;
         }
         Err(e) => return Err(Error::io(format!("creating device {}", d.path), e)),
     }
@@ -504,17 +353,11 @@ fn create_device(root: &Root, plan: &Plan, d: &DevicePlan) -> Result<()> {
 
 /// pivot_root into the prepared root (or chroot with `--no-pivot`).
 pub fn enter(root: &Root, plan: &Plan) -> Result<()> {
-    let dir = rfs::openat(
-        root.fd(),
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| "opening the rootfs".to_string())?;
+    let dir = rfs::openat(root.fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| "opening the rootfs".to_string())?;
     rustix::process::fchdir(&dir).ctx(|| "chdir to the rootfs".to_string())?;
     if plan.no_pivot {
-        m::mount(Some(c"."), c"/", None, libc::MS_MOVE, None)
-            .ctx(|| "moving the rootfs to /".to_string())?;
+        m::mount(Some(c"."), c"/", None, libc::MS_MOVE, None).ctx(|| "moving the rootfs to /".to_string())?;
         rustix::process::chroot(".").ctx(|| "chroot".to_string())?;
     } else {
         rustix::process::pivot_root(".", ".").ctx(|| "pivot_root".to_string())?;
@@ -530,8 +373,7 @@ pub fn enter(root: &Root, plan: &Plan) -> Result<()> {
 pub fn finish(plan: &Plan) -> Result<()> {
     let root = Root::open(Path::new("/"))?;
     for (i, p) in plan.readonly.iter().enumerate() {
-        readonly_path(&root, p)
-            .map_err(|e| Error::Invalid(format!("linux.readonlyPaths[{i}] ({p}): {e}")))?;
+        readonly_path(&root, p).map_err(|e| Error::Invalid(format!("linux.readonlyPaths[{i}] ({p}): {e}")))?;
     }
     if !plan.masked.is_empty() {
         let null = verified_dev_null(&root)?;
@@ -567,31 +409,13 @@ fn readonly_path(root: &Root, p: &str) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(Error::io("resolving", e)),
     };
-    let tree = m::open_tree(
-        fd.as_fd(),
-        c"",
-        m::OPEN_TREE_CLONE | m::AT_RECURSIVE | libc::AT_EMPTY_PATH as u32,
-    )
-    .ctx(|| "cloning".to_string())?;
-    let attr = MountAttr {
-        attr_set: m::MOUNT_ATTR_RDONLY,
-        ..Default::default()
-    };
-    m::mount_setattr(
-        tree.as_fd(),
-        c"",
-        libc::AT_EMPTY_PATH as u32 | m::AT_RECURSIVE,
-        &attr,
-    )
-    .ctx(|| "read-only".to_string())?;
-    m::move_mount(
-        tree.as_fd(),
-        c"",
-        fd.as_fd(),
-        c"",
-        m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .ctx(|| "attaching".to_string())
+    let tree = m::open_tree(fd.as_fd(), c"", m::OPEN_TREE_CLONE | m::AT_RECURSIVE | libc::AT_EMPTY_PATH as u32)
+        .ctx(|| "cloning".to_string())?;
+    let attr = MountAttr { attr_set: m::MOUNT_ATTR_RDONLY, ..Default::default() };
+    m::mount_setattr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32 | m::AT_RECURSIVE, &attr)
+        .ctx(|| "read-only".to_string())?;
+    m::move_mount(tree.as_fd(), c"", fd.as_fd(), c"", m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH)
+        .ctx(|| "attaching".to_string())
 }
 
 /// The container's /dev/null, verified to be the real character device 1:3. Masking files by
@@ -601,20 +425,11 @@ fn verified_dev_null(root: &Root) -> Result<Option<OwnedFd>> {
     let fd = match root.resolve_no_symlinks("/dev/null") {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-        Err(e) => {
-            return Err(Error::Invalid(format!(
-                "/dev/null cannot be used for masking: {e}"
-            )))
-        }
+        Err(e) => return Err(Error::Invalid(format!("/dev/null cannot be used for masking: {e}"))),
     };
     let st = rfs::fstat(&fd).ctx(|| "stat /dev/null".to_string())?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFCHR
-        || rfs::major(st.st_rdev) != 1
-        || rfs::minor(st.st_rdev) != 3
-    {
-        return Err(Error::Invalid(
-            "/dev/null is not the null device (1:3); refusing to mask with it".into(),
-        ));
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || rfs::major(st.st_rdev) != 1 || rfs::minor(st.st_rdev) != 3 {
+        return Err(Error::Invalid("/dev/null is not the null device (1:3); refusing to mask with it".into()));
     }
     Ok(Some(fd))
 }
@@ -627,30 +442,14 @@ fn mask_path(root: &Root, p: &str, null: Option<&OwnedFd>) -> Result<()> {
     };
     let st = rfs::fstat(&fd).ctx(|| "stat".to_string())?;
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        m::mount(
-            Some(c"tmpfs"),
-            &proc_fd(fd.as_fd()),
-            Some(c"tmpfs"),
-            libc::MS_RDONLY,
-            Some(c"size=0k,nr_inodes=1"),
-        )
-        .ctx(|| "mounting an empty read-only tmpfs".to_string())
+        m::mount(Some(c"tmpfs"), &proc_fd(fd.as_fd()), Some(c"tmpfs"), libc::MS_RDONLY, Some(c"size=0k,nr_inodes=1"))
+            .ctx(|| "mounting an empty read-only tmpfs".to_string())
     } else {
         let null = null.ok_or_else(|| Error::Invalid("no /dev/null to mask files with".into()))?;
-        let tree = m::open_tree(
-            null.as_fd(),
-            c"",
-            m::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32,
-        )
-        .ctx(|| "cloning /dev/null".to_string())?;
-        m::move_mount(
-            tree.as_fd(),
-            c"",
-            fd.as_fd(),
-            c"",
-            m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH,
-        )
-        .ctx(|| "binding /dev/null".to_string())
+        let tree = m::open_tree(null.as_fd(), c"", m::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32)
+            .ctx(|| "cloning /dev/null".to_string())?;
+        m::move_mount(tree.as_fd(), c"", fd.as_fd(), c"", m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH)
+            .ctx(|| "binding /dev/null".to_string())
     }
 }
 
@@ -667,17 +466,12 @@ pub fn write_sysctls(plan: &Plan) -> Result<()> {
             rel(&path),
             OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::empty(),
-            rfs::ResolveFlags::IN_ROOT
-                | rfs::ResolveFlags::NO_SYMLINKS
-                | rfs::ResolveFlags::NO_MAGICLINKS,
+            rfs::ResolveFlags::IN_ROOT | rfs::ResolveFlags::NO_SYMLINKS | rfs::ResolveFlags::NO_MAGICLINKS,
         )
         .ctx(|| format!("linux.sysctl {}: opening {path}", key.replace('/', ".")))?;
         let sfs = rfs::fstatfs(&fd).ctx(|| format!("statfs {path}"))?;
         if sfs.f_type as i64 != PROC_SUPER_MAGIC {
-            return Err(Error::Invalid(format!(
-                "linux.sysctl {}: {path} is not on procfs",
-                key.replace('/', ".")
-            )));
+            return Err(Error::Invalid(format!("linux.sysctl {}: {path} is not on procfs", key.replace('/', "."))));
         }
         rustix::io::write(&fd, value.as_bytes())
             .ctx(|| format!("linux.sysctl {}: writing {value:?}", key.replace('/', ".")))?;

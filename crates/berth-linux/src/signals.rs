@@ -125,8 +125,7 @@ impl Forwarder {
                 let code = match status {
                     Some((_, st)) => st
                         .exit_status()
-                        .map(|c| c as i32)
-                        .or_else(|| st.terminating_signal().map(|s| 128 + s as i32))
+                        .or_else(|| st.terminating_signal().map(|s| 128 + s))
                         .unwrap_or(255),
                     None => 255,
                 };
@@ -144,11 +143,7 @@ impl Forwarder {
 }
 
 /// Copies one read's worth from `from` to `to`; false on EOF or error.
-fn copy_once(
-    from: std::os::fd::BorrowedFd<'_>,
-    to: std::os::fd::BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> bool {
+fn copy_once(from: std::os::fd::BorrowedFd<'_>, to: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> bool {
     let n = match rustix::io::read(from, &mut *buf) {
         Ok(0) | Err(_) => return false,
         Ok(n) => n,
@@ -195,11 +190,7 @@ impl RawTerminal {
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         if let Some(t) = &self.saved {
-            let _ = rustix::termios::tcsetattr(
-                rustix::stdio::stdin(),
-                rustix::termios::OptionalActions::Now,
-                t,
-            );
+            let _ = rustix::termios::tcsetattr(rustix::stdio::stdin(), rustix::termios::OptionalActions::Now, t);
         }
     }
 }

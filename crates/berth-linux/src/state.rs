@@ -60,22 +60,17 @@ impl ContainerState {
         let path = dir(root, id).join(STATE_FILE);
         let data = match fs::read(&path) {
             Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(id.to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(id.to_string())),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
-        serde_json::from_slice(&data)
-            .map_err(|e| Error::Invalid(format!("corrupt state file {}: {e}", path.display())))
+        serde_json::from_slice(&data).map_err(|e| Error::Invalid(format!("corrupt state file {}: {e}", path.display())))
     }
 
     /// Writes the state file atomically.
     pub fn save(&self, root: &Path) -> Result<()> {
         let path = dir(root, &self.id).join(STATE_FILE);
-        let data =
-            serde_json::to_vec(self).map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
-        berth_core::state::write_atomic(&path, &data, 0o600)
-            .ctx(|| format!("writing {}", path.display()))
+        let data = serde_json::to_vec(self).map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
+        berth_core::state::write_atomic(&path, &data, 0o600).ctx(|| format!("writing {}", path.display()))
     }
 
     /// True while the init recorded here is alive (not a zombie, same start time).
@@ -106,11 +101,7 @@ impl ContainerState {
         OciState {
             oci_version: self.spec.version().clone(),
             id: self.id.clone(),
-            pid: if status == ContainerStatus::Stopped {
-                0
-            } else {
-                self.pid
-            },
+            pid: if status == ContainerStatus::Stopped { 0 } else { self.pid },
             status,
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),

@@ -11,8 +11,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::net::{
-    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
-    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
 /// A message on the setup channel.
@@ -68,12 +68,7 @@ impl Msg {
             Some(b'h') => Msg::HooksDone,
             Some(b'A') => Msg::Abort(text()),
             Some(b'N') => Msg::SeccompFd,
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "malformed setup message",
-                ))
-            }
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed setup message")),
         })
     }
 }
@@ -88,12 +83,7 @@ const MAX: usize = 16 * 1024;
 impl Channel {
     /// A connected pair (both ends close-on-exec).
     pub fn pair() -> io::Result<(Channel, Channel)> {
-        let (a, b) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )?;
+        let (a, b) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
         Ok((Channel(a), Channel(b)))
     }
 

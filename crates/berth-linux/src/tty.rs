@@ -12,8 +12,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::net::{
-    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags,
 };
 use rustix::pty::OpenptFlags;
 
@@ -27,17 +27,8 @@ pub fn send_fd(sock: BorrowedFd<'_>, name: &[u8], fd: BorrowedFd<'_>) -> io::Res
     let mut anc = SendAncillaryBuffer::new(&mut space);
     let fds = [fd];
     anc.push(SendAncillaryMessage::ScmRights(&fds));
-    let payload = if name.is_empty() {
-        b"/dev/ptmx".as_slice()
-    } else {
-        name
-    };
-    sendmsg(
-        sock,
-        &[io::IoSlice::new(payload)],
-        &mut anc,
-        SendFlags::NOSIGNAL,
-    )?;
+    let payload = if name.is_empty() { b"/dev/ptmx".as_slice() } else { name };
+    sendmsg(sock, &[io::IoSlice::new(payload)], &mut anc, SendFlags::NOSIGNAL)?;
     Ok(())
 }
 
@@ -61,31 +52,22 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<(Vec<u8>, OwnedFd)> {
         }
     }
     buf.truncate(n);
-    got.map(|f| (buf, f)).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no descriptor received on the console socket",
-        )
-    })
+    got.map(|f| (buf, f))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no descriptor received on the console socket"))
 }
 
 /// Allocates the container's PTY (init side, after pivot_root) and hands the master out.
 pub fn setup_console(plan: &Plan) -> Result<()> {
-    let sock = plan.console_socket.as_ref().ok_or_else(|| {
-        Error::Invalid("process.terminal: a terminal needs --console-socket".into())
-    })?;
+    let sock = plan
+        .console_socket
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("process.terminal: a terminal needs --console-socket".into()))?;
     let (master, slave, name) = open_pty(plan.process.console_size)?;
     // /dev/console is the slave, bind-mounted like runc does.
     let root = Root::open(Path::new("/"))?;
     let console = root.create_file("/dev/console")?;
-    berth_sys::mount::mount(
-        Some(&proc_fd(slave.as_fd())),
-        &proc_fd(console.as_fd()),
-        None,
-        libc::MS_BIND,
-        None,
-    )
-    .ctx(|| "bind-mounting /dev/console".to_string())?;
+    berth_sys::mount::mount(Some(&proc_fd(slave.as_fd())), &proc_fd(console.as_fd()), None, libc::MS_BIND, None)
+        .ctx(|| "bind-mounting /dev/console".to_string())?;
     make_controlling(&slave)?;
     send_fd(sock.as_fd(), name.as_bytes(), master.as_fd())
         .ctx(|| "sending the PTY master to --console-socket".to_string())?;
@@ -94,25 +76,14 @@ pub fn setup_console(plan: &Plan) -> Result<()> {
 
 /// Opens a new PTY pair from the current /dev/ptmx. Returns (master, slave, slave path).
 pub fn open_pty(size: Option<(u16, u16)>) -> Result<(OwnedFd, OwnedFd, String)> {
-    let master =
-        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-            .ctx(|| "opening /dev/ptmx".to_string())?;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .ctx(|| "opening /dev/ptmx".to_string())?;
     rustix::pty::unlockpt(&master).ctx(|| "unlockpt".to_string())?;
-    let name = rustix::pty::ptsname(&master, Vec::new())
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let slave = rustix::pty::ioctl_tiocgptpeer(
-        &master,
-        OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
-    )
-    .ctx(|| "opening the PTY slave".to_string())?;
+    let name = rustix::pty::ptsname(&master, Vec::new()).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .ctx(|| "opening the PTY slave".to_string())?;
     if let Some((rows, cols)) = size {
-        let ws = rustix::termios::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
+        let ws = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         rustix::termios::tcsetwinsize(&master, ws)
             .ctx(|| "process.consoleSize: setting the window size".to_string())?;
     }
@@ -138,9 +109,7 @@ pub fn connect_console_socket(path: &Path) -> Result<OwnedFd> {
         None,
     )
     .ctx(|| "creating a socket".to_string())?;
-    let addr = rustix::net::SocketAddrUnix::new(path)
-        .ctx(|| format!("--console-socket {}", path.display()))?;
-    rustix::net::connect(&sock, &addr)
-        .ctx(|| format!("connecting to --console-socket {}", path.display()))?;
+    let addr = rustix::net::SocketAddrUnix::new(path).ctx(|| format!("--console-socket {}", path.display()))?;
+    rustix::net::connect(&sock, &addr).ctx(|| format!("connecting to --console-socket {}", path.display()))?;
     Ok(sock)
 }

@@ -6,11 +6,7 @@
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: u32 = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(200);
+    let n: u32 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(200);
     let profile = berth_seccomp::default_profile();
     let dir = std::env::temp_dir().join(format!("berth-seccomp-bench-{}", std::process::id()));
 
@@ -21,13 +17,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(path, filter.to_bytes())?;
     }
 
-    let time = |f: &dyn Fn() -> Result<(), berth_seccomp::SeccompError>| -> Result<Duration, berth_seccomp::SeccompError> {
-        let start = Instant::now();
-        for _ in 0..n {
-            f()?;
-        }
-        Ok(start.elapsed() / n)
-    };
+    let time =
+        |f: &dyn Fn() -> Result<(), berth_seccomp::SeccompError>| -> Result<Duration, berth_seccomp::SeccompError> {
+            let start = Instant::now();
+            for _ in 0..n {
+                f()?;
+            }
+            Ok(start.elapsed() / n)
+        };
     let compile = time(&|| berth_seccomp::compile(&profile).map(drop))?;
     berth_seccomp::compile_cached(&profile, &dir)?;
     let hit = time(&|| berth_seccomp::compile_cached(&profile, &dir).map(drop))?;

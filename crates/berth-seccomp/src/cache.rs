@@ -67,10 +67,7 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &Path) -> Result<CompiledFilt
     let dir_ok = match prepare_dir(cache_dir) {
         Ok(()) => true,
         Err(e) => {
-            log::warn!(
-                "seccomp cache {}: {e}; compiling without the cache",
-                cache_dir.display()
-            );
+            log::warn!("seccomp cache {}: {e}; compiling without the cache", cache_dir.display());
             false
         }
     };
@@ -100,10 +97,7 @@ fn prepare_dir(dir: &Path) -> io::Result<()> {
         return Err(io::Error::other("not a directory"));
     }
     if md.uid() != rustix::process::geteuid().as_raw() {
-        return Err(io::Error::other(format!(
-            "owned by uid {}, not by us; its entries cannot be trusted",
-            md.uid()
-        )));
+        return Err(io::Error::other(format!("owned by uid {}, not by us; its entries cannot be trusted", md.uid())));
     }
     if md.mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
@@ -113,45 +107,25 @@ fn prepare_dir(dir: &Path) -> io::Result<()> {
 
 /// `Ok(None)` when there is no entry; `Err` when there is one but it is unusable.
 fn read_entry(path: &Path) -> Result<Option<CompiledFilter>, SeccompError> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SeccompError::Cache {
-                path: path.to_owned(),
-                source,
-            })
-        }
+        Err(source) => return Err(SeccompError::Cache { path: path.to_owned(), source }),
     };
     let mut bytes = Vec::with_capacity(4096);
     file.take(MAX_SERIALIZED_LEN as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| SeccompError::Cache {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| SeccompError::Cache { path: path.to_owned(), source })?;
     CompiledFilter::from_bytes(&bytes).map(Some)
 }
 
 fn write_entry(dir: &Path, path: &Path, filter: &CompiledFilter) -> io::Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
+        let mut f =
+            OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp)?;
         f.write_all(&filter.to_bytes())?;
         drop(f);
         fs::rename(&tmp, path)

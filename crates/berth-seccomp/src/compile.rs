@@ -23,12 +23,9 @@ use berth_sys::seccomp::{
     SockFilter, BPF_MAXINSNS, FILTER_FLAG_LOG, FILTER_FLAG_NEW_LISTENER, FILTER_FLAG_SPEC_ALLOW,
     FILTER_FLAG_WAIT_KILLABLE_RECV,
 };
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
 use crate::{CompiledFilter, SeccompError};
@@ -73,11 +70,7 @@ pub fn validate(s: &LinuxSeccomp) -> Result<u32, SeccompError> {
              listener fd over)",
         ));
     }
-    action(
-        default_action,
-        s.default_errno_ret(),
-        &format!("{FIELD}.defaultErrnoRet"),
-    )?;
+    action(default_action, s.default_errno_ret(), &format!("{FIELD}.defaultErrnoRet"))?;
 
     if let (None, Some(_)) = (s.listener_path(), s.listener_metadata()) {
         return Err(SeccompError::invalid(
@@ -90,18 +83,12 @@ pub fn validate(s: &LinuxSeccomp) -> Result<u32, SeccompError> {
     for (i, call) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("{FIELD}.syscalls[{i}]");
         if call.names().is_empty() {
-            return Err(SeccompError::invalid(
-                format!("{field}.names"),
-                "must contain at least one syscall name",
-            ));
+            return Err(SeccompError::invalid(format!("{field}.names"), "must contain at least one syscall name"));
         }
         let is_notify = call.action() == LinuxSeccompAction::ScmpActNotify;
         for (j, name) in call.names().iter().enumerate() {
             if name.is_empty() {
-                return Err(SeccompError::invalid(
-                    format!("{field}.names[{j}]"),
-                    "empty syscall name",
-                ));
+                return Err(SeccompError::invalid(format!("{field}.names[{j}]"), "empty syscall name"));
             }
             if is_notify && name == "write" {
                 return Err(SeccompError::invalid(
@@ -111,19 +98,12 @@ pub fn validate(s: &LinuxSeccomp) -> Result<u32, SeccompError> {
                 ));
             }
         }
-        action(
-            call.action(),
-            call.errno_ret(),
-            &format!("{field}.errnoRet"),
-        )?;
+        action(call.action(), call.errno_ret(), &format!("{field}.errnoRet"))?;
         for (k, arg) in call.args().iter().flatten().enumerate() {
             if arg.index() >= MAX_ARGS {
                 return Err(SeccompError::invalid(
                     format!("{field}.args[{k}].index"),
-                    format!(
-                        "{} is out of range: syscalls have arguments 0 to 5",
-                        arg.index()
-                    ),
+                    format!("{} is out of range: syscalls have arguments 0 to 5", arg.index()),
                 ));
             }
         }
@@ -140,9 +120,7 @@ pub fn validate(s: &LinuxSeccomp) -> Result<u32, SeccompError> {
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => flags |= FILTER_FLAG_SPEC_ALLOW,
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => wait_killable = true,
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {
-                log::debug!(
-                    "{FIELD}.flags: SECCOMP_FILTER_FLAG_TSYNC ignored (single-threaded init)"
-                )
+                log::debug!("{FIELD}.flags: SECCOMP_FILTER_FLAG_TSYNC ignored (single-threaded init)")
             }
         }
     }
@@ -163,26 +141,20 @@ pub fn validate(s: &LinuxSeccomp) -> Result<u32, SeccompError> {
     } else if wait_killable {
         // The kernel refuses WAIT_KILLABLE_RECV without NEW_LISTENER, and the flag only changes
         // how notifications wait, so without NOTIFY rules it has nothing to act on.
-        log::debug!(
-            "{FIELD}.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored: no SCMP_ACT_NOTIFY rule"
-        );
+        log::debug!("{FIELD}.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored: no SCMP_ACT_NOTIFY rule");
     }
     Ok(flags)
 }
 
 /// Translates an OCI action plus its optional errno. `errno_field` names the errno field for
 /// error messages (the action fields cannot be wrong once deserialized).
-fn action(
-    a: LinuxSeccompAction,
-    errno_ret: Option<u32>,
-    errno_field: &str,
-) -> Result<ScmpAction, SeccompError> {
+fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, errno_field: &str) -> Result<ScmpAction, SeccompError> {
     let data = |default: u16| -> Result<u16, SeccompError> {
         match errno_ret {
             None => Ok(default),
-            Some(v) => u16::try_from(v).map_err(|_| {
-                SeccompError::invalid(errno_field, format!("{v} does not fit in 16 bits"))
-            }),
+            Some(v) => {
+                u16::try_from(v).map_err(|_| SeccompError::invalid(errno_field, format!("{v} does not fit in 16 bits")))
+            }
         }
     };
     let no_errno = |name: &str| -> Result<(), SeccompError> {
@@ -190,9 +162,7 @@ fn action(
             None => Ok(()),
             Some(_) => Err(SeccompError::invalid(
                 errno_field,
-                format!(
-                    "{name} does not take an errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)"
-                ),
+                format!("{name} does not take an errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)"),
             )),
         }
     };
@@ -286,25 +256,19 @@ fn arg_index(arg: &LinuxSeccompArg) -> u32 {
 }
 
 fn build_context(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
-    let default_action = action(
-        s.default_action(),
-        s.default_errno_ret(),
-        &format!("{FIELD}.defaultErrnoRet"),
-    )?;
-    let mut ctx =
-        ScmpFilterContext::new(default_action).map_err(|source| SeccompError::Libseccomp {
-            field: format!("{FIELD}.defaultAction"),
-            what: format!("{:?}", s.default_action()),
-            source,
-        })?;
+    let default_action = action(s.default_action(), s.default_errno_ret(), &format!("{FIELD}.defaultErrnoRet"))?;
+    let mut ctx = ScmpFilterContext::new(default_action).map_err(|source| SeccompError::Libseccomp {
+        field: format!("{FIELD}.defaultAction"),
+        what: format!("{:?}", s.default_action()),
+        source,
+    })?;
 
     for (i, a) in s.architectures().iter().flatten().enumerate() {
-        ctx.add_arch(arch(*a))
-            .map_err(|source| SeccompError::Libseccomp {
-                field: format!("{FIELD}.architectures[{i}]"),
-                what: format!("architecture {a}"),
-                source,
-            })?;
+        ctx.add_arch(arch(*a)).map_err(|source| SeccompError::Libseccomp {
+            field: format!("{FIELD}.architectures[{i}]"),
+            what: format!("architecture {a}"),
+            source,
+        })?;
     }
 
     let total_names: usize = s.syscalls().iter().flatten().map(|c| c.names().len()).sum();
@@ -316,11 +280,7 @@ fn build_context(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
 
     for (i, call) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("{FIELD}.syscalls[{i}]");
-        let act = action(
-            call.action(),
-            call.errno_ret(),
-            &format!("{field}.errnoRet"),
-        )?;
+        let act = action(call.action(), call.errno_ret(), &format!("{field}.errnoRet"))?;
         if act == default_action {
             continue;
         }
@@ -346,12 +306,10 @@ fn build_context(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
             };
             if repeated {
                 for c in &conditions {
-                    ctx.add_rule_conditional(act, nr, std::slice::from_ref(c))
-                        .map_err(add_err)?;
+                    ctx.add_rule_conditional(act, nr, std::slice::from_ref(c)).map_err(add_err)?;
                 }
             } else {
-                ctx.add_rule_conditional(act, nr, &conditions)
-                    .map_err(add_err)?;
+                ctx.add_rule_conditional(act, nr, &conditions).map_err(add_err)?;
             }
         }
     }
@@ -363,20 +321,14 @@ fn build_context(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<SockFilter>, SeccompError> {
     let fd = rustix::fs::memfd_create("berth-seccomp-bpf", rustix::fs::MemfdFlags::CLOEXEC)
         .map_err(|e| SeccompError::Export(e.into()))?;
-    ctx.export_bpf(&fd)
-        .map_err(|e| SeccompError::Export(std::io::Error::other(e)))?;
+    ctx.export_bpf(&fd).map_err(|e| SeccompError::Export(std::io::Error::other(e)))?;
     let mut file = File::from(fd);
-    file.seek(SeekFrom::Start(0))
-        .map_err(SeccompError::Export)?;
+    file.seek(SeekFrom::Start(0)).map_err(SeccompError::Export)?;
     let mut raw = Vec::new();
     // One instruction past the limit is enough for CompiledFilter::new to reject it.
-    file.take(((BPF_MAXINSNS + 1) * 8) as u64)
-        .read_to_end(&mut raw)
-        .map_err(SeccompError::Export)?;
+    file.take(((BPF_MAXINSNS + 1) * 8) as u64).read_to_end(&mut raw).map_err(SeccompError::Export)?;
     if raw.len() % 8 != 0 {
-        return Err(SeccompError::Format(
-            "libseccomp exported a partial instruction",
-        ));
+        return Err(SeccompError::Format("libseccomp exported a partial instruction"));
     }
     // libseccomp writes `struct sock_filter` in host byte order.
     Ok(raw

@@ -61,9 +61,7 @@ fn native() -> Option<Arch> {
 /// Whether the stub applies to this profile at all.
 pub(crate) fn wanted(s: &LinuxSeccomp) -> bool {
     match s.default_action() {
-        LinuxSeccompAction::ScmpActAllow
-        | LinuxSeccompAction::ScmpActLog
-        | LinuxSeccompAction::ScmpActTrace => false,
+        LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog | LinuxSeccompAction::ScmpActTrace => false,
         LinuxSeccompAction::ScmpActErrno => s.default_errno_ret() != Some(libc::ENOSYS as u32),
         _ => true,
     }
@@ -85,12 +83,7 @@ pub(crate) fn arch_maxima(s: &LinuxSeccomp, scmp: fn(Arch) -> ScmpArch) -> Vec<A
             arches.push(a);
         }
     }
-    let names: Vec<&str> = s
-        .syscalls()
-        .iter()
-        .flatten()
-        .flat_map(|c| c.names().iter().map(String::as_str))
-        .collect();
+    let names: Vec<&str> = s.syscalls().iter().flatten().flat_map(|c| c.names().iter().map(String::as_str)).collect();
     let mut out = Vec::new();
     for a in arches {
         let x32 = a == Arch::ScmpArchX32;
@@ -112,12 +105,7 @@ pub(crate) fn arch_maxima(s: &LinuxSeccomp, scmp: fn(Arch) -> ScmpArch) -> Vec<A
 }
 
 fn stmt(code: u16, k: u32) -> SockFilter {
-    SockFilter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
+    SockFilter { code, jt: 0, jf: 0, k }
 }
 
 /// Symbolic jump targets, resolved once the stub's length is known.
@@ -143,29 +131,12 @@ pub(crate) fn stub(maxima: &[ArchMax]) -> Option<Vec<SockFilter>> {
     if maxima.is_empty() {
         return None;
     }
-    let x86_64 = maxima
-        .iter()
-        .find(|m| m.audit == AUDIT_ARCH_X86_64 && !m.x32);
+    let x86_64 = maxima.iter().find(|m| m.audit == AUDIT_ARCH_X86_64 && !m.x32);
     let x32 = maxima.iter().find(|m| m.x32);
-    let mut insns: Vec<Insn> = vec![Insn {
-        code: BPF_LD_W_ABS,
-        k: OFFSET_ARCH,
-        jt: Target::Next,
-        jf: Target::Next,
-    }];
+    let mut insns: Vec<Insn> = vec![Insn { code: BPF_LD_W_ABS, k: OFFSET_ARCH, jt: Target::Next, jf: Target::Next }];
     let mut sections: Vec<(u32, Vec<Insn>)> = Vec::new();
-    let load_nr = || Insn {
-        code: BPF_LD_W_ABS,
-        k: OFFSET_NR,
-        jt: Target::Next,
-        jf: Target::Next,
-    };
-    let gt = |max: u32| Insn {
-        code: BPF_JMP_JGT_K,
-        k: max,
-        jt: Target::Enosys,
-        jf: Target::Program,
-    };
+    let load_nr = || Insn { code: BPF_LD_W_ABS, k: OFFSET_NR, jt: Target::Next, jf: Target::Next };
+    let gt = |max: u32| Insn { code: BPF_JMP_JGT_K, k: max, jt: Target::Enosys, jf: Target::Program };
     for m in maxima {
         if m.audit == AUDIT_ARCH_X86_64 {
             if m.x32 && x86_64.is_some() {
@@ -175,30 +146,15 @@ pub(crate) fn stub(maxima: &[ArchMax]) -> Option<Vec<SockFilter>> {
             // x86_64 and x32 arrive with the same audit value; tell them apart by the bit.
             let mut body = vec![load_nr()];
             let (max64, max32) = (x86_64.map(|m| m.max_nr), x32.map(|m| m.max_nr));
-            body.push(Insn {
-                code: BPF_JMP_JSET_K,
-                k: X32_SYSCALL_BIT,
-                jt: Target::Skip(1),
-                jf: Target::Next,
-            });
+            body.push(Insn { code: BPF_JMP_JSET_K, k: X32_SYSCALL_BIT, jt: Target::Skip(1), jf: Target::Next });
             // 64-bit syscall; without x86_64 in the filter let libseccomp decide.
             body.push(match max64 {
                 Some(max) => gt(max),
-                None => Insn {
-                    code: BPF_JMP_JA,
-                    k: 0,
-                    jt: Target::Program,
-                    jf: Target::Program,
-                },
+                None => Insn { code: BPF_JMP_JA, k: 0, jt: Target::Program, jf: Target::Program },
             });
             body.push(match max32 {
                 Some(max) => gt(max | X32_SYSCALL_BIT),
-                None => Insn {
-                    code: BPF_JMP_JA,
-                    k: 0,
-                    jt: Target::Program,
-                    jf: Target::Program,
-                },
+                None => Insn { code: BPF_JMP_JA, k: 0, jt: Target::Program, jf: Target::Program },
             });
             sections.push((AUDIT_ARCH_X86_64, body));
         } else {
@@ -206,21 +162,11 @@ pub(crate) fn stub(maxima: &[ArchMax]) -> Option<Vec<SockFilter>> {
         }
     }
     for (audit, body) in sections {
-        insns.push(Insn {
-            code: BPF_JMP_JEQ_K,
-            k: audit,
-            jt: Target::Next,
-            jf: Target::Skip(body.len()),
-        });
+        insns.push(Insn { code: BPF_JMP_JEQ_K, k: audit, jt: Target::Next, jf: Target::Skip(body.len()) });
         insns.extend(body);
     }
     // An architecture the stub does not know: libseccomp's program decides.
-    insns.push(Insn {
-        code: BPF_JMP_JA,
-        k: 0,
-        jt: Target::Program,
-        jf: Target::Program,
-    });
+    insns.push(Insn { code: BPF_JMP_JA, k: 0, jt: Target::Program, jf: Target::Program });
     let enosys_at = insns.len();
     let program_at = enosys_at + 1;
 
@@ -249,10 +195,7 @@ pub(crate) fn stub(maxima: &[ArchMax]) -> Option<Vec<SockFilter>> {
             });
         }
     }
-    out.push(stmt(
-        BPF_RET_K,
-        libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-    ));
+    out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
     Some(out)
 }
 
@@ -296,21 +239,9 @@ mod tests {
     #[test]
     fn newer_syscalls_get_enosys_per_architecture() {
         let maxima = [
-            ArchMax {
-                audit: AUDIT_ARCH_X86_64,
-                max_nr: 450,
-                x32: false,
-            },
-            ArchMax {
-                audit: X86,
-                max_nr: 440,
-                x32: false,
-            },
-            ArchMax {
-                audit: AUDIT_ARCH_X86_64,
-                max_nr: 430,
-                x32: true,
-            },
+            ArchMax { audit: AUDIT_ARCH_X86_64, max_nr: 450, x32: false },
+            ArchMax { audit: X86, max_nr: 440, x32: false },
+            ArchMax { audit: AUDIT_ARCH_X86_64, max_nr: 430, x32: true },
         ];
         let s = stub(&maxima).unwrap();
         assert_eq!(run(&s, AUDIT_ARCH_X86_64, 0), None);
@@ -326,12 +257,7 @@ mod tests {
 
     #[test]
     fn x32_numbers_fall_through_when_x32_is_not_in_the_filter() {
-        let s = stub(&[ArchMax {
-            audit: AUDIT_ARCH_X86_64,
-            max_nr: 450,
-            x32: false,
-        }])
-        .unwrap();
+        let s = stub(&[ArchMax { audit: AUDIT_ARCH_X86_64, max_nr: 450, x32: false }]).unwrap();
         assert_eq!(run(&s, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 9999), None);
         assert_eq!(run(&s, AUDIT_ARCH_X86_64, 9999), ENOSYS);
         assert!(stub(&[]).is_none());

@@ -76,9 +76,6 @@ pub enum SeccompError {
 
 impl SeccompError {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        SeccompError::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
+        SeccompError::Invalid { field: field.into(), message: message.into() }
     }
 }

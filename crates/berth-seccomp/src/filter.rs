@@ -5,8 +5,8 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 
 use berth_sys::seccomp::{
-    self as sys, SockFilter, BPF_MAXINSNS, FILTER_FLAG_LOG, FILTER_FLAG_NEW_LISTENER,
-    FILTER_FLAG_SPEC_ALLOW, FILTER_FLAG_WAIT_KILLABLE_RECV,
+    self as sys, SockFilter, BPF_MAXINSNS, FILTER_FLAG_LOG, FILTER_FLAG_NEW_LISTENER, FILTER_FLAG_SPEC_ALLOW,
+    FILTER_FLAG_WAIT_KILLABLE_RECV,
 };
 use sha2::{Digest, Sha256};
 
@@ -22,10 +22,8 @@ pub(crate) const MAX_SERIALIZED_LEN: usize = HEADER_LEN + BPF_MAXINSNS * INSN_LE
 
 /// Every flag [`crate::compile`] can emit. TSYNC is never emitted: the filter is installed by
 /// a single-threaded child, and the kernel refuses TSYNC together with NEW_LISTENER.
-pub(crate) const KNOWN_FLAGS: u32 = FILTER_FLAG_LOG
-    | FILTER_FLAG_SPEC_ALLOW
-    | FILTER_FLAG_NEW_LISTENER
-    | FILTER_FLAG_WAIT_KILLABLE_RECV;
+pub(crate) const KNOWN_FLAGS: u32 =
+    FILTER_FLAG_LOG | FILTER_FLAG_SPEC_ALLOW | FILTER_FLAG_NEW_LISTENER | FILTER_FLAG_WAIT_KILLABLE_RECV;
 
 /// A seccomp filter compiled in the parent, ready to be installed by the container init.
 ///
@@ -42,17 +40,13 @@ impl CompiledFilter {
             return Err(SeccompError::Format("empty program"));
         }
         if program.len() > BPF_MAXINSNS {
-            return Err(SeccompError::Format(
-                "program longer than BPF_MAXINSNS (4096) instructions",
-            ));
+            return Err(SeccompError::Format("program longer than BPF_MAXINSNS (4096) instructions"));
         }
         if flags & !KNOWN_FLAGS != 0 {
             return Err(SeccompError::Format("unknown SECCOMP_FILTER_FLAG_* bits"));
         }
         if flags & FILTER_FLAG_WAIT_KILLABLE_RECV != 0 && flags & FILTER_FLAG_NEW_LISTENER == 0 {
-            return Err(SeccompError::Format(
-                "WAIT_KILLABLE_RECV without NEW_LISTENER (the kernel refuses it)",
-            ));
+            return Err(SeccompError::Format("WAIT_KILLABLE_RECV without NEW_LISTENER (the kernel refuses it)"));
         }
         Ok(CompiledFilter { program, flags })
     }
@@ -79,10 +73,8 @@ impl CompiledFilter {
     /// `PR_SET_NO_NEW_PRIVS` or hold `CAP_SYS_ADMIN`. Returns the notify fd when
     /// [`needs_listener`](Self::needs_listener) is true; it is close-on-exec.
     pub fn install(&self) -> Result<Option<OwnedFd>, SeccompError> {
-        sys::set_mode_filter(self.flags, &self.program).map_err(|source| SeccompError::Install {
-            flags: self.flags,
-            source,
-        })
+        sys::set_mode_filter(self.flags, &self.program)
+            .map_err(|source| SeccompError::Install { flags: self.flags, source })
     }
 
     /// Serializes the filter: magic, flags, instruction count, instructions (little-endian),
@@ -117,17 +109,13 @@ impl CompiledFilter {
         }
         let (magic, rest) = body.split_at(MAGIC.len());
         if magic != MAGIC {
-            return Err(SeccompError::Format(
-                "bad magic or unsupported format version",
-            ));
+            return Err(SeccompError::Format("bad magic or unsupported format version"));
         }
         let (flags, rest) = split_u32(rest)?;
         let (count, insns) = split_u32(rest)?;
         let count = usize::try_from(count).map_err(|_| SeccompError::Format("bad count"))?;
         if insns.len() != count.saturating_mul(INSN_LEN) {
-            return Err(SeccompError::Format(
-                "instruction count does not match the length",
-            ));
+            return Err(SeccompError::Format("instruction count does not match the length"));
         }
         let program = insns
             .chunks_exact(INSN_LEN)
@@ -178,18 +166,8 @@ mod tests {
 
     fn sample() -> CompiledFilter {
         let insns = vec![
-            SockFilter {
-                code: 0x20,
-                jt: 0,
-                jf: 0,
-                k: 4,
-            },
-            SockFilter {
-                code: 0x06,
-                jt: 1,
-                jf: 2,
-                k: 0x7fff_0000,
-            },
+            SockFilter { code: 0x20, jt: 0, jf: 0, k: 4 },
+            SockFilter { code: 0x06, jt: 1, jf: 2, k: 0x7fff_0000 },
         ];
         CompiledFilter::new(insns, FILTER_FLAG_LOG).unwrap()
     }
@@ -207,10 +185,7 @@ mod tests {
     fn every_truncation_and_every_bit_flip_is_rejected() {
         let bytes = sample().to_bytes();
         for len in 0..bytes.len() {
-            assert!(
-                CompiledFilter::from_bytes(&bytes[..len]).is_err(),
-                "len {len}"
-            );
+            assert!(CompiledFilter::from_bytes(&bytes[..len]).is_err(), "len {len}");
         }
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
@@ -225,19 +200,12 @@ mod tests {
     #[test]
     fn rejects_bad_programs_and_flags() {
         assert!(CompiledFilter::new(Vec::new(), 0).is_err());
-        let one = SockFilter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0x7fff_0000,
-        };
+        let one = SockFilter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 };
         assert!(CompiledFilter::new(vec![one; BPF_MAXINSNS + 1], 0).is_err());
         assert!(CompiledFilter::new(vec![one; BPF_MAXINSNS], 0).is_ok());
         assert!(CompiledFilter::new(vec![one], 1 << 20).is_err());
         assert!(CompiledFilter::new(vec![one], FILTER_FLAG_WAIT_KILLABLE_RECV).is_err());
         let both = FILTER_FLAG_WAIT_KILLABLE_RECV | FILTER_FLAG_NEW_LISTENER;
-        assert!(CompiledFilter::new(vec![one], both)
-            .unwrap()
-            .needs_listener());
+        assert!(CompiledFilter::new(vec![one], both).unwrap().needs_listener());
     }
 }

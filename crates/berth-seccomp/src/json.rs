@@ -5,9 +5,7 @@
 //! raw `linux.seccomp` object to [`from_json`] instead, which walks it first and reports
 //! `linux.seccomp.architectures[1]: unknown architecture "SCMP_ARCH_FOO"`.
 
-use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
-};
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -17,32 +15,22 @@ const FIELD: &str = "linux.seccomp";
 
 /// Parses the JSON text of a `linux.seccomp` object.
 pub fn from_json_slice(json: &[u8]) -> Result<LinuxSeccomp, SeccompError> {
-    let v: Value = serde_json::from_slice(json)
-        .map_err(|e| SeccompError::invalid(FIELD, format!("invalid JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(json).map_err(|e| SeccompError::invalid(FIELD, format!("invalid JSON: {e}")))?;
     from_json(&v)
 }
 
 /// Converts a `linux.seccomp` JSON value, checking every enum and number first.
 pub fn from_json(v: &Value) -> Result<LinuxSeccomp, SeccompError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| SeccompError::invalid(FIELD, "expected an object"))?;
+    let obj = v.as_object().ok_or_else(|| SeccompError::invalid(FIELD, "expected an object"))?;
 
     match obj.get("defaultAction") {
-        None => {
-            return Err(SeccompError::invalid(
-                format!("{FIELD}.defaultAction"),
-                "required",
-            ))
-        }
+        None => return Err(SeccompError::invalid(format!("{FIELD}.defaultAction"), "required")),
         Some(a) => {
             enumerated::<LinuxSeccompAction>(a, &format!("{FIELD}.defaultAction"), "action")?;
         }
     }
-    optional_u32(
-        obj.get("defaultErrnoRet"),
-        &format!("{FIELD}.defaultErrnoRet"),
-    )?;
+    optional_u32(obj.get("defaultErrnoRet"), &format!("{FIELD}.defaultErrnoRet"))?;
     for (i, a) in array(obj.get("architectures"), &format!("{FIELD}.architectures"))? {
         enumerated::<Arch>(a, &format!("{FIELD}.architectures[{i}]"), "architecture")?;
     }
@@ -52,44 +40,28 @@ pub fn from_json(v: &Value) -> Result<LinuxSeccomp, SeccompError> {
     for key in ["listenerPath", "listenerMetadata"] {
         if let Some(s) = obj.get(key) {
             if !s.is_string() {
-                return Err(SeccompError::invalid(
-                    format!("{FIELD}.{key}"),
-                    "expected a string",
-                ));
+                return Err(SeccompError::invalid(format!("{FIELD}.{key}"), "expected a string"));
             }
         }
     }
     for (i, call) in array(obj.get("syscalls"), &format!("{FIELD}.syscalls"))? {
         let field = format!("{FIELD}.syscalls[{i}]");
-        let call = call
-            .as_object()
-            .ok_or_else(|| SeccompError::invalid(&field, "expected an object"))?;
-        let names = call
-            .get("names")
-            .ok_or_else(|| SeccompError::invalid(format!("{field}.names"), "required"))?;
+        let call = call.as_object().ok_or_else(|| SeccompError::invalid(&field, "expected an object"))?;
+        let names = call.get("names").ok_or_else(|| SeccompError::invalid(format!("{field}.names"), "required"))?;
         for (j, n) in array(Some(names), &format!("{field}.names"))? {
             if !n.is_string() {
-                return Err(SeccompError::invalid(
-                    format!("{field}.names[{j}]"),
-                    "expected a string",
-                ));
+                return Err(SeccompError::invalid(format!("{field}.names[{j}]"), "expected a string"));
             }
         }
-        let action = call
-            .get("action")
-            .ok_or_else(|| SeccompError::invalid(format!("{field}.action"), "required"))?;
+        let action = call.get("action").ok_or_else(|| SeccompError::invalid(format!("{field}.action"), "required"))?;
         enumerated::<LinuxSeccompAction>(action, &format!("{field}.action"), "action")?;
         optional_u32(call.get("errnoRet"), &format!("{field}.errnoRet"))?;
         for (k, arg) in array(call.get("args"), &format!("{field}.args"))? {
             let af = format!("{field}.args[{k}]");
-            let arg = arg
-                .as_object()
-                .ok_or_else(|| SeccompError::invalid(&af, "expected an object"))?;
+            let arg = arg.as_object().ok_or_else(|| SeccompError::invalid(&af, "expected an object"))?;
             for (key, required) in [("index", true), ("value", true), ("valueTwo", false)] {
                 match arg.get(key) {
-                    None if required => {
-                        return Err(SeccompError::invalid(format!("{af}.{key}"), "required"))
-                    }
+                    None if required => return Err(SeccompError::invalid(format!("{af}.{key}"), "required")),
                     None => {}
                     Some(n) if n.is_u64() => {}
                     Some(n) => {
@@ -100,9 +72,7 @@ pub fn from_json(v: &Value) -> Result<LinuxSeccomp, SeccompError> {
                     }
                 }
             }
-            let op = arg
-                .get("op")
-                .ok_or_else(|| SeccompError::invalid(format!("{af}.op"), "required"))?;
+            let op = arg.get("op").ok_or_else(|| SeccompError::invalid(format!("{af}.op"), "required"))?;
             enumerated::<LinuxSeccompOperator>(op, &format!("{af}.op"), "operator")?;
         }
     }
@@ -110,10 +80,7 @@ pub fn from_json(v: &Value) -> Result<LinuxSeccomp, SeccompError> {
     serde_json::from_value(v.clone()).map_err(|e| SeccompError::invalid(FIELD, e.to_string()))
 }
 
-fn array<'a>(
-    v: Option<&'a Value>,
-    field: &str,
-) -> Result<impl Iterator<Item = (usize, &'a Value)>, SeccompError> {
+fn array<'a>(v: Option<&'a Value>, field: &str) -> Result<impl Iterator<Item = (usize, &'a Value)>, SeccompError> {
     match v {
         None | Some(Value::Null) => Ok([].iter().enumerate()),
         Some(Value::Array(a)) => Ok(a.iter().enumerate()),
@@ -125,18 +92,14 @@ fn enumerated<T: DeserializeOwned>(v: &Value, field: &str, kind: &str) -> Result
     let Some(s) = v.as_str() else {
         return Err(SeccompError::invalid(field, "expected a string"));
     };
-    serde_json::from_value(v.clone())
-        .map_err(|_| SeccompError::invalid(field, format!("unknown {kind} {s:?}")))
+    serde_json::from_value(v.clone()).map_err(|_| SeccompError::invalid(field, format!("unknown {kind} {s:?}")))
 }
 
 fn optional_u32(v: Option<&Value>, field: &str) -> Result<(), SeccompError> {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(n) if n.as_u64().is_some_and(|n| u32::try_from(n).is_ok()) => Ok(()),
-        Some(n) => Err(SeccompError::invalid(
-            field,
-            format!("expected an unsigned 32-bit integer, got {n}"),
-        )),
+        Some(n) => Err(SeccompError::invalid(field, format!("expected an unsigned 32-bit integer, got {n}"))),
     }
 }
 
@@ -203,9 +166,6 @@ mod tests {
             "linux.seccomp.syscalls[0].args[0].value: expected an unsigned 64-bit integer, got -5"
         );
         assert_eq!(err(json!([1])), "linux.seccomp: expected an object");
-        assert!(from_json_slice(b"{nope")
-            .unwrap_err()
-            .to_string()
-            .starts_with("linux.seccomp: invalid JSON"));
+        assert!(from_json_slice(b"{nope").unwrap_err().to_string().starts_with("linux.seccomp: invalid JSON"));
     }
 }

@@ -56,16 +56,8 @@ impl ContainerProcessState {
 
 /// Connects to `listener_path`, sends `state_json` with `fd` attached as `SCM_RIGHTS`, then
 /// closes the connection.
-pub fn send_listener_fd(
-    listener_path: &Path,
-    state_json: &[u8],
-    fd: BorrowedFd<'_>,
-) -> Result<(), SeccompError> {
-    let err = |op, source| SeccompError::Listener {
-        path: listener_path.to_owned(),
-        op,
-        source,
-    };
+pub fn send_listener_fd(listener_path: &Path, state_json: &[u8], fd: BorrowedFd<'_>) -> Result<(), SeccompError> {
+    let err = |op, source| SeccompError::Listener { path: listener_path.to_owned(), op, source };
     // std connects with SOCK_STREAM | SOCK_CLOEXEC.
     let mut stream = UnixStream::connect(listener_path).map_err(|e| err("connect", e))?;
 
@@ -73,30 +65,16 @@ pub fn send_listener_fd(
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-        return Err(err(
-            "sendmsg",
-            std::io::Error::other("control buffer too small"),
-        ));
+        return Err(err("sendmsg", std::io::Error::other("control buffer too small")));
     }
     // The fd must ride with at least one byte of payload.
-    let first = if state_json.is_empty() {
-        &b"{}"[..]
-    } else {
-        state_json
-    };
-    let sent = rustix::net::sendmsg(
-        &stream,
-        &[IoSlice::new(first)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )
-    .map_err(|e| err("sendmsg", e.into()))?;
+    let first = if state_json.is_empty() { &b"{}"[..] } else { state_json };
+    let sent = rustix::net::sendmsg(&stream, &[IoSlice::new(first)], &mut control, SendFlags::NOSIGNAL)
+        .map_err(|e| err("sendmsg", e.into()))?;
     let rest = first.get(sent..).unwrap_or_default();
     stream.write_all(rest).map_err(|e| err("write", e))?;
     // Tell the agent the message is complete even if it reads until EOF before we exit.
-    stream
-        .shutdown(Shutdown::Write)
-        .map_err(|e| err("shutdown", e))?;
+    stream.shutdown(Shutdown::Write).map_err(|e| err("shutdown", e))?;
     Ok(())
 }
 

@@ -11,8 +11,7 @@
 //! from `process.capabilities` like Docker does is the caller's business, not the runtime's.
 
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
-    LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompOperator, LinuxSyscall,
 };
 
 /// Syscalls allowed unconditionally, on every architecture. Names that do not exist on an
@@ -403,22 +402,11 @@ fn arch_specific() -> &'static [&'static str] {
     if cfg!(target_arch = "x86_64") || cfg!(target_arch = "x86") {
         &["arch_prctl", "modify_ldt"]
     } else if cfg!(target_arch = "aarch64") || cfg!(target_arch = "arm") {
-        &[
-            "arm_fadvise64_64",
-            "arm_sync_file_range",
-            "sync_file_range2",
-            "breakpoint",
-            "cacheflush",
-            "set_tls",
-        ]
+        &["arm_fadvise64_64", "arm_sync_file_range", "sync_file_range2", "breakpoint", "cacheflush", "set_tls"]
     } else if cfg!(target_arch = "riscv64") {
         &["riscv_flush_icache"]
     } else if cfg!(target_arch = "s390x") {
-        &[
-            "s390_pci_mmio_read",
-            "s390_pci_mmio_write",
-            "s390_runtime_instr",
-        ]
+        &["s390_pci_mmio_read", "s390_pci_mmio_write", "s390_runtime_instr"]
     } else {
         &[]
     }
@@ -432,11 +420,7 @@ fn rule(names: &[&str], action: LinuxSeccompAction) -> LinuxSyscall {
 }
 
 fn arg(index: usize, op: LinuxSeccompOperator, value: u64) -> LinuxSeccompArg {
-    let built = LinuxSeccompArgBuilder::default()
-        .index(index)
-        .op(op)
-        .value(value)
-        .build();
+    let built = LinuxSeccompArgBuilder::default().index(index).op(op).value(value).build();
     // The builder cannot fail (every field has a default). Should it ever, fail closed: a
     // condition that never matches (x & 0 == 1) turns the ALLOW rule into a denial instead
     // of an unconditional allow.
@@ -461,11 +445,7 @@ pub fn default_profile() -> LinuxSeccomp {
     }
 
     let mut socket = rule(&["socket"], allow);
-    socket.set_args(Some(vec![arg(
-        0,
-        LinuxSeccompOperator::ScmpCmpNe,
-        AF_VSOCK,
-    )]));
+    socket.set_args(Some(vec![arg(0, LinuxSeccompOperator::ScmpCmpNe, AF_VSOCK)]));
     syscalls.push(socket);
 
     // One entry per persona: conditions on the same argument within one entry would also be
@@ -479,11 +459,7 @@ pub fn default_profile() -> LinuxSeccomp {
     // s390 swaps clone's first two arguments.
     let clone_flags_index = if cfg!(target_arch = "s390x") { 1 } else { 0 };
     let mut clone = rule(&["clone"], allow);
-    clone.set_args(Some(vec![arg(
-        clone_flags_index,
-        LinuxSeccompOperator::ScmpCmpMaskedEq,
-        CLONE_NAMESPACE_FLAGS,
-    )]));
+    clone.set_args(Some(vec![arg(clone_flags_index, LinuxSeccompOperator::ScmpCmpMaskedEq, CLONE_NAMESPACE_FLAGS)]));
     syscalls.push(clone);
 
     let mut clone3 = rule(&["clone3"], LinuxSeccompAction::ScmpActErrno);

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::mpsc;
 
-use berth_seccomp::{
-    compile, default_profile, from_json, sys, CompiledFilter, ContainerProcessState,
-};
+use berth_seccomp::{compile, default_profile, from_json, sys, CompiledFilter, ContainerProcessState};
 use oci_spec::runtime::LinuxSeccomp;
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use serde_json::{json, Value};
@@ -124,16 +122,11 @@ fn every_comparison_operator() {
         if let Some(v2) = value_two {
             a["valueTwo"] = json!(v2);
         }
-        let f = compile(&spec(
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-            {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": MARK, "args": [a]}]}),
-        ))
+        let f = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": MARK, "args": [a]}]})))
         .unwrap();
         for domain in [1u64, 2, 16] {
-            let out = probe(
-                &f,
-                &["socket", &domain.to_string(), &libc::SOCK_DGRAM.to_string()],
-            );
+            let out = probe(&f, &["socket", &domain.to_string(), &libc::SOCK_DGRAM.to_string()]);
             assert_eq!(
                 out == marked(),
                 denied.contains(&domain),
@@ -146,12 +139,10 @@ fn every_comparison_operator() {
 #[test]
 fn conditions_on_different_arguments_are_anded() {
     // Deny socket(AF_UNIX, SOCK_DGRAM) only.
-    let f = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+    let f = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": MARK, "args": [
             {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
-            {"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}]}]}),
-    ))
+            {"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}]}]})))
     .unwrap();
     assert_eq!(probe(&f, &["socket", "1", "2"]), marked());
     assert_ne!(probe(&f, &["socket", "1", "1"]), marked());
@@ -162,13 +153,11 @@ fn conditions_on_different_arguments_are_anded() {
 fn repeated_argument_index_splits_into_ored_rules_like_runc() {
     // arg0 == 1 and arg0 == 16 can never both hold, so an AND rule would deny nothing; runc
     // turns each condition into its own rule, including the one on arg1.
-    let f = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+    let f = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": MARK, "args": [
             {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
             {"index": 0, "value": 16, "op": "SCMP_CMP_EQ"},
-            {"index": 1, "value": 1, "op": "SCMP_CMP_EQ"}]}]}),
-    ))
+            {"index": 1, "value": 1, "op": "SCMP_CMP_EQ"}]}]})))
     .unwrap();
     assert_eq!(probe(&f, &["socket", "1", "2"]), marked());
     assert_eq!(probe(&f, &["socket", "16", "2"]), marked());
@@ -179,10 +168,8 @@ fn repeated_argument_index_splits_into_ored_rules_like_runc() {
 
 #[test]
 fn kill_process_kills_the_whole_process_with_sigsys() {
-    let f = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["getsid"], "action": "SCMP_ACT_KILL_PROCESS"}]}),
-    ))
+    let f = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["getsid"], "action": "SCMP_ACT_KILL_PROCESS"}]})))
     .unwrap();
     let out = probe_with(&f, &["thread", "getsid"]);
     assert_eq!(out.status.signal(), Some(SIGSYS), "{out:?}");
@@ -192,10 +179,8 @@ fn kill_process_kills_the_whole_process_with_sigsys() {
 #[test]
 fn kill_and_kill_thread_kill_only_the_calling_thread() {
     for action in ["SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"] {
-        let f = compile(&spec(
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-            {"names": ["getsid"], "action": action}]}),
-        ))
+        let f = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getsid"], "action": action}]})))
         .unwrap();
         let out = probe_with(&f, &["thread", "getsid"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -209,10 +194,8 @@ fn kill_and_kill_thread_kill_only_the_calling_thread() {
 
 #[test]
 fn trap_raises_sigsys() {
-    let f = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["getsid"], "action": "SCMP_ACT_TRAP"}]}),
-    ))
+    let f = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["getsid"], "action": "SCMP_ACT_TRAP"}]})))
     .unwrap();
     let out = probe_with(&f, &["getsid"]);
     assert_eq!(out.status.signal(), Some(SIGSYS), "{out:?}");
@@ -226,10 +209,7 @@ fn trace_without_a_tracer_fails_with_enosys() {
         if let Some(e) = errno_ret {
             rule["errnoRet"] = json!(e);
         }
-        let out = run(
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}),
-            &["getsid"],
-        );
+        let out = run(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}), &["getsid"]);
         assert_eq!(out, format!("errno {}", libc::ENOSYS));
     }
 }
@@ -266,10 +246,7 @@ fn filter_flags_are_accepted_by_the_kernel() {
         "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"],
         "syscalls": [{"names": ["getsid"], "action": "SCMP_ACT_ERRNO", "errnoRet": MARK}]})))
     .unwrap();
-    assert_eq!(
-        f.flags(),
-        sys::FILTER_FLAG_LOG | sys::FILTER_FLAG_SPEC_ALLOW
-    );
+    assert_eq!(f.flags(), sys::FILTER_FLAG_LOG | sys::FILTER_FLAG_SPEC_ALLOW);
     assert_eq!(probe(&f, &["getsid"]), marked());
 }
 
@@ -283,11 +260,7 @@ fn default_profile_runs_busybox_and_blocks_the_dangerous_parts() {
          busybox unshare -u true && echo unshare-worked || echo unshare-failed"
     );
     let out = probe(&f, &["exec", "/bin/busybox", "sh", "-c", &script]);
-    assert_eq!(
-        out,
-        format!("hello\n{d}\nSeccomp:\t2\nunshare-failed"),
-        "busybox under the default profile"
-    );
+    assert_eq!(out, format!("hello\n{d}\nSeccomp:\t2\nunshare-failed"), "busybox under the default profile");
 
     let eperm = format!("errno {}", libc::EPERM);
     let newuts = format!("{:#x}", libc::CLONE_NEWUTS);
@@ -295,18 +268,11 @@ fn default_profile_runs_busybox_and_blocks_the_dangerous_parts() {
     assert_eq!(probe(&f, &["mount"]), eperm);
     assert_eq!(probe(&f, &["socket", "40", "1"]), eperm, "AF_VSOCK");
     assert!(probe(&f, &["socket", "1", "1"]).starts_with("ok "));
-    assert_eq!(
-        probe(&f, &["personality", "0x40000"]),
-        eperm,
-        "ADDR_NO_RANDOMIZE"
-    );
+    assert_eq!(probe(&f, &["personality", "0x40000"]), eperm, "ADDR_NO_RANDOMIZE");
     assert!(probe(&f, &["personality", "0xffffffff"]).starts_with("ok "));
     // Threads still work: clone3 answers ENOSYS and libc falls back to clone without
     // namespace flags, which the masked comparison allows.
-    assert_eq!(
-        probe(&f, &["thread", "getpid"]).lines().last(),
-        Some("survived")
-    );
+    assert_eq!(probe(&f, &["thread", "getpid"]).lines().last(), Some("survived"));
 
     // Controls: as root without the filter these succeed (or fail differently).
     let open = allow_all();
@@ -324,22 +290,14 @@ fn install_does_not_allocate() {
 #[test]
 fn install_errors_are_reported_not_ignored() {
     // The kernel allows one listener per filter chain: a second NEW_LISTENER install is EBUSY.
-    let f = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent",
-        "syscalls": [{"names": ["getsid"], "action": "SCMP_ACT_NOTIFY"}]}),
-    ))
+    let f = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent",
+        "syscalls": [{"names": ["getsid"], "action": "SCMP_ACT_NOTIFY"}]})))
     .unwrap();
-    assert_eq!(
-        probe(&f, &["--no-send", "install-again"]),
-        format!("errno {}", libc::EBUSY)
-    );
+    assert_eq!(probe(&f, &["--no-send", "install-again"]), format!("errno {}", libc::EBUSY));
     // Control: filters without a listener stack fine.
     assert_eq!(probe(&allow_all(), &["install-again"]), "ok 0");
     // The raw wrapper refuses an empty program itself.
-    assert_eq!(
-        sys::set_mode_filter(0, &[]).unwrap_err().raw_os_error(),
-        Some(libc::EINVAL)
-    );
+    assert_eq!(sys::set_mode_filter(0, &[]).unwrap_err().raw_os_error(), Some(libc::EINVAL));
 }
 
 /// A seccomp agent: accepts connections on `path`, receives the notify fd with its
@@ -348,10 +306,7 @@ fn install_errors_are_reported_not_ignored() {
 fn spawn_agent(
     path: PathBuf,
     answer: fn(i32) -> sys::SeccompNotifResp,
-) -> (
-    std::thread::JoinHandle<()>,
-    mpsc::Receiver<(ContainerProcessState, Vec<u32>)>,
-) {
+) -> (std::thread::JoinHandle<()>, mpsc::Receiver<(ContainerProcessState, Vec<u32>)>) {
     let listener = UnixListener::bind(&path).unwrap();
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::spawn(move || loop {
@@ -359,13 +314,8 @@ fn spawn_agent(
         let mut buf = vec![0u8; 64 * 1024];
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
-        let msg = rustix::net::recvmsg(
-            &conn,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .unwrap();
+        let msg = rustix::net::recvmsg(&conn, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC)
+            .unwrap();
         let mut fds: Vec<OwnedFd> = Vec::new();
         for m in control.drain() {
             if let RecvAncillaryMessage::ScmRights(r) = m {
@@ -398,12 +348,7 @@ fn spawn_agent(
 }
 
 fn agent_answer(nr: i32) -> sys::SeccompNotifResp {
-    let mut r = sys::SeccompNotifResp {
-        id: 0,
-        val: 0,
-        error: 0,
-        flags: 0,
-    };
+    let mut r = sys::SeccompNotifResp { id: 0, val: 0, error: 0, flags: 0 };
     match i64::from(nr) {
         libc::SYS_getsid => r.val = 4242,
         libc::SYS_mkdir | libc::SYS_mkdirat => r.error = -libc::EXDEV,
@@ -424,16 +369,10 @@ fn notify_reaches_the_listener_and_its_answer_reaches_the_process() {
         "syscalls": [{"names": ["getsid", "mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}));
     let f = compile(&s).unwrap();
     assert!(f.needs_listener());
-    assert_eq!(
-        f.flags(),
-        sys::FILTER_FLAG_NEW_LISTENER | sys::FILTER_FLAG_WAIT_KILLABLE_RECV
-    );
+    assert_eq!(f.flags(), sys::FILTER_FLAG_NEW_LISTENER | sys::FILTER_FLAG_WAIT_KILLABLE_RECV);
     let sock_arg = sock.to_str().unwrap();
     let d = fresh_dir(tmp.path());
-    let cases = [
-        (vec!["getsid"], "ok 4242".to_owned()),
-        (vec!["mkdir", d.as_str()], format!("errno {}", libc::EXDEV)),
-    ];
+    let cases = [(vec!["getsid"], "ok 4242".to_owned()), (vec!["mkdir", d.as_str()], format!("errno {}", libc::EXDEV))];
     for (op, want) in &cases {
         let mut args = vec!["--listener", sock_arg, "--metadata", "berth-test-metadata"];
         args.extend(op);
@@ -456,16 +395,9 @@ fn notify_reaches_the_listener_and_its_answer_reaches_the_process() {
         assert_eq!(state.metadata.as_deref(), Some("berth-test-metadata"));
         assert_eq!(state.pid, pid as i32);
         assert_eq!(state.state.id(), "probe");
-        assert_eq!(
-            pids,
-            vec![pid],
-            "{op:?}: exactly one notification, from the probe"
-        );
+        assert_eq!(pids, vec![pid], "{op:?}: exactly one notification, from the probe");
     }
-    assert!(
-        !Path::new(&d).exists(),
-        "the agent's EXDEV answer must have stopped mkdir"
-    );
+    assert!(!Path::new(&d).exists(), "the agent's EXDEV answer must have stopped mkdir");
     // An fd-less connection stops the agent.
     drop(std::os::unix::net::UnixStream::connect(&sock).unwrap());
     agent.join().unwrap();
@@ -487,10 +419,7 @@ fn syscalls_newer_than_the_profile_get_enosys_not_the_default_errno() {
     let path = tmp.path().to_str().unwrap();
     let s = json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": MARK, "syscalls": [
         {"names": names, "action": "SCMP_ACT_ALLOW"}]});
-    assert_eq!(
-        run(s.clone(), &["fchmodat2", path]),
-        format!("errno {}", libc::ENOSYS)
-    );
+    assert_eq!(run(s.clone(), &["fchmodat2", path]), format!("errno {}", libc::ENOSYS));
     // Older syscalls the profile does not list still get the default action.
     assert_eq!(run(s, &["mount"]), marked());
     // Control: the kernel implements fchmodat2, so ENOSYS above came from the filter.

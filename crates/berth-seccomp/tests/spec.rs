@@ -6,8 +6,8 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
 use berth_seccomp::{
-    cache_key, cache_path, compile, compile_cached, default_profile, from_json, from_json_slice,
-    send_listener_fd, send_to_listener, sys, CompiledFilter, ContainerProcessState,
+    cache_key, cache_path, compile, compile_cached, default_profile, from_json, from_json_slice, send_listener_fd,
+    send_to_listener, sys, CompiledFilter, ContainerProcessState,
 };
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompOperator};
 use serde_json::{json, Value};
@@ -33,44 +33,26 @@ fn errors_name_the_field() {
         {"names": [""], "action": "SCMP_ACT_ERRNO"}]}));
     assert_eq!(e, "linux.seccomp.syscalls[3].names[0]: empty syscall name");
 
-    let e = compile_err(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
-        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
-    );
+    let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+        "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_NOTIFY"}]}));
     assert!(
         e.starts_with("linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for the write syscall"),
         "{e}"
     );
 
     let e = compile_err(json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/x"}));
-    assert!(
-        e.starts_with(
-            "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be used as the default action"
-        ),
-        "{e}"
-    );
+    assert!(e.starts_with("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be used as the default action"), "{e}");
 
     let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["getpid"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]}));
-    assert!(
-        e.starts_with("linux.seccomp.syscalls[0].errnoRet: SCMP_ACT_KILL does not take an errno"),
-        "{e}"
-    );
+    assert!(e.starts_with("linux.seccomp.syscalls[0].errnoRet: SCMP_ACT_KILL does not take an errno"), "{e}");
 
     let e = compile_err(json!({"defaultAction": "SCMP_ACT_KILL_PROCESS", "defaultErrnoRet": 1}));
-    assert!(
-        e.starts_with(
-            "linux.seccomp.defaultErrnoRet: SCMP_ACT_KILL_PROCESS does not take an errno"
-        ),
-        "{e}"
-    );
+    assert!(e.starts_with("linux.seccomp.defaultErrnoRet: SCMP_ACT_KILL_PROCESS does not take an errno"), "{e}");
 
     let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}));
-    assert_eq!(
-        e,
-        "linux.seccomp.syscalls[0].errnoRet: 70000 does not fit in 16 bits"
-    );
+    assert_eq!(e, "linux.seccomp.syscalls[0].errnoRet: 70000 does not fit in 16 bits");
 
     let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "args": [
@@ -79,32 +61,26 @@ fn errors_name_the_field() {
     assert_eq!(e, "linux.seccomp.syscalls[0].args[1].index: 6 is out of range: syscalls have arguments 0 to 5");
 
     let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}));
-    assert_eq!(
-        e,
-        "linux.seccomp.listenerMetadata: must not be set when listenerPath is not set"
-    );
+    assert_eq!(e, "linux.seccomp.listenerMetadata: must not be set when listenerPath is not set");
 
     let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["getpid"], "action": "SCMP_ACT_ERRNO"},
         {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}));
-    assert!(e.starts_with("linux.seccomp.listenerPath: must be set because linux.seccomp.syscalls[1] uses SCMP_ACT_NOTIFY"), "{e}");
+    assert!(
+        e.starts_with("linux.seccomp.listenerPath: must be set because linux.seccomp.syscalls[1] uses SCMP_ACT_NOTIFY"),
+        "{e}"
+    );
 
     let e = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": [], "action": "SCMP_ACT_ERRNO"}]}));
-    assert_eq!(
-        e,
-        "linux.seccomp.syscalls[0].names: must contain at least one syscall name"
-    );
+    assert_eq!(e, "linux.seccomp.syscalls[0].names: must contain at least one syscall name");
 
     // Unknown enum values never reach LinuxSeccomp; from_json names them.
     let e = from_json(&json!({"defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_FOO"]}))
     .unwrap_err()
     .to_string();
-    assert_eq!(
-        e,
-        r#"linux.seccomp.architectures[1]: unknown architecture "SCMP_ARCH_FOO""#
-    );
+    assert_eq!(e, r#"linux.seccomp.architectures[1]: unknown architecture "SCMP_ARCH_FOO""#);
 }
 
 #[test]
@@ -132,18 +108,14 @@ fn rules_equal_to_the_default_action_are_skipped() {
         {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
         {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]})))
     .unwrap();
-    let without = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
-        {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]}),
-    ))
+    let without = compile(&spec(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]})))
     .unwrap();
     assert_eq!(with, without);
     // A different errno is a different action and is kept.
-    let other = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+    let other = compile(&spec(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
         {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
-        {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]}),
-    ))
+        {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]})))
     .unwrap();
     assert_ne!(other, without);
 }
@@ -163,10 +135,8 @@ fn flags_follow_the_spec_and_notify_adds_new_listener() {
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]})),
         sys::FILTER_FLAG_SPEC_ALLOW
     );
-    let notify = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
-        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
-    ))
+    let notify = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})))
     .unwrap();
     assert!(notify.needs_listener());
     assert_eq!(notify.flags(), sys::FILTER_FLAG_NEW_LISTENER);
@@ -179,34 +149,14 @@ fn default_profile_is_docker_like_and_round_trips_through_json() {
     assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
     assert_eq!(v["defaultErrnoRet"], 1);
     if cfg!(target_arch = "x86_64") {
-        assert_eq!(
-            v["architectures"],
-            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
-        );
+        assert_eq!(v["architectures"], json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]));
     }
     assert_eq!(from_json(&v).unwrap(), p);
 
     let calls = p.syscalls().as_ref().unwrap();
-    let named = |n: &'static str| {
-        calls
-            .iter()
-            .filter(move |c| c.names().iter().any(|x| x == n))
-    };
-    for forbidden in [
-        "mount",
-        "umount2",
-        "unshare",
-        "setns",
-        "bpf",
-        "kexec_load",
-        "init_module",
-        "reboot",
-    ] {
-        assert_eq!(
-            named(forbidden).count(),
-            0,
-            "{forbidden} must not be allowed"
-        );
+    let named = |n: &'static str| calls.iter().filter(move |c| c.names().iter().any(|x| x == n));
+    for forbidden in ["mount", "umount2", "unshare", "setns", "bpf", "kexec_load", "init_module", "reboot"] {
+        assert_eq!(named(forbidden).count(), 0, "{forbidden} must not be allowed");
     }
     let clone: Vec<_> = named("clone").collect();
     assert_eq!(clone.len(), 1);
@@ -229,10 +179,7 @@ fn default_profile_is_docker_like_and_round_trips_through_json() {
 #[test]
 fn compiling_is_deterministic() {
     let p = default_profile();
-    assert_eq!(
-        compile(&p).unwrap().to_bytes(),
-        compile(&p).unwrap().to_bytes()
-    );
+    assert_eq!(compile(&p).unwrap().to_bytes(), compile(&p).unwrap().to_bytes());
 }
 
 #[test]
@@ -249,10 +196,7 @@ fn cache_hit_returns_identical_bytes_with_private_permissions() {
     assert_eq!(mode(&entry), 0o600);
     assert_eq!(mode(&dir), 0o700);
     // Nothing but the entry is left behind (no temporary files).
-    let names: Vec<_> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![entry.file_name().unwrap().to_owned()]);
 
     let second = compile_cached(&p, &dir).unwrap();
@@ -274,10 +218,8 @@ fn cache_hit_really_reads_the_entry() {
 fn corrupt_or_mismatched_entries_are_ignored_and_rewritten() {
     let p = default_profile();
     let good = compile(&p).unwrap().to_bytes();
-    let listener = compile(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
-        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
-    ))
+    let listener = compile(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})))
     .unwrap()
     .to_bytes();
     let mut flipped = good.clone();
@@ -312,15 +254,8 @@ fn cache_does_not_follow_a_symlinked_entry() {
     let entry = cache_path(&p, &dir).unwrap();
     symlink(&elsewhere, &entry).unwrap();
     assert_eq!(compile_cached(&p, &dir).unwrap(), compile(&p).unwrap());
-    assert!(!fs::symlink_metadata(&entry)
-        .unwrap()
-        .file_type()
-        .is_symlink());
-    assert_eq!(
-        fs::read(&elsewhere).unwrap(),
-        planted.to_bytes(),
-        "target untouched"
-    );
+    assert!(!fs::symlink_metadata(&entry).unwrap().file_type().is_symlink());
+    assert_eq!(fs::read(&elsewhere).unwrap(), planted.to_bytes(), "target untouched");
 }
 
 #[test]
@@ -352,13 +287,19 @@ fn invalid_specs_fail_the_same_way_through_the_cache() {
 
 #[test]
 fn cache_key_ignores_formatting_but_not_content() {
-    let a = from_json_slice(br#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#).unwrap();
+    let a = from_json_slice(
+        br#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#,
+    )
+    .unwrap();
     let b = from_json_slice(
         br#"{ "syscalls": [ { "action": "SCMP_ACT_ALLOW", "names": [ "read" ] } ],
               "defaultAction": "SCMP_ACT_ERRNO" }"#,
     )
     .unwrap();
-    let c = from_json_slice(br#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["write"],"action":"SCMP_ACT_ALLOW"}]}"#).unwrap();
+    let c = from_json_slice(
+        br#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["write"],"action":"SCMP_ACT_ALLOW"}]}"#,
+    )
+    .unwrap();
     assert_eq!(cache_key(&a).unwrap(), cache_key(&b).unwrap());
     assert_ne!(cache_key(&a).unwrap(), cache_key(&c).unwrap());
     assert_eq!(cache_key(&a).unwrap().len(), 64);
@@ -390,20 +331,13 @@ fn listener_failures_are_errors_naming_the_path() {
     let missing = tmp.path().join("no-agent.sock");
     let fd = fs::File::open("/dev/null").unwrap();
     use std::os::fd::AsFd;
-    let e = send_listener_fd(&missing, b"{}", fd.as_fd())
-        .unwrap_err()
-        .to_string();
+    let e = send_listener_fd(&missing, b"{}", fd.as_fd()).unwrap_err().to_string();
     assert!(e.starts_with("linux.seccomp.listenerPath"), "{e}");
     assert!(e.contains("no-agent.sock") && e.contains("connect"), "{e}");
 
     let s = spec(json!({"defaultAction": "SCMP_ACT_ALLOW"}));
-    let e = send_to_listener(&s, &Default::default(), 1, fd.as_fd())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("linux.seccomp.listenerPath: must be set"),
-        "{e}"
-    );
+    let e = send_to_listener(&s, &Default::default(), 1, fd.as_fd()).unwrap_err().to_string();
+    assert!(e.starts_with("linux.seccomp.listenerPath: must be set"), "{e}");
 }
 
 #[test]

@@ -60,10 +60,7 @@ pub fn capability_number(name: &str) -> Option<u32> {
     if !name.starts_with("CAP_") {
         return None;
     }
-    CAPABILITIES
-        .iter()
-        .position(|&n| n == name)
-        .and_then(|i| u32::try_from(i).ok())
+    CAPABILITIES.iter().position(|&n| n == name).and_then(|i| u32::try_from(i).ok())
 }
 
 /// `21` → `Some("CAP_SYS_ADMIN")`.
@@ -147,14 +144,10 @@ mod tests {
         // oci-spec serializes a capability as its CAP_ name; that name must map to the same
         // number through the table as through the exhaustive match.
         for (i, name) in CAPABILITIES.iter().enumerate() {
-            let cap: Capability =
-                serde_json::from_value(serde_json::Value::String((*name).to_string()))
-                    .expect("oci-spec knows every capability up to 40");
+            let cap: Capability = serde_json::from_value(serde_json::Value::String((*name).to_string()))
+                .expect("oci-spec knows every capability up to 40");
             assert_eq!(capability_to_number(cap) as usize, i, "{name}");
-            assert_eq!(
-                serde_json::to_value(cap).expect("serializes"),
-                serde_json::Value::String((*name).to_string())
-            );
+            assert_eq!(serde_json::to_value(cap).expect("serializes"), serde_json::Value::String((*name).to_string()));
         }
     }
 }

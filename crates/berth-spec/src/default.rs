@@ -16,7 +16,5 @@ pub const DEFAULT_SPEC_JSON: &str = include_str!("runc-1.1-default.json");
 pub fn default_spec() -> Spec {
     // The embedded document parses (a unit test proves it); the fallback only keeps this
     // function free of panics.
-    crate::parse_unvalidated(DEFAULT_SPEC_JSON.as_bytes())
-        .map(|l| l.spec)
-        .unwrap_or_default()
+    crate::parse_unvalidated(DEFAULT_SPEC_JSON.as_bytes()).map(|l| l.spec).unwrap_or_default()
 }

@@ -61,10 +61,7 @@ impl SpecError {
     }
 
     pub(crate) fn invalid(path: impl Into<String>, problem: impl Into<String>) -> Self {
-        SpecError::Invalid {
-            path: path.into(),
-            problem: problem.into(),
-        }
+        SpecError::Invalid { path: path.into(), problem: problem.into() }
     }
 }
 
@@ -79,9 +76,7 @@ pub(crate) enum Seg {
 /// contain dots) to `out`.
 pub(crate) fn push_key(out: &mut String, key: &str) {
     let ident = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         && !key.as_bytes().first().is_some_and(u8::is_ascii_digit);
     if ident {
         if !out.is_empty() {
@@ -143,9 +138,7 @@ pub(crate) fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {
         match seg {
             serde_path_to_error::Segment::Seq { index } => out.push(Seg::Index(*index)),
             serde_path_to_error::Segment::Map { key } => out.push(Seg::Key(key.clone())),
-            serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {
-                break
-            }
+            serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => break,
         }
     }
     out
@@ -157,16 +150,9 @@ mod tests {
 
     #[test]
     fn renders_identifiers_and_odd_keys() {
-        let segs = vec![
-            Seg::Key("linux".into()),
-            Seg::Key("sysctl".into()),
-            Seg::Key("net.ipv4.ip_forward".into()),
-        ];
+        let segs = vec![Seg::Key("linux".into()), Seg::Key("sysctl".into()), Seg::Key("net.ipv4.ip_forward".into())];
         assert_eq!(render(&segs), r#"linux.sysctl["net.ipv4.ip_forward"]"#);
-        assert_eq!(
-            render(&[Seg::Key("mounts".into()), Seg::Index(3)]),
-            "mounts[3]"
-        );
+        assert_eq!(render(&[Seg::Key("mounts".into()), Seg::Index(3)]), "mounts[3]");
         assert_eq!(render(&[]), ".");
         assert_eq!(field("", "args"), "args");
         assert_eq!(field("process", "args"), "process.args");
@@ -179,14 +165,8 @@ mod tests {
         let e = SpecError::invalid("process.args", "must not be empty");
         assert_eq!(e.path(), Some("process.args"));
         assert_eq!(e.to_string(), "process.args: must not be empty");
-        let io = SpecError::Io {
-            path: "/x/config.json".into(),
-            error: std::io::Error::from_raw_os_error(2),
-        };
+        let io = SpecError::Io { path: "/x/config.json".into(), error: std::io::Error::from_raw_os_error(2) };
         assert_eq!(io.path(), None);
-        assert_eq!(
-            io.to_string(),
-            "reading /x/config.json: No such file or directory (os error 2)"
-        );
+        assert_eq!(io.to_string(), "reading /x/config.json: No such file or directory (os error 2)");
     }
 }

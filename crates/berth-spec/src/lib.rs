@@ -30,9 +30,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{Process, Spec};
 
-pub use caps::{
-    capability_name, capability_number, capability_to_number, CAPABILITIES, LAST_CAPABILITY,
-};
+pub use caps::{capability_name, capability_number, capability_to_number, CAPABILITIES, LAST_CAPABILITY};
 pub use default::{default_spec, DEFAULT_SPEC_JSON};
 pub use error::SpecError;
 pub use validate::validate_with_warnings;
@@ -93,9 +91,7 @@ fn normalize_mount_destinations(loaded: &mut Loaded) {
         if dest.as_os_str().is_empty() || dest.is_absolute() {
             continue;
         }
-        loaded
-            .warnings
-            .push(validate::relative_destination_warning(i, dest));
+        loaded.warnings.push(validate::relative_destination_warning(i, dest));
         let abs = Path::new("/").join(dest);
         m.set_destination(abs);
     }

@@ -193,22 +193,11 @@ mod tests {
         let text = "{\n  \"a\": {\"b\": [1, {\"c\": \"x\"}]},\n  \"d\": 2\n}";
         assert_eq!(at(text, &[Seg::Key("d".into())]), (3, 8));
         assert_eq!(
-            at(
-                text,
-                &[
-                    Seg::Key("a".into()),
-                    Seg::Key("b".into()),
-                    Seg::Index(1),
-                    Seg::Key("c".into())
-                ]
-            ),
+            at(text, &[Seg::Key("a".into()), Seg::Key("b".into()), Seg::Index(1), Seg::Key("c".into())]),
             (2, 24)
         );
         // Missing step: stops at the deepest ancestor found.
-        assert_eq!(
-            at(text, &[Seg::Key("a".into()), Seg::Key("zz".into())]),
-            (2, 8)
-        );
+        assert_eq!(at(text, &[Seg::Key("a".into()), Seg::Key("zz".into())]), (2, 8));
         assert_eq!(at(text, &[]), (1, 1));
     }
 
@@ -220,17 +209,7 @@ mod tests {
 
     #[test]
     fn garbage_does_not_panic() {
-        for text in [
-            "",
-            "{",
-            "[",
-            "{\"a\"",
-            "{\"a\":",
-            "[1,",
-            "\"\\",
-            "}",
-            "{\"a\":[}",
-        ] {
+        for text in ["", "{", "[", "{\"a\"", "{\"a\":", "[1,", "\"\\", "}", "{\"a\":[}"] {
             let _ = locate(text.as_bytes(), &[Seg::Key("a".into()), Seg::Index(3)]);
             let _ = line_col(text.as_bytes(), 1000);
         }

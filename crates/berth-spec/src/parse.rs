@@ -18,13 +18,7 @@ use crate::error::{field, index, render, segments, Seg, SpecError};
 use crate::locate::{line_col, locate};
 
 /// The five capability sets of `process.capabilities`, in JSON spelling.
-const CAP_SETS: [&str; 5] = [
-    "bounding",
-    "effective",
-    "inheritable",
-    "permitted",
-    "ambient",
-];
+const CAP_SETS: [&str; 5] = ["bounding", "effective", "inheritable", "permitted", "ambient"];
 
 /// Parses bytes into a `Value`, turning syntax errors into located, path-named errors.
 pub(crate) fn parse_value(bytes: &[u8]) -> Result<Value, SpecError> {
@@ -38,12 +32,7 @@ fn syntax_error(bytes: &[u8], e: &serde_json::Error) -> SpecError {
         // The value itself parsed: the error is trailing garbage after it.
         Ok(_) => ".".to_string(),
     };
-    SpecError::Json {
-        path,
-        message: bare_message(e),
-        line: e.line(),
-        column: e.column(),
-    }
+    SpecError::Json { path, message: bare_message(e), line: e.line(), column: e.column() }
 }
 
 /// serde_json's message without its " at line L column C" suffix (we print our own).
@@ -59,12 +48,7 @@ fn bare_message(e: &serde_json::Error) -> String {
 /// A type error at `segs`, located in `bytes`.
 pub(crate) fn type_error(bytes: &[u8], segs: &[Seg], message: String) -> SpecError {
     let (line, column) = line_col(bytes, locate(bytes, segs));
-    SpecError::Json {
-        path: render(segs),
-        message,
-        line,
-        column,
-    }
+    SpecError::Json { path: render(segs), message, line, column }
 }
 
 /// Moves `value` into `T`. On failure, `redo` rebuilds the same `Value` (the original was
@@ -111,11 +95,7 @@ pub(crate) fn prepass_spec(
     warnings: &mut Vec<String>,
 ) -> Result<(), SpecError> {
     let Value::Object(root) = v else {
-        return Err(type_error(
-            bytes,
-            &[],
-            format!("invalid type: {}, expected a JSON object", kind(v)),
-        ));
+        return Err(type_error(bytes, &[], format!("invalid type: {}, expected a JSON object", kind(v))));
     };
     if let Some(Value::Object(p)) = root.get_mut("process") {
         prepass_process(p, &[Seg::Key("process".into())], bytes, warnings)?;
@@ -130,18 +110,10 @@ pub(crate) fn prepass_spec(
 }
 
 /// Leniency fixes on a bare process document (`exec --process`).
-pub(crate) fn prepass_exec_process(
-    v: &mut Value,
-    bytes: &[u8],
-    warnings: &mut Vec<String>,
-) -> Result<(), SpecError> {
+pub(crate) fn prepass_exec_process(v: &mut Value, bytes: &[u8], warnings: &mut Vec<String>) -> Result<(), SpecError> {
     match v {
         Value::Object(p) => prepass_process(p, &[], bytes, warnings),
-        other => Err(type_error(
-            bytes,
-            &[],
-            format!("invalid type: {}, expected a JSON object", kind(other)),
-        )),
+        other => Err(type_error(bytes, &[], format!("invalid type: {}, expected a JSON object", kind(other)))),
     }
 }
 
@@ -167,10 +139,7 @@ fn prepass_process(
             continue;
         };
         // Hot path: every name known, nothing to do.
-        if list
-            .iter()
-            .all(|c| c.as_str().and_then(capability_number).is_some())
-        {
+        if list.iter().all(|c| c.as_str().and_then(capability_number).is_some()) {
             continue;
         }
         let mut segs = at.to_vec();
@@ -178,10 +147,7 @@ fn prepass_process(
         segs.push(Seg::Key(set.into()));
         if let Some(i) = list.iter().position(|c| !c.is_string()) {
             segs.push(Seg::Index(i));
-            let msg = format!(
-                "invalid type: {}, expected a capability name",
-                list.get(i).map_or("value", kind)
-            );
+            let msg = format!("invalid type: {}, expected a capability name", list.get(i).map_or("value", kind));
             return Err(type_error(bytes, &segs, msg));
         }
         let where_ = render(&segs);
@@ -212,10 +178,7 @@ fn drop_empty_seccomp(linux: &mut Map<String, Value>, warnings: &mut Vec<String>
     };
     if empty {
         linux.remove("seccomp");
-        warnings.push(
-            "linux.seccomp: no defaultAction and no syscalls: seccomp is disabled (as in runc)"
-                .into(),
-        );
+        warnings.push("linux.seccomp: no defaultAction and no syscalls: seccomp is disabled (as in runc)".into());
     }
 }
 

@@ -22,9 +22,7 @@ fn set(v: &mut Value, ptr: &str, x: Value) {
     for step in parent.split('/').skip(1) {
         cur = match cur {
             Value::Object(m) => m.entry(step).or_insert_with(|| json!({})),
-            Value::Array(a) => a
-                .get_mut(step.parse::<usize>().expect("index"))
-                .expect("index in range"),
+            Value::Array(a) => a.get_mut(step.parse::<usize>().expect("index")).expect("index in range"),
             other => panic!("cannot descend into {other}"),
         };
     }
@@ -40,11 +38,7 @@ fn set(v: &mut Value, ptr: &str, x: Value) {
 
 fn del(v: &mut Value, ptr: &str) {
     let (parent, last) = ptr.rsplit_once('/').expect("pointer has a /");
-    let p = if parent.is_empty() {
-        v
-    } else {
-        v.pointer_mut(parent).expect("parent exists")
-    };
+    let p = if parent.is_empty() { v } else { v.pointer_mut(parent).expect("parent exists") };
     match p {
         Value::Object(m) => {
             m.remove(last);
@@ -68,25 +62,14 @@ fn mutated(f: impl FnOnce(&mut Value)) -> Result<Loaded, SpecError> {
 
 /// Removes a namespace type from the default list.
 fn drop_ns(v: &mut Value, t: &str) {
-    let list = v
-        .pointer_mut("/linux/namespaces")
-        .and_then(Value::as_array_mut)
-        .expect("namespaces");
+    let list = v.pointer_mut("/linux/namespaces").and_then(Value::as_array_mut).expect("namespaces");
     list.retain(|n| n["type"] != t);
 }
 
 fn user_ns(v: &mut Value) {
     set(v, "/linux/namespaces/-", json!({"type": "user"}));
-    set(
-        v,
-        "/linux/uidMappings",
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-    );
-    set(
-        v,
-        "/linux/gidMappings",
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-    );
+    set(v, "/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    set(v, "/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
 }
 
 type Mutation = fn(&mut Value);
@@ -621,31 +604,15 @@ fn accepted_variants_and_their_warnings() {
 
 #[test]
 fn relative_mount_destination_is_made_absolute() {
-    let l = mutated(|v| {
-        set(
-            v,
-            "/mounts/-",
-            json!({"destination": "data/x", "type": "tmpfs", "source": "tmpfs"}),
-        )
-    })
-    .expect("accepted");
-    let m = l
-        .spec
-        .mounts()
-        .as_ref()
-        .and_then(|m| m.get(7))
-        .expect("mount 7");
+    let l = mutated(|v| set(v, "/mounts/-", json!({"destination": "data/x", "type": "tmpfs", "source": "tmpfs"})))
+        .expect("accepted");
+    let m = l.spec.mounts().as_ref().and_then(|m| m.get(7)).expect("mount 7");
     assert_eq!(m.destination(), Path::new("/data/x"));
     // parse_unvalidated leaves the document alone.
     let mut v = base();
     set(&mut v, "/mounts/0/destination", json!("proc"));
     let raw = parse_unvalidated(&serde_json::to_vec(&v).expect("ser")).expect("parses");
-    let m0 = raw
-        .spec
-        .mounts()
-        .as_ref()
-        .and_then(|m| m.first())
-        .expect("mount 0");
+    let m0 = raw.spec.mounts().as_ref().and_then(|m| m.first()).expect("mount 0");
     assert_eq!(m0.destination(), Path::new("proc"));
 }
 
@@ -660,21 +627,9 @@ fn missing_user_means_root() {
 fn unknown_capabilities_are_dropped_with_a_warning() {
     let l = mutated(|v| {
         set(v, "/process/capabilities/bounding/-", json!("CAP_FOO"));
-        set(
-            v,
-            "/process/capabilities/bounding/-",
-            json!("CAP_SYS_ADMIN"),
-        );
-        set(
-            v,
-            "/process/capabilities/inheritable",
-            json!(["cap_chown", "CAP_BPF"]),
-        );
-        set(
-            v,
-            "/process/capabilities/ambient/-",
-            json!("CAP_FUTURE_THING"),
-        );
+        set(v, "/process/capabilities/bounding/-", json!("CAP_SYS_ADMIN"));
+        set(v, "/process/capabilities/inheritable", json!(["cap_chown", "CAP_BPF"]));
+        set(v, "/process/capabilities/ambient/-", json!("CAP_FUTURE_THING"));
     })
     .expect("accepted");
     assert_eq!(
@@ -686,12 +641,7 @@ fn unknown_capabilities_are_dropped_with_a_warning() {
             "unknown capability \"CAP_FUTURE_THING\" in process.capabilities.ambient: ignored",
         ]
     );
-    let caps = l
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.capabilities().clone())
-        .expect("caps");
+    let caps = l.spec.process().as_ref().and_then(|p| p.capabilities().clone()).expect("caps");
     let bounding = caps.bounding().clone().expect("bounding");
     assert_eq!(bounding.len(), 4);
     assert!(bounding.contains(&Capability::SysAdmin));
@@ -699,11 +649,7 @@ fn unknown_capabilities_are_dropped_with_a_warning() {
     assert_eq!(inh.into_iter().collect::<Vec<_>>(), [Capability::Bpf]);
     // parse_unvalidated (Windows path) has the same leniency.
     let mut v = base();
-    set(
-        &mut v,
-        "/process/capabilities/effective/-",
-        json!("CAP_FOO"),
-    );
+    set(&mut v, "/process/capabilities/effective/-", json!("CAP_FOO"));
     let raw = parse_unvalidated(&serde_json::to_vec(&v).expect("ser")).expect("parses");
     assert_eq!(raw.warnings.len(), 1);
 }
@@ -718,10 +664,7 @@ fn default_spec_is_runcs_and_round_trips() {
 
     // Serialize and compare with runc's JSON, modulo capability order (oci-spec uses sets).
     fn sort_caps(v: &mut Value) {
-        if let Some(caps) = v
-            .pointer_mut("/process/capabilities")
-            .and_then(Value::as_object_mut)
-        {
+        if let Some(caps) = v.pointer_mut("/process/capabilities").and_then(Value::as_object_mut) {
             for list in caps.values_mut().filter_map(Value::as_array_mut) {
                 list.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
             }
@@ -740,13 +683,7 @@ fn default_spec_is_runcs_and_round_trips() {
     assert_eq!(spec.hostname().as_deref(), Some("runc"));
     assert_eq!(spec.mounts().as_ref().map(Vec::len), Some(7));
     let linux = spec.linux().as_ref().expect("linux");
-    let ns: Vec<_> = linux
-        .namespaces()
-        .as_ref()
-        .expect("ns")
-        .iter()
-        .map(|n| n.typ())
-        .collect();
+    let ns: Vec<_> = linux.namespaces().as_ref().expect("ns").iter().map(|n| n.typ()).collect();
     assert_eq!(
         ns,
         [
@@ -760,10 +697,7 @@ fn default_spec_is_runcs_and_round_trips() {
     assert_eq!(linux.masked_paths().as_ref().map(Vec::len), Some(10));
     assert_eq!(linux.readonly_paths().as_ref().map(Vec::len), Some(5));
     let caps = p.capabilities().as_ref().expect("caps");
-    assert!(
-        caps.inheritable().is_none(),
-        "CVE-2022-29162: no inheritable caps"
-    );
+    assert!(caps.inheritable().is_none(), "CVE-2022-29162: no inheritable caps");
 }
 
 /// When runc 1.1 is installed, our embedded document must be exactly what it writes.
@@ -779,11 +713,8 @@ fn embedded_default_matches_installed_runc_1_1() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let status = std::process::Command::new("runc")
-        .arg("spec")
-        .current_dir(dir.path())
-        .status()
-        .expect("runc spec runs");
+    let status =
+        std::process::Command::new("runc").arg("spec").current_dir(dir.path()).status().expect("runc spec runs");
     assert!(status.success());
     let written = std::fs::read_to_string(dir.path().join("config.json")).expect("written");
     assert_eq!(written, DEFAULT_SPEC_JSON);
@@ -793,10 +724,7 @@ fn embedded_default_matches_installed_runc_1_1() {
 fn load_bundle_reads_config_json() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = load_bundle(dir.path()).expect_err("no config.json yet");
-    let want = format!(
-        "reading {}/config.json: No such file or directory (os error 2)",
-        dir.path().display()
-    );
+    let want = format!("reading {}/config.json: No such file or directory (os error 2)", dir.path().display());
     assert_eq!(err.to_string(), want);
     assert!(err.path().is_none());
 
@@ -806,19 +734,13 @@ fn load_bundle_reads_config_json() {
 
     std::fs::write(dir.path().join("config.json"), "{\n  \"ociVersion\": 1\n}").expect("write");
     let e = load_bundle(dir.path()).expect_err("bad type");
-    assert_eq!(
-        e.to_string(),
-        "ociVersion: invalid type: integer `1`, expected a string at line 2 column 17"
-    );
+    assert_eq!(e.to_string(), "ociVersion: invalid type: integer `1`, expected a string at line 2 column 17");
 }
 
 #[test]
 fn parse_errors_carry_path_and_position() {
     let cases: &[(&str, &str)] = &[
-        (
-            "{\n  \"process\": {\"args\": [\"a\",]}\n}",
-            "process.args: trailing comma at line 2 column 28",
-        ),
+        ("{\n  \"process\": {\"args\": [\"a\",]}\n}", "process.args: trailing comma at line 2 column 28"),
         (
             "{\"ociVersion\": \"1.0.2\",\n \"linux\": {\"resources\": {\"memory\": {\n   \"limit\": \"x\"}}}}",
             "linux.resources.memory.limit: invalid type: string \"x\", expected i64 at line 3 column 13",
@@ -850,30 +772,12 @@ fn parse_errors_carry_path_and_position() {
     }
     // Unknown enum values are parse errors with a path (oci-spec's enums are closed).
     for (text, path) in [
-        (
-            r#"{"process": {"rlimits": [{"type": "RLIMIT_FOO"}]}}"#,
-            "process.rlimits[0].type",
-        ),
-        (
-            r#"{"linux": {"namespaces": [{"type": "foo"}]}}"#,
-            "linux.namespaces[0].type",
-        ),
-        (
-            r#"{"linux": {"seccomp": {"defaultAction": "SCMP_ACT_BOGUS"}}}"#,
-            "linux.seccomp.defaultAction",
-        ),
-        (
-            r#"{"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["X"]}}}"#,
-            "linux.seccomp.flags[0]",
-        ),
-        (
-            r#"{"linux": {"personality": {"domain": "LINUX64"}}}"#,
-            "linux.personality.domain",
-        ),
-        (
-            r#"{"linux": {"devices": [{"path": "/dev/x", "type": "x"}]}}"#,
-            "linux.devices[0].type",
-        ),
+        (r#"{"process": {"rlimits": [{"type": "RLIMIT_FOO"}]}}"#, "process.rlimits[0].type"),
+        (r#"{"linux": {"namespaces": [{"type": "foo"}]}}"#, "linux.namespaces[0].type"),
+        (r#"{"linux": {"seccomp": {"defaultAction": "SCMP_ACT_BOGUS"}}}"#, "linux.seccomp.defaultAction"),
+        (r#"{"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["X"]}}}"#, "linux.seccomp.flags[0]"),
+        (r#"{"linux": {"personality": {"domain": "LINUX64"}}}"#, "linux.personality.domain"),
+        (r#"{"linux": {"devices": [{"path": "/dev/x", "type": "x"}]}}"#, "linux.devices[0].type"),
     ] {
         let e = parse_unvalidated(text.as_bytes()).expect_err(text);
         assert_eq!(e.path(), Some(path), "{e}");
@@ -883,49 +787,31 @@ fn parse_errors_carry_path_and_position() {
 
 #[test]
 fn exec_process_documents() {
-    let ok =
-        br#"{"args": ["ls"], "cwd": "", "capabilities": {"bounding": ["CAP_KILL", "CAP_FOO"]}}"#;
+    let ok = br#"{"args": ["ls"], "cwd": "", "capabilities": {"bounding": ["CAP_KILL", "CAP_FOO"]}}"#;
     let (p, warnings) = parse_process(ok).expect("valid");
     assert_eq!(p.args().as_deref(), Some(&["ls".to_string()][..]));
-    assert_eq!(
-        warnings,
-        ["unknown capability \"CAP_FOO\" in capabilities.bounding: ignored"]
-    );
+    assert_eq!(warnings, ["unknown capability \"CAP_FOO\" in capabilities.bounding: ignored"]);
     // No user, no cwd: uid 0 and "use the container's cwd".
     let (p, _) = parse_process(br#"{"args": ["ls"]}"#).expect("valid");
     assert_eq!(p.user().uid(), 0);
     assert!(p.cwd().as_os_str().is_empty());
     validate_process(&p, true).expect("ok for exec");
     assert_eq!(
-        validate_process(&p, false)
-            .expect_err("cwd required for create")
-            .to_string(),
+        validate_process(&p, false).expect_err("cwd required for create").to_string(),
         "process.cwd: must not be empty"
     );
 
     let cases: &[(&[u8], &str)] = &[
         (br#"{"args": []}"#, "args: must not be empty"),
         (br#"{"cwd": "/"}"#, "args: must not be empty"),
-        (
-            br#"{"args": ["ls"], "cwd": "tmp"}"#,
-            "cwd: must be an absolute path",
-        ),
-        (
-            br#"{"args": ["ls"], "env": ["X"]}"#,
-            "env[0]: \"X\" is not of the form KEY=VALUE",
-        ),
+        (br#"{"args": ["ls"], "cwd": "tmp"}"#, "cwd: must be an absolute path"),
+        (br#"{"args": ["ls"], "env": ["X"]}"#, "env[0]: \"X\" is not of the form KEY=VALUE"),
         (
             br#"{"args": ["ls"], "rlimits": [{"type": "RLIMIT_CORE", "soft": 2, "hard": 1}]}"#,
             "rlimits[0].soft: 2 exceeds the hard limit 1",
         ),
-        (
-            br#"[1]"#,
-            ".: invalid type: array, expected a JSON object at line 1 column 1",
-        ),
-        (
-            br#"{"args": "ls"}"#,
-            "args: invalid type: string \"ls\", expected a sequence at line 1 column 10",
-        ),
+        (br#"[1]"#, ".: invalid type: array, expected a JSON object at line 1 column 1"),
+        (br#"{"args": "ls"}"#, "args: invalid type: string \"ls\", expected a sequence at line 1 column 10"),
     ];
     for (text, want) in cases {
         let e = parse_process(text).expect_err(want);
@@ -952,8 +838,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         any::<u64>().prop_map(|n| json!(n)),
-        any::<f64>()
-            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         prop_oneof![
             ".{0,12}".prop_map(Value::String),
             // Strings the schema cares about, so enum/path checks get exercised.
@@ -1033,9 +918,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ]);
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(keys, inner, 0..6).prop_map(|m| Value::Object(
-                m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-            )),
+            prop::collection::btree_map(keys, inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
         ]
     })
 }
@@ -1141,10 +1025,7 @@ fn deep_nesting_is_an_error_not_a_crash() {
 #[ignore]
 fn bench_parse() {
     let typical = include_bytes!("../testdata/typical.json");
-    for (name, bytes) in [
-        ("runc default", DEFAULT_SPEC_JSON.as_bytes()),
-        ("typical", &typical[..]),
-    ] {
+    for (name, bytes) in [("runc default", DEFAULT_SPEC_JSON.as_bytes()), ("typical", &typical[..])] {
         let n = 20_000u32;
         let start = std::time::Instant::now();
         for _ in 0..n {
@@ -1155,14 +1036,10 @@ fn bench_parse() {
         // Baseline: oci-spec straight from bytes, no leniency, no validation.
         let start = std::time::Instant::now();
         for _ in 0..n {
-            let s: oci_spec::runtime::Spec =
-                serde_json::from_slice(std::hint::black_box(bytes)).expect("valid");
+            let s: oci_spec::runtime::Spec = serde_json::from_slice(std::hint::black_box(bytes)).expect("valid");
             std::hint::black_box(s);
         }
         let direct = start.elapsed() / n;
-        println!(
-            "{name} ({} bytes): {per:?} per parse+validate; plain serde_json -> Spec: {direct:?}",
-            bytes.len()
-        );
+        println!("{name} ({} bytes): {per:?} per parse+validate; plain serde_json -> Spec: {direct:?}", bytes.len());
     }
 }

@@ -16,8 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
 use oci_spec::runtime::{
-    Hook, Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxSeccompAction,
-    PosixRlimitType, Process, Spec,
+    Hook, Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxSeccompAction, PosixRlimitType, Process,
+    Spec,
 };
 
 use crate::error::{field, index, map_key, SpecError};
@@ -83,10 +83,7 @@ fn version(v: &str) -> R {
         return Err(bad("ociVersion", "must be set"));
     }
     if !v.starts_with("1.") {
-        return Err(bad(
-            "ociVersion",
-            format!("unsupported version {v:?} (berth reads 1.x)"),
-        ));
+        return Err(bad("ociVersion", format!("unsupported version {v:?} (berth reads 1.x)")));
     }
     Ok(())
 }
@@ -112,10 +109,7 @@ pub(crate) fn process(p: &Process, prefix: &str, for_exec: bool, warnings: &mut 
         no_nul(|| index(&args_path(), i), a.as_bytes())?;
     }
     if args.first().is_some_and(String::is_empty) {
-        return Err(bad(
-            index(&args_path(), 0),
-            "must not be empty (it names the program to run)",
-        ));
+        return Err(bad(index(&args_path(), 0), "must not be empty (it names the program to run)"));
     }
 
     let cwd = p.cwd();
@@ -141,10 +135,7 @@ pub(crate) fn process(p: &Process, prefix: &str, for_exec: bool, warnings: &mut 
         let mut seen: Vec<PosixRlimitType> = Vec::with_capacity(rlimits.len());
         for (i, r) in rlimits.iter().enumerate() {
             if seen.contains(&r.typ()) {
-                return Err(bad(
-                    field(&index(&rl_path, i), "type"),
-                    format!("duplicate rlimit \"{}\"", r.typ()),
-                ));
+                return Err(bad(field(&index(&rl_path, i), "type"), format!("duplicate rlimit \"{}\"", r.typ())));
             }
             seen.push(r.typ());
             if r.soft() > r.hard() {
@@ -158,10 +149,7 @@ pub(crate) fn process(p: &Process, prefix: &str, for_exec: bool, warnings: &mut 
 
     if let Some(adj) = p.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
-            return Err(bad(
-                field(prefix, "oomScoreAdj"),
-                format!("{adj} is out of range -1000..=1000"),
-            ));
+            return Err(bad(field(prefix, "oomScoreAdj"), format!("{adj} is out of range -1000..=1000")));
         }
     }
 
@@ -174,10 +162,7 @@ pub(crate) fn process(p: &Process, prefix: &str, for_exec: bool, warnings: &mut 
         }
     }
     if let Some(name) = p.user().username() {
-        no_nul(
-            || field(&field(prefix, "user"), "username"),
-            name.as_bytes(),
-        )?;
+        no_nul(|| field(&field(prefix, "user"), "username"), name.as_bytes())?;
     }
 
     if let Some(io) = p.io_priority() {
@@ -206,10 +191,7 @@ pub(crate) fn process(p: &Process, prefix: &str, for_exec: bool, warnings: &mut 
 fn env_list(env: &[String], path: &str) -> R {
     for (i, e) in env.iter().enumerate() {
         let Some((k, _)) = e.split_once('=') else {
-            return Err(bad(
-                index(path, i),
-                format!("{e:?} is not of the form KEY=VALUE"),
-            ));
+            return Err(bad(index(path, i), format!("{e:?} is not of the form KEY=VALUE")));
         };
         if k.is_empty() {
             return Err(bad(index(path, i), "variable name must not be empty"));
@@ -271,20 +253,12 @@ fn namespaces(linux: &Linux) -> Result<Namespaces<'_>, SpecError> {
 }
 
 fn uts_names(spec: &Spec, ns: &Namespaces<'_>, warnings: &mut Vec<String>) -> R {
-    for (name, value) in [
-        ("hostname", spec.hostname()),
-        ("domainname", spec.domainname()),
-    ] {
+    for (name, value) in [("hostname", spec.hostname()), ("domainname", spec.domainname())] {
         let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
             continue;
         };
         match ns.get(LinuxNamespaceType::Uts) {
-            None => {
-                return Err(bad(
-                    name,
-                    "requires a UTS namespace in linux.namespaces (it would change the host's)",
-                ))
-            }
+            None => return Err(bad(name, "requires a UTS namespace in linux.namespaces (it would change the host's)")),
             Some(Some(p)) => warnings.push(format!(
                 "{name}: will be set in the joined UTS namespace {}, changing it for everyone in it",
                 p.display()
@@ -293,10 +267,7 @@ fn uts_names(spec: &Spec, ns: &Namespaces<'_>, warnings: &mut Vec<String>) -> R 
         }
         // HOST_NAME_MAX; sethostname/setdomainname fail with EINVAL beyond it.
         if value.len() > 64 {
-            return Err(bad(
-                name,
-                format!("{} bytes long; the limit is 64", value.len()),
-            ));
+            return Err(bad(name, format!("{} bytes long; the limit is 64", value.len())));
         }
         no_nul(|| name.into(), value.as_bytes())?;
     }
@@ -308,53 +279,27 @@ fn uts_names(spec: &Spec, ns: &Namespaces<'_>, warnings: &mut Vec<String>) -> R 
 fn id_map_shape(maps: &[LinuxIdMapping], path: &str) -> R {
     // The kernel's limit on extents per map (since 4.15).
     if maps.len() > 340 {
-        return Err(bad(
-            path,
-            format!("{} entries; the kernel accepts at most 340", maps.len()),
-        ));
+        return Err(bad(path, format!("{} entries; the kernel accepts at most 340", maps.len())));
     }
     const SPACE: u64 = 1 << 32;
     for (i, m) in maps.iter().enumerate() {
         if m.size() == 0 {
-            return Err(bad(
-                field(&index(path, i), "size"),
-                "must be greater than 0",
-            ));
+            return Err(bad(field(&index(path, i), "size"), "must be greater than 0"));
         }
-        let (c, h, s) = (
-            u64::from(m.container_id()),
-            u64::from(m.host_id()),
-            u64::from(m.size()),
-        );
+        let (c, h, s) = (u64::from(m.container_id()), u64::from(m.host_id()), u64::from(m.size()));
         if c + s > SPACE {
-            return Err(bad(
-                index(path, i),
-                format!("containerID {c} + size {s} overflows the 32-bit ID space"),
-            ));
+            return Err(bad(index(path, i), format!("containerID {c} + size {s} overflows the 32-bit ID space")));
         }
         if h + s > SPACE {
-            return Err(bad(
-                index(path, i),
-                format!("hostID {h} + size {s} overflows the 32-bit ID space"),
-            ));
+            return Err(bad(index(path, i), format!("hostID {h} + size {s} overflows the 32-bit ID space")));
         }
         for (j, o) in maps.iter().enumerate().take(i) {
-            let (oc, oh, os) = (
-                u64::from(o.container_id()),
-                u64::from(o.host_id()),
-                u64::from(o.size()),
-            );
+            let (oc, oh, os) = (u64::from(o.container_id()), u64::from(o.host_id()), u64::from(o.size()));
             if c < oc + os && oc < c + s {
-                return Err(bad(
-                    index(path, i),
-                    format!("containerID range overlaps {}", index(path, j)),
-                ));
+                return Err(bad(index(path, i), format!("containerID range overlaps {}", index(path, j))));
             }
             if h < oh + os && oh < h + s {
-                return Err(bad(
-                    index(path, i),
-                    format!("hostID range overlaps {}", index(path, j)),
-                ));
+                return Err(bad(index(path, i), format!("hostID range overlaps {}", index(path, j))));
             }
         }
     }
@@ -364,10 +309,7 @@ fn id_map_shape(maps: &[LinuxIdMapping], path: &str) -> R {
 fn id_mappings(linux: &Linux, ns: &Namespaces<'_>) -> R {
     let uids = linux.uid_mappings().as_deref().unwrap_or(&[]);
     let gids = linux.gid_mappings().as_deref().unwrap_or(&[]);
-    let lists = [
-        ("linux.uidMappings", uids, "uid"),
-        ("linux.gidMappings", gids, "gid"),
-    ];
+    let lists = [("linux.uidMappings", uids, "uid"), ("linux.gidMappings", gids, "gid")];
     match ns.get(LinuxNamespaceType::User) {
         None => {
             for (path, list, _) in lists {
@@ -445,18 +387,11 @@ fn sysctl(key: &str, ns: &Namespaces<'_>) -> R {
         );
     }
     match k {
-        "kernel.domainname" => need(
-            LinuxNamespaceType::Uts,
-            "requires a UTS namespace in linux.namespaces (it would change the host's)",
-        ),
-        "kernel.hostname" => Err(bad(
-            at(),
-            "conflicts with the \"hostname\" field; set that instead",
-        )),
-        _ => Err(bad(
-            at(),
-            "is not in a separate kernel namespace; setting it would change the host",
-        )),
+        "kernel.domainname" => {
+            need(LinuxNamespaceType::Uts, "requires a UTS namespace in linux.namespaces (it would change the host's)")
+        }
+        "kernel.hostname" => Err(bad(at(), "conflicts with the \"hostname\" field; set that instead")),
+        _ => Err(bad(at(), "is not in a separate kernel namespace; setting it would change the host")),
     }
 }
 
@@ -465,17 +400,9 @@ fn time_offsets(linux: &Linux, ns: &Namespaces<'_>) -> R {
         return Ok(());
     };
     match ns.get(LinuxNamespaceType::Time) {
-        None => {
-            return Err(bad(
-                "linux.timeOffsets",
-                "set, but linux.namespaces has no time namespace",
-            ))
-        }
+        None => return Err(bad("linux.timeOffsets", "set, but linux.namespaces has no time namespace")),
         Some(Some(_)) => {
-            return Err(bad(
-                "linux.timeOffsets",
-                "cannot be applied to a joined time namespace (its path is set)",
-            ))
+            return Err(bad("linux.timeOffsets", "cannot be applied to a joined time namespace (its path is set)"))
         }
         Some(None) => {}
     }
@@ -483,10 +410,7 @@ fn time_offsets(linux: &Linux, ns: &Namespaces<'_>) -> R {
     keys.sort();
     for k in keys {
         if k != "monotonic" && k != "boottime" {
-            return Err(bad(
-                map_key("linux.timeOffsets", k),
-                "unknown clock (want \"monotonic\" or \"boottime\")",
-            ));
+            return Err(bad(map_key("linux.timeOffsets", k), "unknown clock (want \"monotonic\" or \"boottime\")"));
         }
         if let Some(ns) = offsets.get(k).and_then(|o| o.nanosecs()) {
             if ns >= 1_000_000_000 {
@@ -507,10 +431,7 @@ fn devices(linux: &Linux, warnings: &mut Vec<String>) -> R {
     for (i, d) in list.iter().enumerate() {
         let at = |f: &str| field(&index("linux.devices", i), f);
         if d.typ() == LinuxDeviceType::A {
-            return Err(bad(
-                at("type"),
-                "must be one of \"c\", \"b\", \"u\", \"p\" (got \"a\")",
-            ));
+            return Err(bad(at("type"), "must be one of \"c\", \"b\", \"u\", \"p\" (got \"a\")"));
         }
         let p = d.path();
         if p.as_os_str().is_empty() {
@@ -542,10 +463,7 @@ fn devices(linux: &Linux, warnings: &mut Vec<String>) -> R {
 }
 
 fn restricted_paths(linux: &Linux, ns: &Namespaces<'_>) -> R {
-    for (name, list) in [
-        ("maskedPaths", linux.masked_paths()),
-        ("readonlyPaths", linux.readonly_paths()),
-    ] {
+    for (name, list) in [("maskedPaths", linux.masked_paths()), ("readonlyPaths", linux.readonly_paths())] {
         let list = list.as_deref().unwrap_or(&[]);
         let at = || field("linux", name);
         for (i, p) in list.iter().enumerate() {
@@ -561,16 +479,8 @@ fn restricted_paths(linux: &Linux, ns: &Namespaces<'_>) -> R {
     Ok(())
 }
 
-const PROPAGATIONS: [&str; 8] = [
-    "private",
-    "rprivate",
-    "slave",
-    "rslave",
-    "shared",
-    "rshared",
-    "unbindable",
-    "runbindable",
-];
+const PROPAGATIONS: [&str; 8] =
+    ["private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"];
 
 fn propagation(linux: &Linux) -> R {
     match linux.rootfs_propagation().as_deref() {
@@ -578,10 +488,7 @@ fn propagation(linux: &Linux) -> R {
         Some(p) if PROPAGATIONS.contains(&p) => Ok(()),
         Some(p) => Err(bad(
             "linux.rootfsPropagation",
-            format!(
-                "unsupported value {p:?} (want one of {})",
-                PROPAGATIONS.join(", ")
-            ),
+            format!("unsupported value {p:?} (want one of {})", PROPAGATIONS.join(", ")),
         )),
     }
 }
@@ -626,10 +533,7 @@ fn resources(linux: &Linux) -> R {
         keys.sort();
         for k in keys {
             if !plain_name(k) {
-                return Err(bad(
-                    map_key("linux.resources.unified", k),
-                    "must be a cgroup file name (no \"/\")",
-                ));
+                return Err(bad(map_key("linux.resources.unified", k), "must be a cgroup file name (no \"/\")"));
             }
         }
     }
@@ -647,16 +551,9 @@ fn resources(linux: &Linux) -> R {
 }
 
 fn intel_rdt(linux: &Linux) -> R {
-    if let Some(clos) = linux
-        .intel_rdt()
-        .as_ref()
-        .and_then(|r| r.clos_id().as_deref())
-    {
+    if let Some(clos) = linux.intel_rdt().as_ref().and_then(|r| r.clos_id().as_deref()) {
         if !plain_name(clos) {
-            return Err(bad(
-                "linux.intelRdt.closID",
-                "must be a plain resctrl group name (no \"/\")",
-            ));
+            return Err(bad("linux.intelRdt.closID", "must be a plain resctrl group name (no \"/\")"));
         }
     }
     Ok(())
@@ -667,10 +564,7 @@ fn seccomp(linux: &Linux) -> R {
         return Ok(());
     };
     if sc.default_action() == LinuxSeccompAction::ScmpActNotify {
-        return Err(bad(
-            "linux.seccomp.defaultAction",
-            "SCMP_ACT_NOTIFY cannot be the default action",
-        ));
+        return Err(bad("linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action"));
     }
     let mut notify = false;
     for (i, call) in sc.syscalls().as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -687,10 +581,7 @@ fn seccomp(linux: &Linux) -> R {
             }
             // The runtime's own writes after loading the filter would block on the agent.
             if is_notify && n == "write" {
-                return Err(bad(
-                    index(&names_at, j),
-                    "SCMP_ACT_NOTIFY cannot be used for write",
-                ));
+                return Err(bad(index(&names_at, j), "SCMP_ACT_NOTIFY cannot be used for write"));
             }
         }
         for (k, a) in call.args().as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -702,29 +593,17 @@ fn seccomp(linux: &Linux) -> R {
             }
         }
     }
-    let listener = sc
-        .listener_path()
-        .as_deref()
-        .filter(|p| !p.as_os_str().is_empty());
+    let listener = sc.listener_path().as_deref().filter(|p| !p.as_os_str().is_empty());
     if notify && listener.is_none() {
-        return Err(bad(
-            "linux.seccomp.listenerPath",
-            "required when an action is SCMP_ACT_NOTIFY",
-        ));
+        return Err(bad("linux.seccomp.listenerPath", "required when an action is SCMP_ACT_NOTIFY"));
     }
     Ok(())
 }
 
 fn personality(linux: &Linux, warnings: &mut Vec<String>) {
-    if let Some(flags) = linux
-        .personality()
-        .as_ref()
-        .and_then(|p| p.flags().as_ref())
-    {
+    if let Some(flags) = linux.personality().as_ref().and_then(|p| p.flags().as_ref()) {
         if !flags.is_empty() {
-            warnings.push(
-                "linux.personality.flags: ignored (the runtime spec defines no flags)".into(),
-            );
+            warnings.push("linux.personality.flags: ignored (the runtime spec defines no flags)".into());
         }
     }
 }
@@ -770,10 +649,7 @@ fn mounts(spec: &Spec, warnings: &mut Vec<String>) -> R {
                 return Err(bad(at("gidMappings"), "required when uidMappings is set"));
             }
             if !bind {
-                return Err(bad(
-                    at("uidMappings"),
-                    "id-mapped mounts must be bind mounts",
-                ));
+                return Err(bad(at("uidMappings"), "id-mapped mounts must be bind mounts"));
             }
             id_map_shape(uids, &at("uidMappings"))?;
             id_map_shape(gids, &at("gidMappings"))?;
@@ -814,10 +690,7 @@ fn hooks(spec: &Spec) -> R {
             no_nul(|| at("path"), path_bytes(p))?;
             if let Some(t) = hook.timeout() {
                 if t <= 0 {
-                    return Err(bad(
-                        at("timeout"),
-                        format!("must be greater than 0 (got {t})"),
-                    ));
+                    return Err(bad(at("timeout"), format!("must be greater than 0 (got {t})")));
                 }
             }
         }

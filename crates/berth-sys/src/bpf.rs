@@ -80,12 +80,7 @@ impl Insn {
         let regs = (src << 4) | (dst & 0x0f);
         #[cfg(target_endian = "big")]
         let regs = (dst << 4) | (src & 0x0f);
-        Insn {
-            code,
-            regs,
-            off,
-            imm,
-        }
+        Insn { code, regs, off, imm }
     }
 
     pub const fn dst(&self) -> u8 {
@@ -161,12 +156,7 @@ unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long
     // SAFETY: the caller guarantees `attr` matches `cmd`; the size passed is the
     // size of the struct behind the reference, which lives across the call.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            size_of::<T>() as libc::c_uint,
-        )
+        libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, size_of::<T>() as libc::c_uint)
     };
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -191,8 +181,7 @@ pub fn prog_load(
     name: &str,
     log: Option<&mut [u8]>,
 ) -> io::Result<OwnedFd> {
-    let insn_cnt =
-        u32::try_from(insns.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let insn_cnt = u32::try_from(insns.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
     let mut attr = ProgLoadAttr {
         prog_type,
         insn_cnt,
@@ -239,11 +228,7 @@ pub fn prog_attach(
 }
 
 /// `BPF_PROG_DETACH` of `prog` from the cgroup directory `target`.
-pub fn prog_detach(
-    target: BorrowedFd<'_>,
-    prog: BorrowedFd<'_>,
-    attach_type: u32,
-) -> io::Result<()> {
+pub fn prog_detach(target: BorrowedFd<'_>, prog: BorrowedFd<'_>, attach_type: u32) -> io::Result<()> {
     let mut attr = AttachAttr {
         target_fd: target.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -271,19 +256,14 @@ pub fn prog_query(target: BorrowedFd<'_>, attach_type: u32, ids: &mut [u32]) -> 
     // which is writable for `prog_cnt` entries for the duration of the call.
     match unsafe { sys_bpf(BPF_PROG_QUERY, &mut attr) } {
         Ok(_) => Ok(attr.prog_cnt as usize),
-        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-            Ok((attr.prog_cnt as usize).max(ids.len() + 1))
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Ok((attr.prog_cnt as usize).max(ids.len() + 1)),
         Err(e) => Err(e),
     }
 }
 
 /// `BPF_PROG_GET_FD_BY_ID`.
 pub fn prog_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    let mut attr = GetIdAttr {
-        id,
-        ..Default::default()
-    };
+    let mut attr = GetIdAttr { id, ..Default::default() };
     // SAFETY: `attr` is a GET_FD_BY_ID attribute holding only integers.
     let ret = unsafe { sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)? };
     owned_fd(ret)
@@ -310,9 +290,7 @@ mod tests {
     fn insn_bytes(i: &Insn) -> [u8; 8] {
         let off = i.off.to_le_bytes();
         let imm = i.imm.to_le_bytes();
-        [
-            i.code, i.regs, off[0], off[1], imm[0], imm[1], imm[2], imm[3],
-        ]
+        [i.code, i.regs, off[0], off[1], imm[0], imm[1], imm[2], imm[3]]
     }
 
     #[test]
@@ -327,29 +305,14 @@ mod tests {
     /// is accepted by the running kernel (needs root / CAP_BPF).
     #[test]
     fn loads_trivial_device_program() {
-        let insns = [
-            Insn::new(op::ALU | op::MOV | op::K, 0, 0, 0, 1),
-            Insn::new(op::JMP | op::EXIT, 0, 0, 0, 0),
-        ];
-        let fd = prog_load(
-            BPF_PROG_TYPE_CGROUP_DEVICE,
-            &insns,
-            c"Apache",
-            "berth_test",
-            None,
-        )
-        .expect("BPF_PROG_LOAD of a trivial device program");
+        let insns = [Insn::new(op::ALU | op::MOV | op::K, 0, 0, 0, 1), Insn::new(op::JMP | op::EXIT, 0, 0, 0, 0)];
+        let fd = prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, &insns, c"Apache", "berth_test", None)
+            .expect("BPF_PROG_LOAD of a trivial device program");
         // A garbage program must fail, and the verifier log must say why.
         let bad = [Insn::new(op::JMP | op::EXIT, 0, 0, 0, 0)];
         let mut log = vec![0u8; 4096];
-        let err = prog_load(
-            BPF_PROG_TYPE_CGROUP_DEVICE,
-            &bad,
-            c"Apache",
-            "bad",
-            Some(&mut log),
-        )
-        .expect_err("exit with uninitialised r0 must be rejected");
+        let err = prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, &bad, c"Apache", "bad", Some(&mut log))
+            .expect_err("exit with uninitialised r0 must be rejected");
         assert_eq!(err.raw_os_error(), Some(libc::EACCES));
         let text = String::from_utf8_lossy(&log);
         assert!(text.contains("R0"), "verifier log: {text}");

@@ -23,16 +23,7 @@ pub fn mount(
     let opt = |s: Option<&CStr>| s.map_or(std::ptr::null(), ptr);
     // SAFETY: every pointer is either null or a valid NUL-terminated string that outlives the
     // call; the kernel copies them before returning.
-    cvt_int(unsafe {
-        libc::mount(
-            opt(source),
-            ptr(target),
-            opt(fstype),
-            flags,
-            opt(data).cast(),
-        )
-    })
-    .map(drop)
+    cvt_int(unsafe { libc::mount(opt(source), ptr(target), opt(fstype), flags, opt(data).cast()) }).map(drop)
 }
 
 /// `umount2(2)`.
@@ -90,12 +81,7 @@ pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x0000_0004;
 pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x0000_0040;
 
 /// `mount_setattr(dirfd, path, flags, attr)`.
-pub fn mount_setattr(
-    dirfd: BorrowedFd<'_>,
-    path: &CStr,
-    flags: u32,
-    attr: &MountAttr,
-) -> io::Result<()> {
+pub fn mount_setattr(dirfd: BorrowedFd<'_>, path: &CStr, flags: u32, attr: &MountAttr) -> io::Result<()> {
     // SAFETY: `path` is a valid C string and `attr` points to a properly laid out
     // `struct mount_attr` whose size we pass; the kernel only reads them.
     cvt(unsafe {
@@ -115,14 +101,7 @@ pub fn mount_setattr(
 /// mount at `path` that can be altered with [`mount_setattr`] and attached with [`move_mount`].
 pub fn open_tree(dirfd: BorrowedFd<'_>, path: &CStr, flags: u32) -> io::Result<OwnedFd> {
     // SAFETY: `path` is a valid C string; on success the kernel returns a new descriptor.
-    owned(cvt(unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            raw(dirfd),
-            ptr(path),
-            flags | OPEN_TREE_CLOEXEC,
-        )
-    })?)
+    owned(cvt(unsafe { libc::syscall(libc::SYS_open_tree, raw(dirfd), ptr(path), flags | OPEN_TREE_CLOEXEC) })?)
 }
 
 /// `move_mount(from_dirfd, from_path, to_dirfd, to_path, flags)`.
@@ -136,14 +115,7 @@ pub fn move_mount(
     // SAFETY: both paths are valid C strings for the duration of the call and the descriptors
     // are borrowed, hence open.
     cvt(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            raw(from_dirfd),
-            ptr(from_path),
-            raw(to_dirfd),
-            ptr(to_path),
-            flags,
-        )
+        libc::syscall(libc::SYS_move_mount, raw(from_dirfd), ptr(from_path), raw(to_dirfd), ptr(to_path), flags)
     })
     .map(drop)
 }

@@ -71,12 +71,7 @@ pub fn is_single_threaded() -> bool {
     {
         std::fs::read_to_string("/proc/self/stat")
             .ok()
-            .and_then(|s| {
-                s.rsplit(')')
-                    .next()
-                    .and_then(|r| r.split_whitespace().nth(17))
-                    .map(|n| n == "1")
-            })
+            .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(17)).map(|n| n == "1"))
             .unwrap_or(false)
     }
 }
@@ -102,11 +97,7 @@ fn refuse_if_threaded() -> io::Result<()> {
 pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
     refuse_if_threaded()?;
     let mut pidfd: libc::c_int = -1;
-    let mut args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
+    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     if flags & CLONE_PIDFD != 0 {
         args.pidfd = (&raw mut pidfd) as u64;
     }
@@ -118,22 +109,12 @@ pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> 
     // pointer in it (`pidfd`) points to a live local. Without CLONE_VM the child gets its own
     // copy of the address space and continues here like after fork(2); the process is
     // single-threaded (checked above), so no lock can be held by a thread missing in the child.
-    let ret = cvt(unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &raw mut args,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    })?;
+    let ret = cvt(unsafe { libc::syscall(libc::SYS_clone3, &raw mut args, std::mem::size_of::<CloneArgs>()) })?;
     if ret == 0 {
         return Ok(Forked::Child);
     }
     let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let pidfd = if flags & CLONE_PIDFD != 0 {
-        Some(owned(pidfd as libc::c_long)?)
-    } else {
-        None
-    };
+    let pidfd = if flags & CLONE_PIDFD != 0 { Some(owned(pidfd as libc::c_long)?) } else { None };
     Ok(Forked::Parent { pid, pidfd })
 }
 
@@ -167,10 +148,7 @@ unsafe impl Sync for CStringArray {}
 impl CStringArray {
     /// Builds the array; fails if a string contains a NUL byte.
     pub fn new<S: AsRef<str>>(items: &[S]) -> Result<Self, std::ffi::NulError> {
-        let owned = items
-            .iter()
-            .map(|s| CString::new(s.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let owned = items.iter().map(|s| CString::new(s.as_ref())).collect::<Result<Vec<_>, _>>()?;
         let mut ptrs: Vec<*const libc::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
         Ok(CStringArray { owned, ptrs })
@@ -234,8 +212,7 @@ pub fn unshare_namespaces(flags: u64) -> io::Result<()> {
     if flags & !NAMESPACE_FLAGS != 0 {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let flags =
-        libc::c_int::try_from(flags).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = libc::c_int::try_from(flags).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: only namespace flags are passed (checked above); they change which namespaces
     // the caller belongs to and touch no memory of ours.
     crate::cvt_int(unsafe { libc::unshare(flags) }).map(drop)

@@ -47,8 +47,7 @@ pub fn set_mode_filter(flags: u32, program: &[SockFilter]) -> io::Result<Option<
     if program.is_empty() || program.len() > BPF_MAXINSNS {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let len =
-        u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let prog = libc::sock_fprog {
         len,
         // The kernel only reads through this pointer; `*mut` is what the C struct declares.
@@ -84,22 +83,12 @@ pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<SeccompNotif> {
         id: 0,
         pid: 0,
         flags: 0,
-        data: libc::seccomp_data {
-            nr: 0,
-            arch: 0,
-            instruction_pointer: 0,
-            args: [0; 6],
-        },
+        data: libc::seccomp_data { nr: 0, arch: 0, instruction_pointer: 0, args: [0; 6] },
     };
     // SAFETY: the ioctl number encodes `size_of::<seccomp_notif>()` and the kernel writes at
     // most that many bytes into `notif`, which lives for the whole call.
-    let ret = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_RECV,
-            &mut notif as *mut SeccompNotif,
-        )
-    };
+    let ret =
+        unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notif as *mut SeccompNotif) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -113,13 +102,8 @@ pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<SeccompNotif> {
 pub fn notif_send(listener: BorrowedFd<'_>, resp: &SeccompNotifResp) -> io::Result<()> {
     // SAFETY: the kernel reads exactly `size_of::<seccomp_notif_resp>()` bytes from `resp`,
     // which is a valid reference for the whole call.
-    let ret = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_SEND,
-            resp as *const SeccompNotifResp,
-        )
-    };
+    let ret =
+        unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, resp as *const SeccompNotifResp) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -130,13 +114,7 @@ pub fn notif_send(listener: BorrowedFd<'_>, resp: &SeccompNotifResp) -> io::Resu
 /// agent must do after reading the target's memory and before trusting what it read.
 pub fn notif_id_valid(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
     // SAFETY: the kernel reads one u64 from `&id`, valid for the whole call.
-    let ret = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
-            &id as *const u64,
-        )
-    };
+    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id as *const u64) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }

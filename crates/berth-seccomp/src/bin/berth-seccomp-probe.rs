@@ -100,11 +100,9 @@ fn run_op(op: &[String], filter: &CompiledFilter, install_allocs: usize) -> Resu
         "getpid" => format!("ok {}", rustix::process::getpid().as_raw_nonzero()),
         // rustix treats getpid/getppid as infallible, so ops whose result a filter may turn
         // into an errno use getsid, which reports errors.
-        "getsid" => report(
-            rustix::process::getsid(None)
-                .map(|p| i64::from(p.as_raw_nonzero().get()))
-                .map_err(Into::into),
-        ),
+        "getsid" => {
+            report(rustix::process::getsid(None).map(|p| i64::from(p.as_raw_nonzero().get())).map_err(Into::into))
+        }
         "mkdir" => {
             let path = args.first().ok_or("mkdir PATH")?;
             report(
@@ -136,11 +134,7 @@ fn run_op(op: &[String], filter: &CompiledFilter, install_allocs: usize) -> Resu
             }
             // SAFETY: without CLONE_FILES no fd table is split, which is the only hazard
             // unshare_unsafe documents.
-            report(
-                unsafe { rustix::thread::unshare_unsafe(flags) }
-                    .map(|()| 0)
-                    .map_err(Into::into),
-            )
+            report(unsafe { rustix::thread::unshare_unsafe(flags) }.map(|()| 0).map_err(Into::into))
         }
         "mount" => report(
             rustix::mount::mount(
@@ -198,9 +192,8 @@ fn main() -> ExitCode {
 }
 
 fn run(argv: &[String]) -> Result<String, String> {
-    let (filter_path, mut rest) = argv
-        .split_first()
-        .ok_or("usage: FILTER_FILE [--listener PATH [--metadata TEXT]] OP [ARGS...]")?;
+    let (filter_path, mut rest) =
+        argv.split_first().ok_or("usage: FILTER_FILE [--listener PATH [--metadata TEXT]] OP [ARGS...]")?;
     let mut listener = None;
     let mut metadata = None;
     let mut send = true;
@@ -238,8 +231,7 @@ fn run(argv: &[String]) -> Result<String, String> {
         state.set_status(oci_spec::runtime::ContainerState::Creating);
         let pid = i32::try_from(std::process::id()).map_err(|e| e.to_string())?;
         state.set_pid(Some(pid));
-        serde_json::to_vec(&ContainerProcessState::new(state, pid, metadata))
-            .map_err(|e| e.to_string())?
+        serde_json::to_vec(&ContainerProcessState::new(state, pid, metadata)).map_err(|e| e.to_string())?
     };
 
     let before = ALLOCATIONS.load(Ordering::Relaxed);
