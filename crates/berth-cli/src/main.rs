@@ -140,6 +140,9 @@ fn dispatch(g: &Global, cmd: &str, mut p: lexopt::Parser) -> Result<i32> {
     if g.systemd_cgroup && matches!(cmd, "create" | "run" | "update") {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported; berth manages cgroups through cgroupfs (drop the flag, e.g. SystemdCgroup=false in containerd, --cgroup-manager cgroupfs in podman)");
     }
+    if matches!(cmd, "create" | "run" | "exec") {
+        berth_linux::seal::ensure_sealed()?;
+    }
     match cmd {
         "spec" => cmd_spec(&mut p),
         "create" => cmd_create(g, &mut p, LaunchMode::Create),

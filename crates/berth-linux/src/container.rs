@@ -276,7 +276,12 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
         spec,
     };
-    parent_chan.send(&Msg::Go, None).ctx(|| "signalling the container init".to_string())?;
+    let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
+        String::new()
+    } else {
+        String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned()
+    };
+    parent_chan.send(&Msg::Go(go_state), None).ctx(|| "signalling the container init".to_string())?;
     loop {
         match parent_chan.recv().ctx(|| "waiting for the container init".to_string())? {
             Some((Msg::Ready, _)) => break,
@@ -329,7 +334,21 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         return Ok(Launched::Created { pid, pidfd, master });
     }
     parent_chan.send(&Msg::Start, None).ctx(|| "starting the container".to_string())?;
+    // EOF means the init exec'd (the channel is close-on-exec); an error means a
+    // startContainer hook or the exec itself failed: report it, run poststop, clean up.
     let hooks = st.spec.hooks().clone().unwrap_or_default();
+    match parent_chan.recv().ctx(|| "waiting for the container process to start".to_string())? {
+        None => {}
+        Some((Msg::Error(m), _)) => {
+            crate::hooks::run_all_warn(
+                "poststop",
+                hooks.poststop().as_deref().unwrap_or_default(),
+                &hook_state(&st, ContainerStatus::Stopped),
+            );
+            return Err(Error::Init(m));
+        }
+        Some((other, _)) => return Err(Error::Init(format!("unexpected message from the init: {other:?}"))),
+    }
     crate::hooks::run_all_warn(
         "poststart",
         hooks.poststart().as_deref().unwrap_or_default(),

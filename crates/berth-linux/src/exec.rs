@@ -283,7 +283,7 @@ fn run(
     if let Some(cg) = cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| kill_child(Error::Cgroup(e.to_string())))?;
     }
-    pchan.send(&Msg::Go, None).ctx(|| "signalling the exec process".to_string()).map_err(kill_child)?;
+    pchan.send(&Msg::Go(String::new()), None).ctx(|| "signalling the exec process".to_string()).map_err(kill_child)?;
     loop {
         match pchan.recv() {
             Ok(None) => break,
@@ -341,7 +341,7 @@ fn child(
                 .ctx(|| "sending the PTY master".to_string())?;
         }
         match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
-            Some((Msg::Go, _)) => {}
+            Some((Msg::Go(_), _)) => {}
             other => return Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
         }
         crate::init::exec_process(plan, seccomp, |listener| {

@@ -55,13 +55,17 @@ pub fn run(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&St
         Ok(Err(e)) => e.to_string(),
         Err(_) => "internal error: container init panicked".to_string(),
     };
-    let _ = chan.send(&Msg::Error(msg), None);
+    if chan.send(&Msg::Error(msg.clone()), None).is_err() {
+        // Nobody is listening any more (`create` returned and another process started us
+        // through the exec fifo): the container's stderr is where the error can be seen.
+        let _ = rustix::io::write(rustix::stdio::stderr(), format!("berth: {msg}\n").as_bytes());
+    }
     exit_immediately(1)
 }
 
-fn wait_go(chan: &Channel) -> Result<()> {
+fn wait_go(chan: &Channel) -> Result<String> {
     match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
-        Some((Msg::Go, _)) => Ok(()),
+        Some((Msg::Go(state), _)) => Ok(state),
         Some((Msg::Abort(m), _)) => Err(Error::Init(m)),
         other => Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
     }
@@ -75,10 +79,9 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     // Files and nodes we create get exactly the modes we ask for; the user's umask is
     // applied just before exec.
     rustix::process::umask(Mode::empty());
-    let mut have_go = false;
-    if plan.new_userns || plan.unshare_cgroupns {
-        wait_go(chan)?;
-        have_go = true;
+    let mut state = None;
+    if plan.new_userns || plan.unshare_cgroupns || !plan.create_container_hooks.is_empty() {
+        state = Some(wait_go(chan)?);
     }
     if plan.new_userns {
         // Become root of the new namespace so files we create are owned by the mapped root.
@@ -117,6 +120,10 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
             other => return Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
         }
     }
+    if !plan.create_container_hooks.is_empty() {
+        let json = state.as_deref().unwrap_or_default();
+        crate::hooks::run_all("createContainer", &plan.create_container_hooks, json.as_bytes())?;
+    }
     rootfs::enter(&root, plan)?;
     drop(root);
     if plan.process.terminal {
@@ -133,9 +140,10 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if let Some(p) = plan.personality {
         berth_sys::personality(p).ctx(|| "linux.personality".to_string())?;
     }
-    if !have_go {
-        wait_go(chan)?;
-    }
+    let state = match state {
+        Some(s) => s,
+        None => wait_go(chan)?,
+    };
     // From here on a parent crash must not kill the container: `create` returns as soon as it
     // reads Ready. If the parent dies before that, sending Ready fails and we exit.
     rustix::process::set_parent_process_death_signal(None).ctx(|| "clearing pdeathsig".to_string())?;
@@ -164,8 +172,24 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
                 None => Err(Error::Init("runtime went away before start".into())),
                 Some((other, _)) => Err(Error::Init(format!("unexpected message {other:?}"))),
             },
+        }?;
+        if !plan.start_container_hooks.is_empty() {
+            let json = with_status(&state, "created");
+            crate::hooks::run_all("startContainer", &plan.start_container_hooks, &json)?;
         }
+        Ok(())
     })
+}
+
+/// The state JSON with its `status` replaced.
+fn with_status(state: &str, status: &str) -> Vec<u8> {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            v["status"] = serde_json::Value::String(status.to_string());
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+        Err(_) => state.as_bytes().to_vec(),
+    }
 }
 
 /// Applies the process settings shared by init and exec, calls `ready`, then execs.

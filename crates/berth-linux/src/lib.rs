@@ -25,6 +25,7 @@ pub mod mountopts;
 pub mod paths;
 pub mod plan;
 pub mod rootfs;
+pub mod seal;
 pub mod signals;
 pub mod state;
 pub mod sync;

@@ -5,7 +5,6 @@
 //! syscalls in order, errors that depend on input surface before any namespace exists, and
 //! the same plan can be reused for `exec` (which shares the process part).
 
-use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -201,12 +200,15 @@ pub struct Plan {
     pub personality: Option<libc::c_ulong>,
     /// The user process.
     pub process: ProcessPlan,
-    /// Create mode: path of the exec fifo the init waits on.
-    pub exec_fifo: Option<CString>,
     /// A connected `--console-socket` to send the PTY master to.
     pub console_socket: Option<OwnedFd>,
-    /// Spec has createContainer hooks or prestart/createRuntime hooks (extra sync round).
+    /// Spec has prestart/createRuntime hooks (the parent runs them: one extra round trip).
     pub runtime_hooks: bool,
+    /// createContainer hooks (run by the init in the container's namespaces, before
+    /// pivot_root).
+    pub create_container_hooks: Vec<oci_spec::runtime::Hook>,
+    /// startContainer hooks (run by the init after start, before the user process).
+    pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
     /// The compiled `linux.seccomp` filter (compiled in the parent, installed by the child).
     pub seccomp: Option<berth_seccomp::CompiledFilter>,
 }
@@ -481,8 +483,9 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     let runtime_hooks = hooks.is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
     });
+    let create_container_hooks = hooks.and_then(|h| h.create_container().clone()).unwrap_or_default();
+    let start_container_hooks = hooks.and_then(|h| h.start_container().clone()).unwrap_or_default();
 
     Ok(Plan {
         id: id.to_string(),
@@ -511,9 +514,10 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         sysctl,
         personality,
         process: process_plan,
-        exec_fifo: None,
         console_socket: None,
         runtime_hooks,
+        create_container_hooks,
+        start_container_hooks,
         seccomp: None,
     })
 }

@@ -18,8 +18,9 @@ use rustix::net::{
 /// A message on the setup channel.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Msg {
-    /// Parent → child: cgroups joined, id maps written; setup may go on.
-    Go,
+    /// Parent → child: cgroups joined, id maps written; setup may go on. Carries the state
+    /// JSON for hooks that run inside the container (empty when there are none).
+    Go(String),
     /// Child → parent: setup finished, waiting for start.
     Ready,
     /// Child → parent: setup failed.
@@ -39,7 +40,7 @@ pub enum Msg {
 impl Msg {
     fn tag(&self) -> u8 {
         match self {
-            Msg::Go => b'G',
+            Msg::Go(_) => b'G',
             Msg::Ready => b'R',
             Msg::Error(_) => b'E',
             Msg::Start => b'S',
@@ -52,7 +53,7 @@ impl Msg {
 
     fn payload(&self) -> &[u8] {
         match self {
-            Msg::Error(s) | Msg::Abort(s) => s.as_bytes(),
+            Msg::Error(s) | Msg::Abort(s) | Msg::Go(s) => s.as_bytes(),
             _ => &[],
         }
     }
@@ -60,7 +61,7 @@ impl Msg {
     fn decode(buf: &[u8]) -> io::Result<Msg> {
         let text = || String::from_utf8_lossy(buf.get(1..).unwrap_or_default()).into_owned();
         Ok(match buf.first() {
-            Some(b'G') => Msg::Go,
+            Some(b'G') => Msg::Go(text()),
             Some(b'R') => Msg::Ready,
             Some(b'E') => Msg::Error(text()),
             Some(b'S') => Msg::Start,

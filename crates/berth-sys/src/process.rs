@@ -154,6 +154,14 @@ impl CStringArray {
         Ok(CStringArray { owned, ptrs })
     }
 
+    /// Builds the array from raw bytes (arguments need not be UTF-8); fails on a NUL byte.
+    pub fn from_bytes<B: AsRef<[u8]>>(items: &[B]) -> Result<Self, std::ffi::NulError> {
+        let owned = items.iter().map(|s| CString::new(s.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        let mut ptrs: Vec<*const libc::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        Ok(CStringArray { owned, ptrs })
+    }
+
     /// The strings.
     pub fn items(&self) -> &[CString] {
         &self.owned
