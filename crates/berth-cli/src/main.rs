@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 
 fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
     let mut g = Global {
-        root: PathBuf::from("/run/berth"),
+        root: default_root(),
         log: None,
         log_format: logger::Format::Text,
         debug: false,
@@ -124,6 +124,19 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
             Value(cmd) => return Ok(Some((g, cmd.string()?))),
             other => return Err(other.unexpected().into()),
         }
+    }
+}
+
+/// `/run/berth` for root; for an unprivileged user `$XDG_RUNTIME_DIR/berth` (as runc does),
+/// else a per-user directory under /tmp.
+fn default_root() -> PathBuf {
+    let uid = berth_linux::seal::euid();
+    if uid == 0 {
+        return PathBuf::from("/run/berth");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("berth"),
+        _ => PathBuf::from(format!("/tmp/berth-{uid}")),
     }
 }
 
@@ -192,10 +205,11 @@ fn one_id(p: &mut lexopt::Parser, cmd: &str) -> Result<String> {
 
 fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
     let mut bundle = PathBuf::from(".");
+    let mut rootless = false;
     while let Some(arg) = p.next()? {
         match arg {
             Short('b') | Long("bundle") => bundle = PathBuf::from(p.value()?),
-            Long("rootless") => {}
+            Long("rootless") => rootless = true,
             other => return Err(other.unexpected().into()),
         }
     }
@@ -203,9 +217,16 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let spec = berth_spec::default_spec();
-    let json = serde_json::to_string_pretty(&spec).context("encoding the default spec")?;
-    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    let json = if rootless {
+        let mut spec = berth_spec::default_spec();
+        let (uid, gid) = (berth_linux::seal::euid(), berth_linux::seal::egid());
+        berth_spec::to_rootless(&mut spec, uid, gid);
+        serde_json::to_string_pretty(&spec).context("encoding the default spec")? + "\n"
+    } else {
+        // runc's exact text: re-serialising would reorder the capability sets.
+        berth_spec::DEFAULT_SPEC_JSON.to_string()
+    };
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
 }
 

@@ -156,6 +156,28 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
     Some(res)
 }
 
+/// Creates the container's cgroups. An unprivileged caller usually cannot (cgroups are not
+/// delegated to it), so rootless containers run without them, with a warning when the spec
+/// asked for limits that therefore do not apply (runc behaves the same).
+fn create_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
+    let attempt = || -> std::result::Result<berth_cgroups::Cgroup, berth_cgroups::CgroupError> {
+        let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
+        cg.create(effective_resources(spec).as_ref())?;
+        Ok(cg)
+    };
+    match attempt() {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) if rootless => {
+            if linux.resources().is_some() {
+                log::warn!("rootless: cgroups are not available ({e}); linux.resources is ignored");
+            }
+            Ok(None)
+        }
+        Err(e) => Err(Error::Cgroup(e.to_string())),
+    }
+}
+
 /// Runs `create` or `run`.
 pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     berth_core::state::validate_id(&opts.id).map_err(Error::Invalid)?;
@@ -195,18 +217,28 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     }
 
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
-    let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &opts.id)
-        .map_err(|e| Error::Cgroup(e.to_string()))?;
-    let resources = effective_resources(&spec);
-    cg.create(resources.as_ref()).map_err(|e| Error::Cgroup(e.to_string()))?;
-    guard.cgroup = Some(cg.clone());
-    plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
+    let rootless = !rustix::process::geteuid().is_root();
+    let cg = match create_cgroup(&spec, &opts.id, rootless)? {
+        Some(cg) => {
+            guard.cgroup = Some(cg.clone());
+            plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
+            Some(cg)
+        }
+        None => None,
+    };
     if let Some(sc) = linux.seccomp() {
         let cache = opts.root.join(".cache").join("seccomp");
         plan.seccomp =
             Some(berth_seccomp::compile_cached(sc, &cache).map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?);
     }
 
+    for mp in &plan.mounts {
+        if let Some((u, g, _)) = &mp.idmap {
+            let fd = crate::userns::mapped_userns(u, g)
+                .map_err(|e| Error::Invalid(format!("mounts[{}]: idmap: {e}", mp.index)))?;
+            plan.idmap_userns.push((mp.index, fd));
+        }
+    }
     let fifo = if mode == LaunchMode::Create {
         let p = dir.join(EXEC_FIFO);
         let c = crate::paths::cstr("exec fifo", &p.to_string_lossy())?;
@@ -237,7 +269,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
 
     let (parent_chan, child_chan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
-    let unified = match cg.unified_dir() {
+    let unified = match cg.as_ref().and_then(|c| c.unified_dir()) {
         Some(d) => Some(
             rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
                 .ctx(|| format!("opening {}", d.display()))?,
@@ -258,9 +290,11 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     drop(plan.console_socket.take());
     guard.child = Some((pid, pidfd));
 
-    cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
+    if let Some(cg) = &cg {
+        cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
+    }
     if plan.new_userns {
-        write_id_maps(pid, &plan)?;
+        write_id_maps(pid, &plan, rootless)?;
     }
     let start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
     let st = ContainerState {
@@ -272,7 +306,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
         owner: String::new(),
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
-        cgroup: Some(cg.clone()),
+        cgroup: cg.clone(),
         own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
         spec,
     };
@@ -389,7 +423,13 @@ fn prepare_parent_namespaces(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-fn write_id_maps(pid: i32, plan: &Plan) -> Result<()> {
+fn write_id_maps(pid: i32, plan: &Plan, rootless: bool) -> Result<()> {
+    if rootless {
+        // An unprivileged writer may only map its own gid, and only after giving up
+        // setgroups in the new namespace (otherwise dropping groups could grant access).
+        let sg = format!("/proc/{pid}/setgroups");
+        fs::write(&sg, "deny").ctx(|| format!("writing {sg}"))?;
+    }
     let uid_path = format!("/proc/{pid}/uid_map");
     fs::write(&uid_path, &plan.uid_map).ctx(|| format!("linux.uidMappings: writing {uid_path}"))?;
     let gid_path = format!("/proc/{pid}/gid_map");

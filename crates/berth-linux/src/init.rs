@@ -273,7 +273,14 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
         rustix::thread::set_keep_capabilities(true).ctx(|| "PR_SET_KEEPCAPS".to_string())?;
     }
     let groups: Vec<rustix::fs::Gid> = p.additional_gids.iter().map(|g| rustix::fs::Gid::from_raw(*g)).collect();
-    rustix::thread::set_thread_groups(&groups).ctx(|| "process.user.additionalGids: setgroups".to_string())?;
+    match rustix::thread::set_thread_groups(&groups) {
+        Ok(()) => {}
+        // In a user namespace set up by an unprivileged user setgroups is denied; with no
+        // groups requested there is nothing to do (the kernel shows inherited ones as the
+        // overflow gid and they cannot be dropped there).
+        Err(rustix::io::Errno::PERM) if groups.is_empty() && setgroups_denied() => {}
+        Err(e) => return Err(Error::io("process.user.additionalGids: setgroups", e)),
+    }
     let gid = rustix::fs::Gid::from_raw(p.gid);
     rustix::thread::set_thread_res_gid(gid, gid, gid).ctx(|| format!("process.user.gid: setresgid({})", p.gid))?;
     let uid = rustix::fs::Uid::from_raw(p.uid);
@@ -302,6 +309,10 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
 /// chdir to the process cwd, resolved inside the root without magic links, then check with

@@ -30,5 +30,6 @@ pub mod signals;
 pub mod state;
 pub mod sync;
 pub mod tty;
+pub mod userns;
 
 pub use error::{Error, Result};

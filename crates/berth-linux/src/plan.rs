@@ -44,6 +44,9 @@ pub struct MountPlan {
     pub opts: MountOptions,
     /// How to mount.
     pub kind: MountKind,
+    /// Idmapped mount: (uid_map, gid_map, recursive), from the mount's `uidMappings`/
+    /// `gidMappings` (or the container's with a bare `idmap` option).
+    pub idmap: Option<(String, String, bool)>,
 }
 
 /// One hierarchy to expose under a `cgroup` mount.
@@ -211,6 +214,8 @@ pub struct Plan {
     pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
     /// The compiled `linux.seccomp` filter (compiled in the parent, installed by the child).
     pub seccomp: Option<berth_seccomp::CompiledFilter>,
+    /// User namespaces for idmapped mounts, by index in `mounts` (created by the parent).
+    pub idmap_userns: Vec<(usize, OwnedFd)>,
 }
 
 /// Default devices every container gets (runc's list), mode 0666, owned by root.
@@ -267,11 +272,11 @@ where
 {
     let mut mask = 0u64;
     for c in caps.into_iter().flatten() {
-        let name = c.to_string();
-        let name = if name.starts_with("CAP_") { name } else { format!("CAP_{}", name.to_ascii_uppercase()) };
-        match crate::caps::number(&name) {
-            Some(n) => mask |= 1u64 << n,
-            None => log::warn!("{field}: unknown capability {name:?}: ignored"),
+        let n = berth_spec::capability_to_number(*c);
+        if n <= crate::caps::last_cap() {
+            mask |= 1u64 << n;
+        } else {
+            log::warn!("{field}: {c} is unknown to this kernel: ignored");
         }
     }
     Ok(mask)
@@ -441,7 +446,33 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         if is_bind {
             opts.flags |= libc::MS_BIND;
         }
-        mounts.push(MountPlan { index, destination, source, fstype, opts, kind });
+        let idmap = if m.uid_mappings().is_some() || m.gid_mappings().is_some() || opts.idmap.is_some() {
+            if !is_bind {
+                return Err(Error::Invalid(format!(
+                    "mounts[{index}]: idmapped mounts are supported for bind mounts only"
+                )));
+            }
+            // An idmapped mount shows a file owned by on-disk id X as the id the mount's user
+            // namespace maps X to, so the namespace's map lines are "hostID containerID
+            // size": the OCI pair swapped.
+            let swapped = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+                m.into_iter()
+                    .flatten()
+                    .map(|x| format!("{} {} {}\n", x.host_id(), x.container_id(), x.size()))
+                    .collect()
+            };
+            let u = swapped(m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref()));
+            let g = swapped(m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref()));
+            if u.is_empty() || g.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "mounts[{index}]: an idmapped mount needs uidMappings and gidMappings (on the mount or in linux)"
+                )));
+            }
+            Some((u, g, opts.idmap == Some(true) || opts.is_recursive()))
+        } else {
+            None
+        };
+        mounts.push(MountPlan { index, destination, source, fstype, opts, kind, idmap });
     }
 
     let mut devices = default_devices();
@@ -519,5 +550,6 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         create_container_hooks,
         start_container_hooks,
         seccomp: None,
+        idmap_userns: Vec::new(),
     })
 }

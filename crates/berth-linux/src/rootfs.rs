@@ -44,13 +44,16 @@ pub fn prepare(plan: &Plan) -> Result<Root> {
 
 fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
     match mp.kind {
-        MountKind::Bind { dir } => mount_bind(root, mp, dir),
+        MountKind::Bind { dir } => {
+            let userns = plan.idmap_userns.iter().find(|(i, _)| *i == mp.index).map(|(_, fd)| fd);
+            mount_bind(root, mp, dir, userns)
+        }
         MountKind::Fs => mount_fs(root, plan, mp),
         MountKind::Cgroup => mount_cgroup(root, plan, mp),
     }
 }
 
-fn mount_bind(root: &Root, mp: &MountPlan, dir: bool) -> Result<()> {
+fn mount_bind(root: &Root, mp: &MountPlan, dir: bool, userns: Option<&OwnedFd>) -> Result<()> {
     let target = if dir { root.mkdir_all(&mp.destination, 0o755)? } else { root.create_file(&mp.destination)? };
     let src_path = cstr("source", &mp.source)?;
     let src = rfs::open(mp.source.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
@@ -68,6 +71,23 @@ fn mount_bind(root: &Root, mp: &MountPlan, dir: bool) -> Result<()> {
             .ctx(|| "setting mount attributes".to_string())?;
     }
     apply_rec_attrs(&tree, mp)?;
+    if let (Some(ns), Some((_, _, recursive))) = (userns, &mp.idmap) {
+        let attr = MountAttr {
+            attr_set: m::MOUNT_ATTR_IDMAP,
+            userns_fd: u64::try_from(std::os::fd::AsRawFd::as_raw_fd(ns)).unwrap_or(u64::MAX),
+            ..Default::default()
+        };
+        let flags = libc::AT_EMPTY_PATH as u32 | if *recursive { m::AT_RECURSIVE } else { 0 };
+        m::mount_setattr(tree.as_fd(), c"", flags, &attr).map_err(|e| {
+            Error::io(
+                format!(
+                    "creating an idmapped mount of {} (the filesystem or kernel may not support idmapped mounts)",
+                    mp.source
+                ),
+                e,
+            )
+        })?;
+    }
     m::move_mount(tree.as_fd(), c"", target.as_fd(), c"", m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH)
         .ctx(|| format!("attaching the bind mount of {}", mp.source))?;
     for p in &mp.opts.propagation {

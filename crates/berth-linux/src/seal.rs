@@ -36,6 +36,9 @@ pub enum Protection {
     Immutable,
     /// A memfd with write seals.
     SealedMemfd,
+    /// The calling user cannot write it (rootless: the container, mapped to this user at
+    /// most, cannot either).
+    NotWritable,
     /// Writable: must be sealed before a container can see the process.
     None,
 }
@@ -58,6 +61,17 @@ pub fn protection() -> Result<Protection> {
             return Ok(Protection::Immutable);
         }
     }
+    if !rustix::process::geteuid().is_root()
+        && rustix::fs::accessat(
+            rustix::fs::CWD,
+            "/proc/self/exe",
+            rustix::fs::Access::WRITE_OK,
+            rustix::fs::AtFlags::EACCESS,
+        )
+        .is_err()
+    {
+        return Ok(Protection::NotWritable);
+    }
     Ok(Protection::None)
 }
 
@@ -66,8 +80,14 @@ pub fn protection() -> Result<Protection> {
 /// it does not return. Call before anything else in commands that create container-facing
 /// processes.
 pub fn ensure_sealed() -> Result<()> {
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .ctx(|| "PR_SET_DUMPABLE".to_string())?;
+    if rustix::process::geteuid().is_root() {
+        // Rootless callers stay dumpable: their container's processes have no capability in
+        // the caller's user namespace, so they cannot ptrace or open /proc/PID/exe of it
+        // anyway, and a non-dumpable child's /proc/PID/{uid_map,setgroups} would belong to
+        // root and could not be written.
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+            .ctx(|| "PR_SET_DUMPABLE".to_string())?;
+    }
     if protection()? != Protection::None {
         return Ok(());
     }
@@ -101,4 +121,14 @@ pub fn ensure_sealed() -> Result<()> {
         berth_sys::process::CStringArray::from_bytes(&env).map_err(|_| Error::Invalid("environ has NUL".into()))?;
     let err = berth_sys::process::fexecve(tree.as_fd(), &argv, &envp);
     Err(Error::io("re-executing berth from a read-only mount", err))
+}
+
+/// The effective uid of the calling process.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The effective gid of the calling process.
+pub fn egid() -> u32 {
+    rustix::process::getegid().as_raw()
 }
