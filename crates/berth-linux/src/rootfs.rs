@@ -188,7 +188,7 @@ fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
             }
         }
         if mp.opts.tmpcopyup {
-            tmpcopyup(root, mp, &mounted)?;
+            tmpcopyup(&target, &mounted, &mp.destination)?;
         }
         apply_rec_attrs(&mounted, mp)?;
         for p in &mp.opts.propagation {
@@ -198,10 +198,91 @@ fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
     Ok(())
 }
 
-/// `tmpcopyup`: the new tmpfs starts with a copy of what the image had at that path.
-fn tmpcopyup(root: &Root, mp: &MountPlan, _mounted: &OwnedFd) -> Result<()> {
-    let _ = (root, mp);
-    Err(Error::Invalid("the tmpcopyup option is not supported".into()))
+/// `tmpcopyup`: the new tmpfs starts with a copy of what the image had at that path. The
+/// directory under the new mount is still reachable through the descriptor opened before
+/// mounting, so the copy reads the shadowed content by fd and never resolves a path.
+fn tmpcopyup(under: &OwnedFd, mounted: &OwnedFd, dest: &str) -> Result<()> {
+    let src = rfs::openat(under, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("tmpcopyup: opening the directory under {dest}"))?;
+    let dst = rfs::openat(mounted, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("tmpcopyup: opening the new tmpfs at {dest}"))?;
+    let st = rfs::fstat(&src).ctx(|| "tmpcopyup: stat".to_string())?;
+    rfs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777)).ctx(|| "tmpcopyup: chmod".to_string())?;
+    rfs::fchown(&dst, Some(rfs::Uid::from_raw(st.st_uid)), Some(rfs::Gid::from_raw(st.st_gid)))
+        .ctx(|| "tmpcopyup: chown".to_string())?;
+    copy_tree(&src, &dst, dest, 0)
+}
+
+fn copy_tree(src: &OwnedFd, dst: &OwnedFd, what: &str, depth: u32) -> Result<()> {
+    if depth > 64 {
+        return Err(Error::Invalid(format!("tmpcopyup: {what}: directory tree too deep")));
+    }
+    let mut dir = rfs::Dir::read_from(src).ctx(|| format!("tmpcopyup: reading {what}"))?;
+    while let Some(entry) = dir.next() {
+        let entry = entry.ctx(|| format!("tmpcopyup: reading {what}"))?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let shown = format!("{what}/{}", name.to_string_lossy());
+        let st = rfs::statat(src, name, rfs::AtFlags::SYMLINK_NOFOLLOW).ctx(|| format!("tmpcopyup: stat {shown}"))?;
+        let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                rfs::mkdirat(dst, name, Mode::from_raw_mode(0o700)).ctx(|| format!("tmpcopyup: mkdir {shown}"))?;
+                let s2 = rfs::openat(
+                    src,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("tmpcopyup: open {shown}"))?;
+                let d2 = rfs::openat(
+                    dst,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("tmpcopyup: open {shown}"))?;
+                copy_tree(&s2, &d2, &shown, depth + 1)?;
+                rfs::fchmod(&d2, mode).ctx(|| format!("tmpcopyup: chmod {shown}"))?;
+            }
+            libc::S_IFREG => {
+                let from = rfs::openat(src, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                    .ctx(|| format!("tmpcopyup: open {shown}"))?;
+                let to = rfs::openat(
+                    dst,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    mode,
+                )
+                .ctx(|| format!("tmpcopyup: create {shown}"))?;
+                std::io::copy(
+                    &mut std::fs::File::from(from),
+                    &mut std::fs::File::from(to.try_clone().ctx(|| "dup".to_string())?),
+                )
+                .ctx(|| format!("tmpcopyup: copy {shown}"))?;
+                rfs::fchmod(&to, mode).ctx(|| format!("tmpcopyup: chmod {shown}"))?;
+            }
+            libc::S_IFLNK => {
+                let target = rfs::readlinkat(src, name, Vec::new()).ctx(|| format!("tmpcopyup: readlink {shown}"))?;
+                rfs::symlinkat(target.as_c_str(), dst, name).ctx(|| format!("tmpcopyup: symlink {shown}"))?;
+            }
+            kind => {
+                rfs::mknodat(dst, name, rfs::FileType::from_raw_mode(kind), mode, st.st_rdev)
+                    .ctx(|| format!("tmpcopyup: mknod {shown}"))?;
+            }
+        }
+        rfs::chownat(
+            dst,
+            name,
+            Some(rfs::Uid::from_raw(st.st_uid)),
+            Some(rfs::Gid::from_raw(st.st_gid)),
+            rfs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ctx(|| format!("tmpcopyup: chown {shown}"))?;
+    }
+    Ok(())
 }
 
 fn mount_cgroup(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
