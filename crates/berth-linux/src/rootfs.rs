@@ -217,8 +217,8 @@ fn copy_tree(src: &OwnedFd, dst: &OwnedFd, what: &str, depth: u32) -> Result<()>
     if depth > 64 {
         return Err(Error::Invalid(format!("tmpcopyup: {what}: directory tree too deep")));
     }
-    let mut dir = rfs::Dir::read_from(src).ctx(|| format!("tmpcopyup: reading {what}"))?;
-    while let Some(entry) = dir.next() {
+    let dir = rfs::Dir::read_from(src).ctx(|| format!("tmpcopyup: reading {what}"))?;
+    for entry in dir {
         let entry = entry.ctx(|| format!("tmpcopyup: reading {what}"))?;
         let name = entry.file_name();
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
