@@ -709,6 +709,8 @@ pub fn exec_process_config(
 
 /// A spec parsed from `config.json`, plus the string form of `windows.credentialSpec`.
 ///
+/// Also maps runtime-spec's `windows.hyperv.utilityVMPath` to the key oci-spec reads.
+///
 /// runtime-spec declares `credentialSpec` as "any JSON value"; the original used it only when
 /// it was a string (the engine put the credential spec file's contents there). oci-spec can
 /// only hold an object, so a string is taken out before parsing and returned separately.
@@ -734,6 +736,13 @@ pub fn parse_spec(json: &[u8]) -> Result<ParsedSpec, Error> {
         if w.get("credentialSpec").is_some_and(|c| c.is_string()) {
             if let Some(serde_json::Value::String(s)) = w.remove("credentialSpec") {
                 credential_spec = Some(s);
+            }
+        }
+        // runtime-spec names it `utilityVMPath`; oci-spec 0.10 only reads `utilityVmPath` and
+        // would silently drop the real key, hiding the "explicit utility VM path" error.
+        if let Some(h) = w.get_mut("hyperv").and_then(|h| h.as_object_mut()) {
+            if let Some(p) = h.remove("utilityVMPath") {
+                h.insert("utilityVmPath".into(), p);
             }
         }
     }
