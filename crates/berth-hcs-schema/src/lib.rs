@@ -19,6 +19,7 @@
 //! Every type also deserializes (missing fields take their zero value, as in Go), so HCS result
 //! documents (statistics, process lists, process status, error results) parse with the same
 //! types.
+#![forbid(unsafe_code)]
 
 mod config;
 mod gojson;

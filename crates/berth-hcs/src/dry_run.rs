@@ -4,7 +4,7 @@
 //! On Windows, layer ids come from vmcompute's `NameToGuid` and paths are checked for real.
 //! Elsewhere layer ids come from [`StandInNameToGuid`] (**not** the real algorithm: ids of
 //! layers other than the published examples differ from what Windows computes) and paths are
-//! looked up locally with `\` read as `/` ([`SlashHost`]).
+//! looked up locally with `\` read as `/` ([`crate::host::SlashHost`]).
 
 use std::path::Path;
 use std::sync::Arc;

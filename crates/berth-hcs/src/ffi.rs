@@ -16,6 +16,7 @@
 //! point [`Library::load`] at a stand-in library exporting the same symbols.
 //!
 //! Everything here is a thin typed wrapper; the safe layer (`crate::hcs`) owns the semantics.
+#![allow(unsafe_code)]
 
 use std::ffi::c_void;
 use std::fs::File;

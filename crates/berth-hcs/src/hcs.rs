@@ -7,7 +7,7 @@
 //!   for the system to exit ([`ComputeSystem::wait_timeout`]) — that is how the original
 //!   used them.
 //! * Notifications arrive on HCS threads through one trampoline; each handle registers a
-//!   [`Watcher`] under an integer key (never a pointer), so a late notification for a closed
+//!   watcher under an integer key (never a pointer), so a late notification for a closed
 //!   handle is simply dropped. "Exited" notifications are sticky (every waiter sees them);
 //!   completions are consumed once. While waiting for a completion, a system exit or a service
 //!   disconnect ends the wait with an error, as in hcsshim's `waitForNotification`.

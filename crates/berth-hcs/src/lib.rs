@@ -16,6 +16,8 @@
 //!
 //! All `unsafe` code is in the private `ffi` module.
 
+#![deny(unsafe_code)]
+
 pub mod client;
 pub mod cmdline;
 pub mod dry_run;

@@ -1,3 +1,4 @@
+#![cfg(unix)]
 //! The HCS binding and the client over it, against a stand-in vmcompute library.
 //!
 //! `tests/standin/vmcompute.c` implements the same C entry points as vmcompute.dll and logs

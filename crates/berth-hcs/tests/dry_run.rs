@@ -1,3 +1,4 @@
+#![cfg(not(windows))]
 //! `berth hcs-config`: the dry run over a bundle directory, on this (non-Windows) host.
 
 mod common;
