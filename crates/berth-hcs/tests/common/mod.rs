@@ -10,6 +10,8 @@ use berth_hcs::host::HostInfo;
 use oci_spec::runtime::Spec;
 use serde_json::Value;
 
+pub mod standin;
+
 /// A host whose facts are a table: CPU count, Windows build, and the paths that exist
 /// (anything else is "not found" unless listed in `errors`).
 pub struct FakeHost {

@@ -515,6 +515,16 @@ static struct proc *plookup(HANDLE h) {
     return &procs[i];
 }
 
+/* Frees the control pipe once nobody can use it: exited (no reader) and closed (no writer
+ * through HCS calls). Caller holds mu; every writer checks `exited` under mu. */
+static void maybe_release(struct proc *p) {
+    if (p->exited && p->closed && p->ctl[0] >= 0) {
+        close(p->ctl[0]);
+        close(p->ctl[1]);
+        p->ctl[0] = p->ctl[1] = -1;
+    }
+}
+
 static void finish(int idx, uint32_t code) {
     struct proc *p = &procs[idx];
     if (p->out_w >= 0) close(p->out_w);
@@ -532,6 +542,7 @@ static void finish(int idx, uint32_t code) {
     } else if (!fire) {
         p->notify_pending = 1;
     }
+    maybe_release(p);
     pthread_mutex_unlock(&mu);
     if (fire) fire_async(1, PROC_BASE + idx, N_PROCESS_EXITED, S_OK);
 }
@@ -726,7 +737,7 @@ HRESULT HcsCloseProcess(HANDLE process) {
     logcall("HcsCloseProcess", num(b, (intptr_t)process), NULL);
     pthread_mutex_lock(&mu);
     struct proc *p = plookup(process);
-    if (p) { p->closed = 1; p->cb = NULL; }
+    if (p) { p->closed = 1; p->cb = NULL; maybe_release(p); }
     pthread_mutex_unlock(&mu);
     return p ? S_OK : E_HANDLE;
 }
