@@ -34,11 +34,7 @@ pub fn lcow_kernel_dir(dir: &str) -> String {
 
 /// Renders the document; the caller prints it followed by a newline.
 pub fn run(args: HcsConfigArgs) -> anyhow::Result<String> {
-    let which = if args.process {
-        Document::InitProcess
-    } else {
-        Document::Container
-    };
+    let which = if args.process { Document::InitProcess } else { Document::Container };
     hcs_config(&args.bundle, &args.id, &args.lcow_options, which)
         .with_context(|| format!("hcs-config {}: bundle {}", args.id, args.bundle.display()))
 }
@@ -65,26 +61,12 @@ mod tests {
             process: false,
         };
         let out = run(args.clone()).unwrap();
-        assert!(
-            out.starts_with(r#"{"SystemType":"Container","Name":"c1","#),
-            "{out}"
-        );
+        assert!(out.starts_with(r#"{"SystemType":"Container","Name":"c1","#), "{out}");
         // "4" is one of the published NameToGuid pairs.
-        assert!(
-            out.contains(r#""ID":"bd9c3ef9-f239-59b5-a27e-15c523b1d149""#),
-            "{out}"
-        );
-        let p = run(HcsConfigArgs {
-            process: true,
-            ..args.clone()
-        })
-        .unwrap();
+        assert!(out.contains(r#""ID":"bd9c3ef9-f239-59b5-a27e-15c523b1d149""#), "{out}");
+        let p = run(HcsConfigArgs { process: true, ..args.clone() }).unwrap();
         assert!(p.starts_with(r#"{"CommandLine":"cmd","#), "{p}");
-        let e = run(HcsConfigArgs {
-            bundle: d.join("missing"),
-            ..args
-        })
-        .unwrap_err();
+        let e = run(HcsConfigArgs { bundle: d.join("missing"), ..args }).unwrap_err();
         assert!(format!("{e:#}").contains("config.json"), "{e:#}");
         std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(lcow_kernel_dir("D"), "lcow.kirdpath=D");

@@ -4,6 +4,7 @@
 //! conmon and containerd's runc shim can drive berth unchanged. The process stays
 //! single-threaded: it clones the container init itself (see docs/architecture.md).
 
+mod hcs_config;
 mod logger;
 
 use std::ffi::OsString;
@@ -29,6 +30,7 @@ Commands:
   kill       send a signal to a container's init (or all its processes)
   exec       run a new process inside a running container
   ps         list the processes of a container
+  hcs-config print the Windows HCS document a spec translates to (dry run)
   delete     delete a container
   list       list containers
 
@@ -174,6 +176,7 @@ fn dispatch(g: &Global, cmd: &str, mut p: lexopt::Parser) -> Result<i32> {
         "kill" => cmd_kill(g, &mut p),
         "exec" => cmd_exec(g, &mut p),
         "ps" => cmd_ps(g, &mut p),
+        "hcs-config" => cmd_hcs_config(&mut p),
         "delete" => cmd_delete(g, &mut p),
         "list" | "ps-all" => cmd_list(g, &mut p),
         "help" => {
@@ -445,5 +448,26 @@ fn cmd_ps(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
         }
     }
     container::print(buf.as_bytes())?;
+    Ok(0)
+}
+
+fn cmd_hcs_config(p: &mut lexopt::Parser) -> Result<i32> {
+    let mut bundle = PathBuf::from(".");
+    let mut lcow_options = Vec::new();
+    let mut process = false;
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('b') | Long("bundle") => bundle = PathBuf::from(p.value()?),
+            Long("lcow-kernel-dir") => lcow_options.push(hcs_config::lcow_kernel_dir(&os(p.value()?)?)),
+            Long("lcow-option") => lcow_options.push(os(p.value()?)?),
+            Long("process") => process = true,
+            Value(v) if id.is_none() => id = Some(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow!("hcs-config: missing container id"))?;
+    let out = hcs_config::run(hcs_config::HcsConfigArgs { bundle, id, lcow_options, process })?;
+    container::print(format!("{out}\n").as_bytes())?;
     Ok(0)
 }

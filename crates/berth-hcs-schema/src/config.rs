@@ -73,10 +73,7 @@ pub struct HvRuntime {
     #[serde(rename = "LinuxKernelFile", skip_serializing_if = "String::is_empty")]
     pub linux_kernel_file: String,
     /// Extra LCOW kernel command line.
-    #[serde(
-        rename = "LinuxBootParameters",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "LinuxBootParameters", skip_serializing_if = "String::is_empty")]
     pub linux_boot_parameters: String,
     /// `"Vhd"` to boot from `image_path` as a VHD.
     #[serde(rename = "BootSource", skip_serializing_if = "String::is_empty")]
@@ -134,11 +131,7 @@ pub struct ContainerConfig {
     #[serde(rename = "LayerFolderPath", skip_serializing_if = "String::is_empty")]
     pub layer_folder_path: String,
     /// Read-only layers, top first. Not omitempty: `null` when there are none.
-    #[serde(
-        rename = "Layers",
-        serialize_with = "null_if_empty",
-        deserialize_with = "empty_if_null"
-    )]
+    #[serde(rename = "Layers", serialize_with = "null_if_empty", deserialize_with = "empty_if_null")]
     pub layers: Vec<Layer>,
     /// Credential spec (gMSA), as a JSON string.
     #[serde(rename = "Credentials", skip_serializing_if = "String::is_empty")]
@@ -156,10 +149,7 @@ pub struct ContainerConfig {
     #[serde(rename = "StorageIOPSMaximum", skip_serializing_if = "is_zero_u64")]
     pub storage_iops_maximum: u64,
     /// Storage bandwidth cap in bytes/s.
-    #[serde(
-        rename = "StorageBandwidthMaximum",
-        skip_serializing_if = "is_zero_u64"
-    )]
+    #[serde(rename = "StorageBandwidthMaximum", skip_serializing_if = "is_zero_u64")]
     pub storage_bandwidth_maximum: u64,
     /// Sandbox size (never set by the original).
     #[serde(rename = "StorageSandboxSize", skip_serializing_if = "is_zero_u64")]
@@ -180,10 +170,7 @@ pub struct ContainerConfig {
     #[serde(rename = "HvPartition")]
     pub hv_partition: bool,
     /// Share the network namespace of this container.
-    #[serde(
-        rename = "NetworkSharedContainerName",
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "NetworkSharedContainerName", skip_serializing_if = "String::is_empty")]
     pub network_shared_container_name: String,
     /// HNS endpoint ids.
     #[serde(rename = "EndpointList", skip_serializing_if = "Vec::is_empty")]
@@ -204,10 +191,7 @@ pub struct ContainerConfig {
     #[serde(rename = "ContainerType", skip_serializing_if = "String::is_empty")]
     pub container_type: String,
     /// Tear the system down when the last handle closes (LCOW).
-    #[serde(
-        rename = "TerminateOnLastHandleClosed",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(rename = "TerminateOnLastHandleClosed", skip_serializing_if = "is_false")]
     pub terminate_on_last_handle_closed: bool,
     /// VHDs attached to the utility VM.
     #[serde(rename = "MappedVirtualDisks", skip_serializing_if = "Vec::is_empty")]
@@ -250,18 +234,12 @@ mod tests {
             to_go_json(&MappedDir::default()).unwrap(),
             r#"{"HostPath":"","ContainerPath":"","ReadOnly":false,"BandwidthMaximum":0,"IOPSMaximum":0,"CreateInUtilityVM":false}"#
         );
-        assert_eq!(
-            to_go_json(&MappedPipe::default()).unwrap(),
-            r#"{"HostPath":"","ContainerPipeName":""}"#
-        );
+        assert_eq!(to_go_json(&MappedPipe::default()).unwrap(), r#"{"HostPath":"","ContainerPipeName":""}"#);
     }
 
     #[test]
     fn attach_only_always_written_and_hv_runtime_all_omitempty() {
-        assert_eq!(
-            to_go_json(&MappedVirtualDisk::default()).unwrap(),
-            r#"{"ContainerPath":"","AttachOnly":false}"#
-        );
+        assert_eq!(to_go_json(&MappedVirtualDisk::default()).unwrap(), r#"{"ContainerPath":"","AttachOnly":false}"#);
         assert_eq!(to_go_json(&HvRuntime::default()).unwrap(), "{}");
     }
 
@@ -274,10 +252,7 @@ mod tests {
             volume_path: "v".into(),
             ignore_flushes_during_boot: true,
             layer_folder_path: "l".into(),
-            layers: vec![Layer {
-                id: "i".into(),
-                path: "p".into(),
-            }],
+            layers: vec![Layer { id: "i".into(), path: "p".into() }],
             credentials: "c".into(),
             processor_count: 1,
             processor_weight: 2,
@@ -292,10 +267,7 @@ mod tests {
             hv_partition: true,
             network_shared_container_name: "s".into(),
             endpoint_list: vec!["e".into()],
-            hv_runtime: Some(HvRuntime {
-                image_path: "u".into(),
-                ..Default::default()
-            }),
+            hv_runtime: Some(HvRuntime { image_path: "u".into(), ..Default::default() }),
             servicing: true,
             allow_unqualified_dns_query: true,
             dns_search_list: "a,b".into(),
@@ -336,9 +308,7 @@ mod tests {
         ];
         let mut last = 0;
         for k in keys {
-            let pos = got
-                .find(&format!("\"{k}\":"))
-                .unwrap_or_else(|| panic!("{k} missing in {got}"));
+            let pos = got.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} missing in {got}"));
             assert!(pos >= last, "{k} out of order in {got}");
             last = pos;
         }

@@ -56,14 +56,9 @@ impl Formatter for GoFormatter {
             CharEscape::LineFeed => writer.write_all(b"\\n"),
             CharEscape::CarriageReturn => writer.write_all(b"\\r"),
             CharEscape::Tab => writer.write_all(b"\\t"),
-            CharEscape::AsciiControl(b) => writer.write_all(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]),
+            CharEscape::AsciiControl(b) => {
+                writer.write_all(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+            }
         }
     }
 }
@@ -79,9 +74,7 @@ pub fn to_go_json<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json
 
 /// Serializes `value` Go-style into a [`RawValue`], to embed verbatim in another document
 /// (Go's `*json.RawMessage`, e.g. `ProcessConfig.OCISpecification`).
-pub fn to_go_json_raw<T: Serialize + ?Sized>(
-    value: &T,
-) -> Result<Box<RawValue>, serde_json::Error> {
+pub fn to_go_json_raw<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, serde_json::Error> {
     RawValue::from_string(to_go_json(value)?)
 }
 
@@ -115,9 +108,6 @@ mod tests {
             x: Box<RawValue>,
         }
         let raw = to_go_json_raw(&vec!["<"]).unwrap();
-        assert_eq!(
-            to_go_json(&Outer { x: raw }).unwrap(),
-            r#"{"X":["\u003c"]}"#
-        );
+        assert_eq!(to_go_json(&Outer { x: raw }).unwrap(), r#"{"X":["\u003c"]}"#);
     }
 }

@@ -30,12 +30,12 @@ mod result;
 pub use config::{ContainerConfig, HvRuntime, Layer, MappedDir, MappedPipe, MappedVirtualDisk};
 pub use gojson::{to_go_json, to_go_json_raw, GoFormatter};
 pub use process::{
-    CloseHandle, ConsoleSize, ProcessConfig, ProcessModifyRequest, ProcessStatus,
-    MODIFY_CLOSE_HANDLE, MODIFY_CONSOLE_SIZE, STD_ERR, STD_IN, STD_OUT,
+    CloseHandle, ConsoleSize, ProcessConfig, ProcessModifyRequest, ProcessStatus, MODIFY_CLOSE_HANDLE,
+    MODIFY_CONSOLE_SIZE, STD_ERR, STD_IN, STD_OUT,
 };
 pub use properties::{
-    ContainerProperties, MemoryStats, NetworkStats, ProcessListItem, ProcessorStats, PropertyQuery,
-    Statistics, StorageStats, GO_ZERO_TIME, PROPERTY_TYPE_PROCESS_LIST, PROPERTY_TYPE_STATISTICS,
+    ContainerProperties, MemoryStats, NetworkStats, ProcessListItem, ProcessorStats, PropertyQuery, Statistics,
+    StorageStats, GO_ZERO_TIME, PROPERTY_TYPE_PROCESS_LIST, PROPERTY_TYPE_STATISTICS,
 };
 pub use result::{ErrorEvent, HcsResult};
 

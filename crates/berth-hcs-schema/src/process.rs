@@ -80,8 +80,7 @@ impl PartialEq for ProcessConfig {
             && self.create_std_err_pipe == o.create_std_err_pipe
             && self.console_size == o.console_size
             && self.create_in_utility_vm == o.create_in_utility_vm
-            && self.oci_specification.as_ref().map(|r| r.get())
-                == o.oci_specification.as_ref().map(|r| r.get())
+            && self.oci_specification.as_ref().map(|r| r.get()) == o.oci_specification.as_ref().map(|r| r.get())
     }
 }
 
@@ -136,9 +135,7 @@ impl ProcessModifyRequest {
         ProcessModifyRequest {
             operation: MODIFY_CLOSE_HANDLE.into(),
             console_size: None,
-            close_handle: Some(CloseHandle {
-                handle: STD_IN.into(),
-            }),
+            close_handle: Some(CloseHandle { handle: STD_IN.into() }),
         }
     }
 }
@@ -168,10 +165,7 @@ mod tests {
 
     #[test]
     fn empty_process_config_keeps_console_size() {
-        assert_eq!(
-            to_go_json(&ProcessConfig::default()).unwrap(),
-            r#"{"ConsoleSize":[0,0]}"#
-        );
+        assert_eq!(to_go_json(&ProcessConfig::default()).unwrap(), r#"{"ConsoleSize":[0,0]}"#);
     }
 
     #[test]

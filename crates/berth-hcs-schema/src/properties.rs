@@ -37,16 +37,10 @@ pub struct MemoryStats {
     #[serde(rename = "MemoryUsageCommitBytes", skip_serializing_if = "is_zero_u64")]
     pub usage_commit_bytes: u64,
     /// Peak committed bytes.
-    #[serde(
-        rename = "MemoryUsageCommitPeakBytes",
-        skip_serializing_if = "is_zero_u64"
-    )]
+    #[serde(rename = "MemoryUsageCommitPeakBytes", skip_serializing_if = "is_zero_u64")]
     pub usage_commit_peak_bytes: u64,
     /// Private working set.
-    #[serde(
-        rename = "MemoryUsagePrivateWorkingSetBytes",
-        skip_serializing_if = "is_zero_u64"
-    )]
+    #[serde(rename = "MemoryUsagePrivateWorkingSetBytes", skip_serializing_if = "is_zero_u64")]
     pub usage_private_working_set_bytes: u64,
 }
 
@@ -171,16 +165,10 @@ pub struct ProcessListItem {
     #[serde(rename = "MemoryCommitBytes", skip_serializing_if = "is_zero_u64")]
     pub memory_commit_bytes: u64,
     /// Private working set.
-    #[serde(
-        rename = "MemoryWorkingSetPrivateBytes",
-        skip_serializing_if = "is_zero_u64"
-    )]
+    #[serde(rename = "MemoryWorkingSetPrivateBytes", skip_serializing_if = "is_zero_u64")]
     pub memory_working_set_private_bytes: u64,
     /// Shared working set.
-    #[serde(
-        rename = "MemoryWorkingSetSharedBytes",
-        skip_serializing_if = "is_zero_u64"
-    )]
+    #[serde(rename = "MemoryWorkingSetSharedBytes", skip_serializing_if = "is_zero_u64")]
     pub memory_working_set_shared_bytes: u64,
     /// Pid.
     #[serde(rename = "ProcessId", skip_serializing_if = "is_zero_u32")]
@@ -247,10 +235,7 @@ mod tests {
             to_go_json(&Statistics::default()).unwrap(),
             r#"{"Timestamp":"0001-01-01T00:00:00Z","ContainerStartTime":"0001-01-01T00:00:00Z","Memory":{},"Processor":{},"Storage":{}}"#
         );
-        assert_eq!(
-            to_go_json(&ProcessListItem::default()).unwrap(),
-            r#"{"CreateTimestamp":"0001-01-01T00:00:00Z"}"#
-        );
+        assert_eq!(to_go_json(&ProcessListItem::default()).unwrap(), r#"{"CreateTimestamp":"0001-01-01T00:00:00Z"}"#);
     }
 
     #[test]
@@ -270,12 +255,7 @@ mod tests {
 
     #[test]
     fn query_document() {
-        let q = PropertyQuery {
-            property_types: vec![PROPERTY_TYPE_STATISTICS.into()],
-        };
-        assert_eq!(
-            to_go_json(&q).unwrap(),
-            r#"{"PropertyTypes":["Statistics"]}"#
-        );
+        let q = PropertyQuery { property_types: vec![PROPERTY_TYPE_STATISTICS.into()] };
+        assert_eq!(to_go_json(&q).unwrap(), r#"{"PropertyTypes":["Statistics"]}"#);
     }
 }

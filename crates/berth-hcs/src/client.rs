@@ -36,8 +36,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use berth_core::{
-    AttachStdio, Client, Error, EventInfo, EventQueue, EventSink, EventType, ProcessIo, Result,
-    Status, StdinWriter, Version, INIT_PROCESS_NAME,
+    AttachStdio, Client, Error, EventInfo, EventQueue, EventSink, EventType, ProcessIo, Result, Status, StdinWriter,
+    Version, INIT_PROCESS_NAME,
 };
 use berth_hcs_schema::{ProcessListItem, Statistics};
 use oci_spec::runtime::{Process as OciProcess, Spec};
@@ -46,9 +46,7 @@ use crate::guid::NameToGuid;
 use crate::hcs::{self, ComputeSystem, HcsApi, HcsError, VmcomputeNameToGuid};
 use crate::host::{HostInfo, RealHost};
 use crate::lcow::LcowConfig;
-use crate::translate::{
-    exec_process_config, init_process_config, translate_container, TranslateContext,
-};
+use crate::translate::{exec_process_config, init_process_config, translate_container, TranslateContext};
 
 /// Exit code reported when the init process could not be created ("command not found").
 pub const EXIT_CODE_INIT_NOT_CREATED: u32 = 127;
@@ -176,9 +174,7 @@ pub struct HcsClient {
 
 impl std::fmt::Debug for HcsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HcsClient")
-            .field("api", &self.inner.api)
-            .finish()
+        f.debug_struct("HcsClient").field("api", &self.inner.api).finish()
     }
 }
 
@@ -215,9 +211,7 @@ impl HcsClient {
         match Arc::try_unwrap(self.inner) {
             Ok(mut inner) => {
                 f(&mut inner);
-                HcsClient {
-                    inner: Arc::new(inner),
-                }
+                HcsClient { inner: Arc::new(inner) }
             }
             Err(inner) => HcsClient { inner },
         }
@@ -323,10 +317,7 @@ impl Inner {
         match res {
             Ok(()) => Ok(()),
             Err(e) => {
-                log::debug!(
-                    "failed to shutdown container {}, terminating it: {e}",
-                    ctr.id
-                );
+                log::debug!("failed to shutdown container {}, terminating it: {e}", ctr.id);
                 match self.terminate_container(ctr) {
                     Ok(()) => Err(e.to_string()),
                     Err(t) => Err(format!("{e}; terminate: {t}")),
@@ -337,14 +328,7 @@ impl Inner {
 
     /// Marks the init exited, tears the system down, waits for exec exits, and queues the
     /// init's exit.
-    fn reap_init(
-        &self,
-        ctr: &Arc<Container>,
-        pid: u32,
-        code: u32,
-        at: SystemTime,
-        mut errs: Vec<String>,
-    ) {
+    fn reap_init(&self, ctr: &Arc<Container>, pid: u32, code: u32, at: SystemTime, mut errs: Vec<String>) {
         let mut code = code;
         {
             let mut st = ctr.lock();
@@ -393,11 +377,7 @@ impl Inner {
                     .collect();
                 drop(st);
                 for p in &stuck {
-                    log::warn!(
-                        "container {}: exec {} did not report its exit; abandoning its wait",
-                        ctr.id,
-                        p.id
-                    );
+                    log::warn!("container {}: exec {} did not report its exit; abandoning its wait", ctr.id, p.id);
                     p.hcs.abandon_waiters();
                 }
                 st = ctr.lock();
@@ -406,11 +386,7 @@ impl Inner {
                 }
                 return;
             }
-            st = ctr
-                .cv
-                .wait_timeout(st, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+            st = ctr.cv.wait_timeout(st, deadline - now).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
         }
     }
 
@@ -479,11 +455,7 @@ impl Drop for KillGuard {
                 log::error!("failed to clean process resources: {e}");
             }
         };
-        if std::thread::Builder::new()
-            .name("berth-hcs-cleanup".into())
-            .spawn(cleanup)
-            .is_err()
-        {
+        if std::thread::Builder::new().name("berth-hcs-cleanup".into()).spawn(cleanup).is_err() {
             let _ = p.close();
         }
     }
@@ -622,11 +594,7 @@ fn process_io(p: &Arc<hcs::Process>, terminal: bool, with_stdin: bool) -> Result
     let s = p.take_stdio();
     let mut stdin: Option<Box<dyn StdinWriter>> = None;
     if let Some(pipe) = s.stdin {
-        let w = Box::new(HcsStdin {
-            pipe: Some(pipe),
-            process: p.clone(),
-            closed: false,
-        });
+        let w = Box::new(HcsStdin { pipe: Some(pipe), process: p.clone(), closed: false });
         if with_stdin || terminal {
             stdin = Some(w);
         } else {
@@ -637,12 +605,8 @@ fn process_io(p: &Arc<hcs::Process>, terminal: bool, with_stdin: bool) -> Result
     }
     Ok(ProcessIo {
         stdin,
-        stdout: s
-            .stdout
-            .map(|f| Box::new(AutoClosingReader(Some(f))) as Box<dyn Read + Send>),
-        stderr: s
-            .stderr
-            .map(|f| Box::new(AutoClosingReader(Some(f))) as Box<dyn Read + Send>),
+        stdout: s.stdout.map(|f| Box::new(AutoClosingReader(Some(f))) as Box<dyn Read + Send>),
+        stderr: s.stderr.map(|f| Box::new(AutoClosingReader(Some(f))) as Box<dyn Read + Send>),
         terminal,
     })
 }
@@ -702,25 +666,11 @@ impl Client for HcsClient {
             }
             m.insert(id.to_string(), Slot::Reserved);
         }
-        let mut reservation = Reservation {
-            inner,
-            id: id.to_string(),
-            armed: true,
-        };
-        if spec
-            .windows()
-            .as_ref()
-            .and_then(|w| w.servicing())
-            .unwrap_or(false)
-        {
-            return Err(Error::not_implemented(
-                "Windows servicing containers are not supported (removed upstream)",
-            ));
+        let mut reservation = Reservation { inner, id: id.to_string(), armed: true };
+        if spec.windows().as_ref().and_then(|w| w.servicing()).unwrap_or(false) {
+            return Err(Error::not_implemented("Windows servicing containers are not supported (removed upstream)"));
         }
-        let ctx = TranslateContext {
-            name_to_guid: inner.name_to_guid.as_ref(),
-            host: inner.host.as_ref(),
-        };
+        let ctx = TranslateContext { name_to_guid: inner.name_to_guid.as_ref(), host: inner.host.as_ref() };
         let t = translate_container(
             id,
             spec,
@@ -728,9 +678,7 @@ impl Client for HcsClient {
             options.and_then(|o| o.lcow.as_ref()),
             ctx,
         )?;
-        let system = inner
-            .api
-            .create_compute_system(id, &t.config, inner.timeouts.create)?;
+        let system = inner.api.create_compute_system(id, &t.config, inner.timeouts.create)?;
         if let Err(e) = system.start(inner.timeouts.create) {
             log::error!("failed to start container {id}: {e}");
             let r = match system.terminate() {
@@ -744,11 +692,7 @@ impl Client for HcsClient {
             let _ = system.close();
             return Err(e.into());
         }
-        let hyperv = t.config.hv_partition
-            && spec
-                .windows()
-                .as_ref()
-                .is_some_and(|w| w.hyperv().is_some());
+        let hyperv = t.config.hv_partition && spec.windows().as_ref().is_some_and(|w| w.hyperv().is_some());
         let ctr = Arc::new(Container {
             id: id.to_string(),
             spec: t.spec,
@@ -756,10 +700,7 @@ impl Client for HcsClient {
             hyperv,
             system,
             lifecycle: Mutex::new(()),
-            state: Mutex::new(CtrState {
-                status: Some(Status::Created),
-                ..Default::default()
-            }),
+            state: Mutex::new(CtrState { status: Some(Status::Created), ..Default::default() }),
             cv: Condvar::new(),
         });
         inner.map().insert(id.to_string(), Slot::Ready(ctr));
@@ -797,24 +738,14 @@ impl Client for HcsClient {
                 // Reap the container rather than leak a running system (moby 32acc76b1a).
                 mark.1 = false;
                 ctr.lock().starting = false;
-                inner.reap_init(
-                    &ctr,
-                    0,
-                    EXIT_CODE_INIT_NOT_CREATED,
-                    SystemTime::now(),
-                    Vec::new(),
-                );
+                inner.reap_init(&ctr, 0, EXIT_CODE_INIT_NOT_CREATED, SystemTime::now(), Vec::new());
                 return Err(e.into());
             }
         };
         let guard = KillGuard(Some(process.clone()));
         let io = process_io(&process, terminal, with_stdin)?;
         attach(io)?;
-        let proc_ = Arc::new(Proc {
-            id: INIT_PROCESS_NAME.to_string(),
-            pid: process.pid(),
-            hcs: process,
-        });
+        let proc_ = Arc::new(Proc { id: INIT_PROCESS_NAME.to_string(), pid: process.pid(), hcs: process });
         let (i2, c2, p2) = (inner.clone(), ctr.clone(), proc_.clone());
         let go = spawn_gated("berth-hcs-reap", move || {
             let (code, at, errs) = i2.finish_process(&p2);
@@ -828,10 +759,7 @@ impl Client for HcsClient {
         }
         mark.1 = false;
         guard.disarm();
-        inner.publish(
-            EventType::Start,
-            EventInfo::new(id, INIT_PROCESS_NAME).pid(proc_.pid),
-        );
+        inner.publish(EventType::Start, EventInfo::new(id, INIT_PROCESS_NAME).pid(proc_.pid));
         // Only now may the exit be observed: it must be queued after the start event.
         let _ = go.send(());
         Ok(proc_.pid)
@@ -878,9 +806,7 @@ impl Client for HcsClient {
         let inner = &self.inner;
         let ctr = inner.get(id)?;
         if process_id.is_empty() || process_id == INIT_PROCESS_NAME || process_id == id {
-            return Err(Error::invalid_parameter(format!(
-                "invalid exec id {process_id:?}: empty or the init's"
-            )));
+            return Err(Error::invalid_parameter(format!("invalid exec id {process_id:?}: empty or the init's")));
         }
         {
             let mut st = ctr.lock();
@@ -896,11 +822,7 @@ impl Client for HcsClient {
             st.execs.insert(process_id.to_string(), ExecSlot::Starting);
             st.live_execs += 1;
         }
-        let mut reservation = ExecReservation {
-            ctr: ctr.clone(),
-            id: process_id.to_string(),
-            armed: true,
-        };
+        let mut reservation = ExecReservation { ctr: ctr.clone(), id: process_id.to_string(), armed: true };
         let cfg = exec_process_config(&ctr.spec, ctr.is_windows, spec)?;
         let terminal = cfg.emulate_console;
         let process = Arc::new(ctr.system.create_process(&cfg).inspect_err(|e| {
@@ -909,16 +831,10 @@ impl Client for HcsClient {
         let guard = KillGuard(Some(process.clone()));
         let io = process_io(&process, terminal, with_stdin)?;
         attach(io)?;
-        let proc_ = Arc::new(Proc {
-            id: process_id.to_string(),
-            pid: process.pid(),
-            hcs: process,
-        });
+        let proc_ = Arc::new(Proc { id: process_id.to_string(), pid: process.pid(), hcs: process });
         let (i2, c2, p2) = (inner.clone(), ctr.clone(), proc_.clone());
         let go = spawn_gated("berth-hcs-reap", move || i2.reap_exec(&c2, &p2))?;
-        ctr.lock()
-            .execs
-            .insert(process_id.to_string(), ExecSlot::Running(proc_.clone()));
+        ctr.lock().execs.insert(process_id.to_string(), ExecSlot::Running(proc_.clone()));
         // From here the reaper owns the reservation (it decrements live_execs).
         reservation.armed = false;
         guard.disarm();
@@ -958,9 +874,7 @@ impl Client for HcsClient {
         let inner = &self.inner;
         let ctr = inner.running_init(id)?;
         if !ctr.hyperv {
-            return Err(Error::not_implemented(
-                "cannot pause Windows Server Containers",
-            ));
+            return Err(Error::not_implemented("cannot pause Windows Server Containers"));
         }
         ctr.system.pause(inner.timeouts.create)?;
         let mut st = ctr.lock();
@@ -975,9 +889,7 @@ impl Client for HcsClient {
         let inner = &self.inner;
         let ctr = inner.running_init(id)?;
         if !ctr.hyperv {
-            return Err(Error::not_implemented(
-                "cannot resume Windows Server Containers",
-            ));
+            return Err(Error::not_implemented("cannot resume Windows Server Containers"));
         }
         ctr.system.resume(inner.timeouts.create)?;
         let mut st = ctr.lock();
@@ -991,10 +903,7 @@ impl Client for HcsClient {
     fn stats(&self, id: &str) -> Result<HcsStats> {
         let ctr = self.inner.running_init(id)?;
         let read = SystemTime::now();
-        Ok(HcsStats {
-            read,
-            hcs: ctr.system.statistics()?,
-        })
+        Ok(HcsStats { read, hcs: ctr.system.statistics()? })
     }
 
     fn list_pids(&self, _id: &str) -> Result<Vec<u32>> {
@@ -1009,8 +918,7 @@ impl Client for HcsClient {
     fn delete_task(&self, id: &str) -> Result<(u32, SystemTime)> {
         let ctr = self.inner.get(id)?;
         let st = ctr.lock();
-        st.exit
-            .ok_or_else(|| Error::conflict("container is not stopped"))
+        st.exit.ok_or_else(|| Error::conflict("container is not stopped"))
     }
 
     fn delete(&self, id: &str) -> Result<()> {
@@ -1059,8 +967,6 @@ impl Client for HcsClient {
     }
 
     fn create_checkpoint(&self, _id: &str, _checkpoint_dir: &Path, _exit: bool) -> Result<()> {
-        Err(Error::not_implemented(
-            "Windows: Containers do not support checkpoints",
-        ))
+        Err(Error::not_implemented("Windows: Containers do not support checkpoints"))
     }
 }

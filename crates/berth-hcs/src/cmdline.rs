@@ -49,10 +49,7 @@ pub fn escape_arg(s: &str) -> String {
 
 /// The command line for `args`: each escaped with [`escape_arg`], joined by single spaces.
 pub fn escape_args(args: &[String]) -> String {
-    args.iter()
-        .map(|a| escape_arg(a))
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.iter().map(|a| escape_arg(a)).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -74,10 +71,7 @@ mod tests {
             (r#" \\"#, r#"" \\\\""#),
             (r#"a "#, r#""a ""#),
             (r#"C:\"#, r#"C:\"#),
-            (
-                r#"C:\Program Files (x32)\Common\"#,
-                r#""C:\Program Files (x32)\Common\\""#,
-            ),
+            (r#"C:\Program Files (x32)\Common\"#, r#""C:\Program Files (x32)\Common\\""#),
             (r#"C:\Users\Игорь\"#, r#"C:\Users\Игорь\"#),
             (r#"\\?\C:\Windows"#, r#"\\?\C:\Windows"#),
             (r#"\\server\share\file"#, r#"\\server\share\file"#),
@@ -90,12 +84,7 @@ mod tests {
 
     #[test]
     fn joins_with_spaces() {
-        let args = vec![
-            "cmd".to_string(),
-            "/S".into(),
-            "/C".into(),
-            "echo hi".into(),
-        ];
+        let args = vec!["cmd".to_string(), "/S".into(), "/C".into(), "echo hi".into()];
         assert_eq!(escape_args(&args), "cmd /S /C \"echo hi\"");
         assert_eq!(escape_args(&[]), "");
     }

@@ -15,8 +15,7 @@ use crate::guid::{NameToGuid, StandInNameToGuid};
 use crate::host::HostInfo;
 use crate::lcow::{LcowConfig, LcowEnv};
 use crate::translate::{
-    document, init_process_config, is_windows_spec, parse_spec, translate_container, ParsedSpec,
-    TranslateContext,
+    document, init_process_config, is_windows_spec, parse_spec, translate_container, ParsedSpec, TranslateContext,
 };
 
 /// Which document to print.
@@ -59,35 +58,18 @@ pub fn render(
 
 /// Reads `<bundle>/config.json` and renders the document with this host's facts (see the
 /// module docs).
-pub fn hcs_config(
-    bundle: &Path,
-    id: &str,
-    lcow_options: &[String],
-    which: Document,
-) -> Result<String, Error> {
+pub fn hcs_config(bundle: &Path, id: &str, lcow_options: &[String], which: Document) -> Result<String, Error> {
     if id.is_empty() {
         return Err(Error::invalid_parameter("container id must not be empty"));
     }
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path).map_err(|e| {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound {
-            ErrorKind::NotFound
-        } else {
-            ErrorKind::System
-        };
+        let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::System };
         Error::with_source(kind, format!("reading {}", path.display()), e)
     })?;
     let parsed = parse_spec(&bytes)?;
     let (n2g, host) = host_services();
-    render(
-        &parsed,
-        id,
-        lcow_options,
-        &LcowEnv::from_process(),
-        which,
-        n2g.as_ref(),
-        host.as_ref(),
-    )
+    render(&parsed, id, lcow_options, &LcowEnv::from_process(), which, n2g.as_ref(), host.as_ref())
 }
 
 #[cfg(windows)]
@@ -104,8 +86,5 @@ fn host_services() -> (Arc<dyn NameToGuid>, Arc<dyn HostInfo>) {
 
 #[cfg(not(windows))]
 fn host_services() -> (Arc<dyn NameToGuid>, Arc<dyn HostInfo>) {
-    (
-        Arc::new(StandInNameToGuid),
-        Arc::new(crate::host::SlashHost),
-    )
+    (Arc::new(StandInNameToGuid), Arc::new(crate::host::SlashHost))
 }

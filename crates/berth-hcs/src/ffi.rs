@@ -45,22 +45,14 @@ struct ProcessInformation {
 type NotificationCallback =
     extern "system" fn(notification_type: u32, context: *mut c_void, status: Hresult, data: Pcwstr);
 
-type FnCreateSystem =
-    unsafe extern "system" fn(Pcwstr, Pcwstr, Handle, *mut Handle, *mut Pwstr) -> Hresult;
+type FnCreateSystem = unsafe extern "system" fn(Pcwstr, Pcwstr, Handle, *mut Handle, *mut Pwstr) -> Hresult;
 type FnOpenSystem = unsafe extern "system" fn(Pcwstr, *mut Handle, *mut Pwstr) -> Hresult;
 type FnClose = unsafe extern "system" fn(Handle) -> Hresult;
 type FnSystemOp = unsafe extern "system" fn(Handle, Pcwstr, *mut Pwstr) -> Hresult;
-type FnGetSystemProps =
-    unsafe extern "system" fn(Handle, Pcwstr, *mut Pwstr, *mut Pwstr) -> Hresult;
-type FnRegister =
-    unsafe extern "system" fn(Handle, NotificationCallback, *mut c_void, *mut Handle) -> Hresult;
-type FnCreateProcess = unsafe extern "system" fn(
-    Handle,
-    Pcwstr,
-    *mut ProcessInformation,
-    *mut Handle,
-    *mut Pwstr,
-) -> Hresult;
+type FnGetSystemProps = unsafe extern "system" fn(Handle, Pcwstr, *mut Pwstr, *mut Pwstr) -> Hresult;
+type FnRegister = unsafe extern "system" fn(Handle, NotificationCallback, *mut c_void, *mut Handle) -> Hresult;
+type FnCreateProcess =
+    unsafe extern "system" fn(Handle, Pcwstr, *mut ProcessInformation, *mut Handle, *mut Pwstr) -> Hresult;
 type FnTerminateProcess = unsafe extern "system" fn(Handle, *mut Pwstr) -> Hresult;
 type FnGetProcessProps = unsafe extern "system" fn(Handle, *mut Pwstr, *mut Pwstr) -> Hresult;
 type FnNameToGuid = unsafe extern "system" fn(Pcwstr, *mut [u8; 16]) -> Hresult;
@@ -131,8 +123,7 @@ impl Library {
     pub(crate) fn load(path: &Path) -> Result<Library, String> {
         // SAFETY: loading runs the library's initialisers. The caller chose this library as
         // the HCS implementation (vmcompute.dll or a test stand-in), which is trusted code.
-        let lib = unsafe { libloading::Library::new(path) }
-            .map_err(|e| format!("loading {}: {e}", path.display()))?;
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| format!("loading {}: {e}", path.display()))?;
         Self::resolve(lib)
     }
 
@@ -143,10 +134,8 @@ impl Library {
         use libloading::os::windows as w;
         // SAFETY: as in `load`; LOAD_LIBRARY_SEARCH_SYSTEM32 restricts the search to
         // %windir%\System32.
-        let lib = unsafe {
-            w::Library::load_with_flags("vmcompute.dll", w::LOAD_LIBRARY_SEARCH_SYSTEM32)
-        }
-        .map_err(|e| format!("loading vmcompute.dll: {e}"))?;
+        let lib = unsafe { w::Library::load_with_flags("vmcompute.dll", w::LOAD_LIBRARY_SEARCH_SYSTEM32) }
+            .map_err(|e| format!("loading vmcompute.dll: {e}"))?;
         Self::resolve(libloading::Library::from(lib))
     }
 
@@ -157,8 +146,7 @@ impl Library {
         let own_free = unsafe { lib.get::<FnFree>(b"CoTaskMemFree\0") };
         let co_task_mem_free: FnFree = match own_free {
             Ok(s) => *s,
-            Err(e) => ole32_free()
-                .ok_or_else(|| format!("HCS library: missing export CoTaskMemFree: {e}"))?,
+            Err(e) => ole32_free().ok_or_else(|| format!("HCS library: missing export CoTaskMemFree: {e}"))?,
         };
         Ok(Library {
             fns: Fns {
@@ -205,30 +193,16 @@ impl Library {
         Some(s)
     }
 
-    pub(crate) fn create_compute_system(
-        &self,
-        id: &str,
-        config: &str,
-    ) -> Result<Call<RawHandle>, InteriorNul> {
+    pub(crate) fn create_compute_system(&self, id: &str, config: &str) -> Result<Call<RawHandle>, InteriorNul> {
         let (id, config) = (wide(id)?, wide(config)?);
         let mut h: Handle = std::ptr::null_mut();
         let mut result: Pwstr = std::ptr::null_mut();
         // SAFETY: both strings are NUL-terminated and outlive the call; the out pointers
         // point to live locals. No identity token (NULL), as hcsshim passed.
         let hr = unsafe {
-            (self.fns.create_compute_system)(
-                id.as_ptr(),
-                config.as_ptr(),
-                std::ptr::null_mut(),
-                &mut h,
-                &mut result,
-            )
+            (self.fns.create_compute_system)(id.as_ptr(), config.as_ptr(), std::ptr::null_mut(), &mut h, &mut result)
         };
-        Ok(Call {
-            hr,
-            value: h as RawHandle,
-            result: self.take_string(result),
-        })
+        Ok(Call { hr, value: h as RawHandle, result: self.take_string(result) })
     }
 
     pub(crate) fn open_compute_system(&self, id: &str) -> Result<Call<RawHandle>, InteriorNul> {
@@ -237,11 +211,7 @@ impl Library {
         let mut result: Pwstr = std::ptr::null_mut();
         // SAFETY: NUL-terminated input that outlives the call; out pointers to live locals.
         let hr = unsafe { (self.fns.open_compute_system)(id.as_ptr(), &mut h, &mut result) };
-        Ok(Call {
-            hr,
-            value: h as RawHandle,
-            result: self.take_string(result),
-        })
+        Ok(Call { hr, value: h as RawHandle, result: self.take_string(result) })
     }
 
     /// `options` must be NUL-terminated UTF-16 (from `wide`, or [`EMPTY`]).
@@ -250,11 +220,7 @@ impl Library {
         // SAFETY: `h` is a handle HCS returned and the safe layer has not closed (it holds the
         // handle lock); `options` is NUL-terminated and outlives the call.
         let hr = unsafe { f(h as Handle, options.as_ptr(), &mut result) };
-        Call {
-            hr,
-            value: (),
-            result: self.take_string(result),
-        }
+        Call { hr, value: (), result: self.take_string(result) }
     }
 
     pub(crate) fn start_compute_system(&self, h: RawHandle) -> Call<()> {
@@ -282,19 +248,9 @@ impl Library {
         let mut props: Pwstr = std::ptr::null_mut();
         let mut result: Pwstr = std::ptr::null_mut();
         // SAFETY: live handle (see system_op), NUL-terminated query, out pointers to locals.
-        let hr = unsafe {
-            (self.fns.get_compute_system_properties)(
-                h as Handle,
-                query.as_ptr(),
-                &mut props,
-                &mut result,
-            )
-        };
-        Ok(Call {
-            hr,
-            value: self.take_string(props),
-            result: self.take_string(result),
-        })
+        let hr =
+            unsafe { (self.fns.get_compute_system_properties)(h as Handle, query.as_ptr(), &mut props, &mut result) };
+        Ok(Call { hr, value: self.take_string(props), result: self.take_string(result) })
     }
 
     pub(crate) fn close_compute_system(&self, h: RawHandle) -> i32 {
@@ -307,25 +263,13 @@ impl Library {
         // SAFETY: live handle; `trampoline` is a plain function that lives as long as the
         // process; `context` is an integer key, never dereferenced by anyone.
         let hr = unsafe { f(h as Handle, trampoline, context as *mut c_void, &mut cb) };
-        Call {
-            hr,
-            value: cb as RawHandle,
-            result: None,
-        }
+        Call { hr, value: cb as RawHandle, result: None }
     }
 
-    pub(crate) fn register_compute_system_callback(
-        &self,
-        h: RawHandle,
-        context: usize,
-    ) -> Call<RawHandle> {
+    pub(crate) fn register_compute_system_callback(&self, h: RawHandle, context: usize) -> Call<RawHandle> {
         self.register(self.fns.register_compute_system_callback, h, context)
     }
-    pub(crate) fn register_process_callback(
-        &self,
-        h: RawHandle,
-        context: usize,
-    ) -> Call<RawHandle> {
+    pub(crate) fn register_process_callback(&self, h: RawHandle, context: usize) -> Call<RawHandle> {
         self.register(self.fns.register_process_callback, h, context)
     }
 
@@ -356,25 +300,13 @@ impl Library {
         let mut result: Pwstr = std::ptr::null_mut();
         // SAFETY: live system handle; NUL-terminated parameters; `info` is a correctly laid
         // out HCS_PROCESS_INFORMATION local; out pointers to locals.
-        let hr = unsafe {
-            (self.fns.create_process)(
-                h as Handle,
-                params.as_ptr(),
-                &mut info,
-                &mut ph,
-                &mut result,
-            )
-        };
+        let hr = unsafe { (self.fns.create_process)(h as Handle, params.as_ptr(), &mut info, &mut ph, &mut result) };
         Ok(Call {
             hr,
             value: (
                 info.process_id,
                 ph as RawHandle,
-                [
-                    info.std_input as RawHandle,
-                    info.std_output as RawHandle,
-                    info.std_error as RawHandle,
-                ],
+                [info.std_input as RawHandle, info.std_output as RawHandle, info.std_error as RawHandle],
             ),
             result: self.take_string(result),
         })
@@ -384,11 +316,7 @@ impl Library {
         let mut result: Pwstr = std::ptr::null_mut();
         // SAFETY: live process handle (held under the process handle lock); out pointer to a local.
         let hr = unsafe { (self.fns.terminate_process)(p as Handle, &mut result) };
-        Call {
-            hr,
-            value: (),
-            result: self.take_string(result),
-        }
+        Call { hr, value: (), result: self.take_string(result) }
     }
 
     pub(crate) fn get_process_properties(&self, p: RawHandle) -> Call<Option<String>> {
@@ -396,18 +324,10 @@ impl Library {
         let mut result: Pwstr = std::ptr::null_mut();
         // SAFETY: live process handle; out pointers to locals.
         let hr = unsafe { (self.fns.get_process_properties)(p as Handle, &mut props, &mut result) };
-        Call {
-            hr,
-            value: self.take_string(props),
-            result: self.take_string(result),
-        }
+        Call { hr, value: self.take_string(props), result: self.take_string(result) }
     }
 
-    pub(crate) fn modify_process(
-        &self,
-        p: RawHandle,
-        settings: &str,
-    ) -> Result<Call<()>, InteriorNul> {
+    pub(crate) fn modify_process(&self, p: RawHandle, settings: &str) -> Result<Call<()>, InteriorNul> {
         Ok(self.system_op(self.fns.modify_process, p, &wide(settings)?))
     }
 
@@ -444,9 +364,7 @@ fn ole32_free() -> Option<FnFree> {
     .ok()?;
     let lib: &'static libloading::Library = Box::leak(Box::new(libloading::Library::from(lib)));
     // SAFETY: documented signature `void CoTaskMemFree(LPVOID)`.
-    unsafe { lib.get::<FnFree>(b"CoTaskMemFree\0") }
-        .ok()
-        .map(|s| *s)
+    unsafe { lib.get::<FnFree>(b"CoTaskMemFree\0") }.ok().map(|s| *s)
 }
 
 #[cfg(not(windows))]

@@ -29,10 +29,7 @@ impl Guid {
     /// The GUID whose text form is the RFC 4122 big-endian `bytes` (first three groups are
     /// swapped into memory layout).
     pub fn from_rfc4122_bytes(b: [u8; 16]) -> Guid {
-        Guid([
-            b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13],
-            b[14], b[15],
-        ])
+        Guid([b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]])
     }
 }
 
@@ -44,8 +41,7 @@ impl fmt::Display for Guid {
         write!(
             f,
             "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13],
-            g[14], g[15]
+            g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]
         )
     }
 }
@@ -113,10 +109,7 @@ pub trait NameToGuid: Send + Sync {
 /// Input/output pairs of the real `vmcompute.dll!NameToGuid` that are on public record: the
 /// original's Create comment, and microsoft/hcsshim issue #1072.
 pub const KNOWN_NAME_TO_GUID: &[(&str, &str)] = &[
-    (
-        "65bf96e5760a09edf1790cb229e2dfb2dbd0fcdc0bf7451bae099106bfbfea0c",
-        "18955d65-d45a-557b-bf1c-49d6dfefc526",
-    ),
+    ("65bf96e5760a09edf1790cb229e2dfb2dbd0fcdc0bf7451bae099106bfbfea0c", "18955d65-d45a-557b-bf1c-49d6dfefc526"),
     ("4", "bd9c3ef9-f239-59b5-a27e-15c523b1d149"),
 ];
 
@@ -132,10 +125,9 @@ pub struct StandInNameToGuid;
 impl NameToGuid for StandInNameToGuid {
     fn name_to_guid(&self, name: &str) -> Result<Guid, NameToGuidError> {
         if let Some((_, g)) = KNOWN_NAME_TO_GUID.iter().find(|(n, _)| *n == name) {
-            return g.parse().map_err(|e: GuidParseError| NameToGuidError {
-                name: name.to_string(),
-                reason: e.to_string(),
-            });
+            return g
+                .parse()
+                .map_err(|e: GuidParseError| NameToGuidError { name: name.to_string(), reason: e.to_string() });
         }
         let mut h = Sha256::new();
         h.update(b"berth-hcs stand-in NameToGuid (not vmcompute's algorithm)\0");
@@ -163,12 +155,7 @@ mod tests {
         }
         // hcsshim GUID.ToString() of bytes 00..0f.
         assert_eq!(Guid(b).to_string(), "03020100-0504-0706-0809-0a0b0c0d0e0f");
-        assert_eq!(
-            "03020100-0504-0706-0809-0a0b0c0d0e0f"
-                .parse::<Guid>()
-                .unwrap(),
-            Guid(b)
-        );
+        assert_eq!("03020100-0504-0706-0809-0a0b0c0d0e0f".parse::<Guid>().unwrap(), Guid(b));
     }
 
     #[test]
@@ -196,9 +183,6 @@ mod tests {
         assert_ne!(a, n.name_to_guid("layer-b").unwrap());
         let s = a.to_string();
         assert_eq!(&s[14..15], "5", "version nibble in {s}");
-        assert!(
-            matches!(&s[19..20], "8" | "9" | "a" | "b"),
-            "variant in {s}"
-        );
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "variant in {s}");
     }
 }

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use berth_core::{Error, ErrorKind};
 use berth_hcs_schema::{
-    to_go_json, ContainerConfig, ContainerProperties, HcsResult, ProcessConfig, ProcessListItem,
-    ProcessModifyRequest, ProcessStatus, Statistics,
+    to_go_json, ContainerConfig, ContainerProperties, HcsResult, ProcessConfig, ProcessListItem, ProcessModifyRequest,
+    ProcessStatus, Statistics,
 };
 
 use crate::ffi::{self, RawHandle};
@@ -111,11 +111,7 @@ pub enum Cause {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cause::Code {
-                code,
-                message,
-                events,
-            } => {
+            Cause::Code { code, message, events } => {
                 write!(f, "HCS error 0x{code:x}")?;
                 if let Some(m) = message.as_deref().filter(|m| !m.is_empty()) {
                     write!(f, ": {m}")?;
@@ -129,9 +125,7 @@ impl fmt::Display for Cause {
             Cause::Timeout => f.write_str("hcsshim: timeout waiting for notification"),
             Cause::UnexpectedContainerExit => f.write_str("unexpected container exit"),
             Cause::ServiceDisconnect => f.write_str("unexpected process abort (HCS disconnected)"),
-            Cause::InvalidProcessState => {
-                f.write_str("the process is in an invalid state for the attempted operation")
-            }
+            Cause::InvalidProcessState => f.write_str("the process is in an invalid state for the attempted operation"),
             Cause::Unavailable(s) => write!(f, "HCS is not available on this host: {s}"),
             Cause::InvalidArgument(s) => write!(f, "invalid argument: {s}"),
             Cause::UnexpectedValue(s) => write!(f, "unexpected result from HCS: {s}"),
@@ -153,11 +147,7 @@ pub struct HcsError {
 
 impl HcsError {
     fn new(op: &'static str, target: impl Into<String>, cause: Cause) -> Self {
-        HcsError {
-            op,
-            target: target.into(),
-            cause,
-        }
+        HcsError { op, target: target.into(), cause }
     }
 
     /// The reduced error code, if HCS returned one.
@@ -175,18 +165,12 @@ impl HcsError {
 
     /// hcsshim `IsAlreadyStopped`.
     pub fn is_already_stopped(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(E_ALREADY_STOPPED | ERROR_NOT_FOUND | ERROR_PROC_NOT_FOUND)
-        )
+        matches!(self.code(), Some(E_ALREADY_STOPPED | ERROR_NOT_FOUND | ERROR_PROC_NOT_FOUND))
     }
 
     /// hcsshim `IsNotExist`.
     pub fn is_not_exist(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(E_SYSTEM_NOT_FOUND | ERROR_NOT_FOUND | ERROR_PROC_NOT_FOUND)
-        )
+        matches!(self.code(), Some(E_SYSTEM_NOT_FOUND | ERROR_NOT_FOUND | ERROR_PROC_NOT_FOUND))
     }
 
     /// hcsshim `IsAlreadyClosed`.
@@ -240,15 +224,7 @@ fn call_error(op: &'static str, target: &str, hr: i32, result: Option<&str>) -> 
             Err(_) => message = Some(r.to_string()),
         }
     }
-    HcsError::new(
-        op,
-        target,
-        Cause::Code {
-            code: win32_from_hresult(hr),
-            message,
-            events,
-        },
-    )
+    HcsError::new(op, target, Cause::Code { code: win32_from_hresult(hr), message, events })
 }
 
 fn check(op: &'static str, target: &str, hr: i32, result: Option<&str>) -> Result<(), HcsError> {
@@ -338,10 +314,7 @@ impl Watcher {
                     if now >= d {
                         return WaitEnd::Timeout;
                     }
-                    self.cv
-                        .wait_timeout(st, d - now)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|p| p.into_inner().0)
+                    self.cv.wait_timeout(st, d - now).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0)
                 }
             };
         }
@@ -356,11 +329,7 @@ impl Watcher {
     ) -> Result<(), HcsError> {
         let cause = match self.wait(kind, timeout) {
             WaitEnd::Status(s) if s >= 0 => return Ok(()),
-            WaitEnd::Status(s) => Cause::Code {
-                code: win32_from_hresult(s),
-                message: None,
-                events: Vec::new(),
-            },
+            WaitEnd::Status(s) => Cause::Code { code: win32_from_hresult(s), message: None, events: Vec::new() },
             WaitEnd::UnexpectedExit => Cause::UnexpectedContainerExit,
             WaitEnd::Disconnect => Cause::ServiceDisconnect,
             WaitEnd::Closed => Cause::AlreadyClosed,
@@ -372,10 +341,7 @@ impl Watcher {
 
 fn registry() -> MutexGuard<'static, HashMap<usize, Arc<Watcher>>> {
     static REGISTRY: OnceLock<Mutex<HashMap<usize, Arc<Watcher>>>> = OnceLock::new();
-    REGISTRY
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    REGISTRY.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn new_key() -> usize {
@@ -409,9 +375,7 @@ pub struct HcsApi {
 
 impl fmt::Debug for HcsApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HcsApi")
-            .field("origin", &self.origin)
-            .finish()
+        f.debug_struct("HcsApi").field("origin", &self.origin).finish()
     }
 }
 
@@ -421,10 +385,7 @@ impl HcsApi {
     pub fn load(path: impl AsRef<Path>) -> Result<Arc<HcsApi>, HcsError> {
         let path = path.as_ref();
         let lib = ffi::Library::load(path).map_err(unavailable)?;
-        Ok(Arc::new(HcsApi {
-            lib,
-            origin: path.display().to_string(),
-        }))
+        Ok(Arc::new(HcsApi { lib, origin: path.display().to_string() }))
     }
 
     /// Loads the host's HCS: `vmcompute.dll` from System32 on Windows. On any other host it
@@ -433,17 +394,11 @@ impl HcsApi {
         #[cfg(windows)]
         {
             let lib = ffi::Library::load_system().map_err(unavailable)?;
-            Ok(Arc::new(HcsApi {
-                lib,
-                origin: "vmcompute.dll".into(),
-            }))
+            Ok(Arc::new(HcsApi { lib, origin: "vmcompute.dll".into() }))
         }
         #[cfg(not(windows))]
         {
-            Err(unavailable(format!(
-                "HCS exists only on Windows (this is {})",
-                std::env::consts::OS
-            )))
+            Err(unavailable(format!("HCS exists only on Windows (this is {})", std::env::consts::OS)))
         }
     }
 
@@ -456,13 +411,8 @@ impl HcsApi {
         timeout: Duration,
     ) -> Result<ComputeSystem, HcsError> {
         let target = format!("container {id}");
-        let doc = to_go_json(config).map_err(|e| {
-            HcsError::new(
-                "CreateContainer",
-                &target,
-                Cause::InvalidArgument(e.to_string()),
-            )
-        })?;
+        let doc = to_go_json(config)
+            .map_err(|e| HcsError::new("CreateContainer", &target, Cause::InvalidArgument(e.to_string())))?;
         self.create_compute_system_json(id, &doc, timeout)
     }
 
@@ -475,13 +425,10 @@ impl HcsApi {
     ) -> Result<ComputeSystem, HcsError> {
         const OP: &str = "CreateContainer";
         let target = format!("container {id}");
-        let call = self.lib.create_compute_system(id, doc).map_err(|_| {
-            HcsError::new(
-                OP,
-                &target,
-                Cause::InvalidArgument("NUL in id or document".into()),
-            )
-        })?;
+        let call = self
+            .lib
+            .create_compute_system(id, doc)
+            .map_err(|_| HcsError::new(OP, &target, Cause::InvalidArgument("NUL in id or document".into())))?;
         let pending = win32_from_hresult(call.hr) == E_PENDING;
         if call.hr < 0 && !pending {
             return Err(call_error(OP, &target, call.hr, call.result.as_deref()));
@@ -489,12 +436,7 @@ impl HcsApi {
         let system = ComputeSystem::new(self.clone(), id, call.value);
         system.register(OP)?;
         if pending {
-            if let Err(e) = system.watcher.wait_result(
-                OP,
-                &target,
-                NOTIFY_SYSTEM_CREATE_COMPLETED,
-                Some(timeout),
-            ) {
+            if let Err(e) = system.watcher.wait_result(OP, &target, NOTIFY_SYSTEM_CREATE_COMPLETED, Some(timeout)) {
                 if e.is_timeout() {
                     // Do not leave a half-created system behind.
                     let _ = system.terminate();
@@ -521,13 +463,10 @@ impl HcsApi {
 
     /// `vmcompute!NameToGuid`.
     pub fn name_to_guid(&self, name: &str) -> Result<Guid, HcsError> {
-        let (hr, g) = self.lib.name_to_guid(name).map_err(|_| {
-            HcsError::new(
-                "NameToGuid",
-                name,
-                Cause::InvalidArgument("NUL in name".into()),
-            )
-        })?;
+        let (hr, g) = self
+            .lib
+            .name_to_guid(name)
+            .map_err(|_| HcsError::new("NameToGuid", name, Cause::InvalidArgument("NUL in name".into())))?;
         check("NameToGuid", name, hr, None)?;
         Ok(Guid(g))
     }
@@ -540,10 +479,7 @@ pub struct VmcomputeNameToGuid(pub Arc<HcsApi>);
 
 impl NameToGuid for VmcomputeNameToGuid {
     fn name_to_guid(&self, name: &str) -> Result<Guid, NameToGuidError> {
-        self.0.name_to_guid(name).map_err(|e| NameToGuidError {
-            name: name.to_string(),
-            reason: e.to_string(),
-        })
+        self.0.name_to_guid(name).map_err(|e| NameToGuidError { name: name.to_string(), reason: e.to_string() })
     }
 }
 
@@ -562,9 +498,7 @@ pub struct ComputeSystem {
 
 impl fmt::Debug for ComputeSystem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ComputeSystem")
-            .field("id", &self.id)
-            .finish()
+        f.debug_struct("ComputeSystem").field("id", &self.id).finish()
     }
 }
 
@@ -593,10 +527,7 @@ impl ComputeSystem {
             let _ = self.close();
             return Err(e);
         }
-        *self.registration.lock().unwrap_or_else(|p| p.into_inner()) = Some(Registration {
-            key,
-            callback: call.value,
-        });
+        *self.registration.lock().unwrap_or_else(|p| p.into_inner()) = Some(Registration { key, callback: call.value });
         Ok(())
     }
 
@@ -632,21 +563,14 @@ impl ComputeSystem {
         }
         let e = call_error(op, &self.target, hr, result.as_deref());
         match completion {
-            Some((kind, timeout)) if e.is_pending() => {
-                self.watcher
-                    .wait_result(op, &self.target, kind, Some(timeout))
-            }
+            Some((kind, timeout)) if e.is_pending() => self.watcher.wait_result(op, &self.target, kind, Some(timeout)),
             _ => Err(e),
         }
     }
 
     /// Starts the system and waits for the start to complete.
     pub fn start(&self, timeout: Duration) -> Result<(), HcsError> {
-        self.async_op(
-            "Start",
-            |l, h| l.start_compute_system(h),
-            Some((NOTIFY_SYSTEM_START_COMPLETED, timeout)),
-        )
+        self.async_op("Start", |l, h| l.start_compute_system(h), Some((NOTIFY_SYSTEM_START_COMPLETED, timeout)))
     }
 
     /// Requests a clean shutdown. A pending error means "in progress": wait with
@@ -662,36 +586,22 @@ impl ComputeSystem {
 
     /// Pauses the system and waits for completion.
     pub fn pause(&self, timeout: Duration) -> Result<(), HcsError> {
-        self.async_op(
-            "Pause",
-            |l, h| l.pause_compute_system(h),
-            Some((NOTIFY_SYSTEM_PAUSE_COMPLETED, timeout)),
-        )
+        self.async_op("Pause", |l, h| l.pause_compute_system(h), Some((NOTIFY_SYSTEM_PAUSE_COMPLETED, timeout)))
     }
 
     /// Resumes the system and waits for completion.
     pub fn resume(&self, timeout: Duration) -> Result<(), HcsError> {
-        self.async_op(
-            "Resume",
-            |l, h| l.resume_compute_system(h),
-            Some((NOTIFY_SYSTEM_RESUME_COMPLETED, timeout)),
-        )
+        self.async_op("Resume", |l, h| l.resume_compute_system(h), Some((NOTIFY_SYSTEM_RESUME_COMPLETED, timeout)))
     }
 
     /// Waits until the system has exited.
     pub fn wait(&self) -> Result<(), HcsError> {
-        self.watcher
-            .wait_result("Wait", &self.target, NOTIFY_SYSTEM_EXITED, None)
+        self.watcher.wait_result("Wait", &self.target, NOTIFY_SYSTEM_EXITED, None)
     }
 
     /// Waits until the system has exited, at most `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), HcsError> {
-        self.watcher.wait_result(
-            "WaitTimeout",
-            &self.target,
-            NOTIFY_SYSTEM_EXITED,
-            Some(timeout),
-        )
+        self.watcher.wait_result("WaitTimeout", &self.target, NOTIFY_SYSTEM_EXITED, Some(timeout))
     }
 
     fn properties(&self, op: &'static str, query: &str) -> Result<ContainerProperties, HcsError> {
@@ -699,24 +609,13 @@ impl ComputeSystem {
             self.api
                 .lib
                 .get_compute_system_properties(h, query)
-                .map_err(|_| {
-                    HcsError::new(
-                        op,
-                        &self.target,
-                        Cause::InvalidArgument("NUL in query".into()),
-                    )
-                })
+                .map_err(|_| HcsError::new(op, &self.target, Cause::InvalidArgument("NUL in query".into())))
         })?;
         check(op, &self.target, call.hr, call.result.as_deref())?;
-        let doc = call.value.ok_or_else(|| {
-            HcsError::new(
-                op,
-                &self.target,
-                Cause::UnexpectedValue("no properties".into()),
-            )
-        })?;
-        serde_json::from_str(&doc)
-            .map_err(|e| HcsError::new(op, &self.target, Cause::UnexpectedValue(e.to_string())))
+        let doc = call
+            .value
+            .ok_or_else(|| HcsError::new(op, &self.target, Cause::UnexpectedValue("no properties".into())))?;
+        serde_json::from_str(&doc).map_err(|e| HcsError::new(op, &self.target, Cause::UnexpectedValue(e.to_string())))
     }
 
     /// Statistics (`docker stats`).
@@ -726,9 +625,7 @@ impl ComputeSystem {
 
     /// The process list (`docker top`).
     pub fn process_list(&self) -> Result<Vec<ProcessListItem>, HcsError> {
-        Ok(self
-            .properties("ProcessList", PROCESS_LIST_QUERY)?
-            .process_list)
+        Ok(self.properties("ProcessList", PROCESS_LIST_QUERY)?.process_list)
     }
 
     /// Starts a process. As hcsshim did, a process without a console gets a zero console size.
@@ -738,16 +635,13 @@ impl ComputeSystem {
         if !config.emulate_console {
             config.console_size = [0, 0];
         }
-        let doc = to_go_json(&config)
-            .map_err(|e| HcsError::new(OP, &self.target, Cause::InvalidArgument(e.to_string())))?;
+        let doc =
+            to_go_json(&config).map_err(|e| HcsError::new(OP, &self.target, Cause::InvalidArgument(e.to_string())))?;
         let call = self.with_handle(OP, |h| {
-            self.api.lib.create_process(h, &doc).map_err(|_| {
-                HcsError::new(
-                    OP,
-                    &self.target,
-                    Cause::InvalidArgument("NUL in document".into()),
-                )
-            })
+            self.api
+                .lib
+                .create_process(h, &doc)
+                .map_err(|_| HcsError::new(OP, &self.target, Cause::InvalidArgument("NUL in document".into())))
         })?;
         let (pid, handle, pipes) = call.value;
         // Take ownership of the pipes first, so they are closed on every path below.
@@ -774,12 +668,7 @@ impl ComputeSystem {
             return Ok(());
         }
         let mut result = Ok(());
-        if let Some(r) = self
-            .registration
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(r) = self.registration.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let hr = self.api.lib.unregister_compute_system_callback(r.callback);
             registry().remove(&r.key);
             result = check("Close", &self.target, hr, None);
@@ -815,9 +704,7 @@ pub struct Process {
 
 impl fmt::Debug for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Process")
-            .field("target", &self.target)
-            .finish()
+        f.debug_struct("Process").field("target", &self.target).finish()
     }
 }
 
@@ -845,10 +732,7 @@ impl Process {
             let _ = self.close();
             return Err(e);
         }
-        *self.registration.lock().unwrap_or_else(|p| p.into_inner()) = Some(Registration {
-            key,
-            callback: call.value,
-        });
+        *self.registration.lock().unwrap_or_else(|p| p.into_inner()) = Some(Registration { key, callback: call.value });
         Ok(())
     }
 
@@ -859,17 +743,8 @@ impl Process {
 
     /// The pipes, once (later calls return no pipes).
     pub fn take_stdio(&self) -> Stdio {
-        let [stdin, stdout, stderr] = self
-            .stdio
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_default();
-        Stdio {
-            stdin,
-            stdout,
-            stderr,
-        }
+        let [stdin, stdout, stderr] = self.stdio.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+        Stdio { stdin, stdout, stderr }
     }
 
     fn with_handle<T>(
@@ -896,18 +771,12 @@ impl Process {
 
     /// Waits for the process to exit.
     pub fn wait(&self) -> Result<(), HcsError> {
-        self.watcher
-            .wait_result("Wait", &self.target, NOTIFY_PROCESS_EXITED, None)
+        self.watcher.wait_result("Wait", &self.target, NOTIFY_PROCESS_EXITED, None)
     }
 
     /// Waits for the process to exit, at most `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), HcsError> {
-        self.watcher.wait_result(
-            "WaitTimeout",
-            &self.target,
-            NOTIFY_PROCESS_EXITED,
-            Some(timeout),
-        )
+        self.watcher.wait_result("WaitTimeout", &self.target, NOTIFY_PROCESS_EXITED, Some(timeout))
     }
 
     /// The exit code of an exited process.
@@ -915,13 +784,8 @@ impl Process {
         const OP: &str = "ExitCode";
         let c = self.with_handle(OP, |h| Ok(self.api.lib.get_process_properties(h)))?;
         check(OP, &self.target, c.hr, c.result.as_deref())?;
-        let doc = c.value.ok_or_else(|| {
-            HcsError::new(
-                OP,
-                &self.target,
-                Cause::UnexpectedValue("no properties".into()),
-            )
-        })?;
+        let doc =
+            c.value.ok_or_else(|| HcsError::new(OP, &self.target, Cause::UnexpectedValue("no properties".into())))?;
         let st: ProcessStatus = serde_json::from_str(&doc)
             .map_err(|e| HcsError::new(OP, &self.target, Cause::UnexpectedValue(e.to_string())))?;
         if !st.exited {
@@ -942,8 +806,8 @@ impl Process {
     }
 
     fn modify(&self, op: &'static str, req: &ProcessModifyRequest) -> Result<(), HcsError> {
-        let doc = to_go_json(req)
-            .map_err(|e| HcsError::new(op, &self.target, Cause::InvalidArgument(e.to_string())))?;
+        let doc =
+            to_go_json(req).map_err(|e| HcsError::new(op, &self.target, Cause::InvalidArgument(e.to_string())))?;
         let c = self.with_handle(op, |h| {
             self.api
                 .lib
@@ -955,10 +819,7 @@ impl Process {
 
     /// Resizes the console (width first, as hcsshim's `ResizeConsole`).
     pub fn resize_console(&self, width: u16, height: u16) -> Result<(), HcsError> {
-        self.modify(
-            "ResizeConsole",
-            &ProcessModifyRequest::console_size(width, height),
-        )
+        self.modify("ResizeConsole", &ProcessModifyRequest::console_size(width, height))
     }
 
     /// Asks HCS to close the process's stdin, so it reads EOF. Always sends the request,
@@ -974,12 +835,7 @@ impl Process {
             return Ok(());
         }
         let mut result = Ok(());
-        if let Some(r) = self
-            .registration
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(r) = self.registration.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let hr = self.api.lib.unregister_process_callback(r.callback);
             registry().remove(&r.key);
             result = check("Close", &self.target, hr, None);
@@ -1017,15 +873,7 @@ mod tests {
     }
 
     fn err(code: u32) -> HcsError {
-        HcsError::new(
-            "Op",
-            "container c",
-            Cause::Code {
-                code,
-                message: None,
-                events: vec![],
-            },
-        )
+        HcsError::new("Op", "container c", Cause::Code { code, message: None, events: vec![] })
     }
 
     #[test]
@@ -1067,48 +915,26 @@ mod tests {
         let w = Watcher::default();
         // Completions are consumed once.
         w.notify(NOTIFY_SYSTEM_START_COMPLETED, 0);
-        assert!(matches!(
-            w.wait(NOTIFY_SYSTEM_START_COMPLETED, Some(Duration::ZERO)),
-            WaitEnd::Status(0)
-        ));
-        assert!(matches!(
-            w.wait(NOTIFY_SYSTEM_START_COMPLETED, Some(Duration::ZERO)),
-            WaitEnd::Timeout
-        ));
+        assert!(matches!(w.wait(NOTIFY_SYSTEM_START_COMPLETED, Some(Duration::ZERO)), WaitEnd::Status(0)));
+        assert!(matches!(w.wait(NOTIFY_SYSTEM_START_COMPLETED, Some(Duration::ZERO)), WaitEnd::Timeout));
         // An exit ends completion waits, and is seen by every exit waiter.
         w.notify(NOTIFY_SYSTEM_EXITED, 0);
-        assert!(matches!(
-            w.wait(NOTIFY_SYSTEM_PAUSE_COMPLETED, None),
-            WaitEnd::UnexpectedExit
-        ));
-        assert!(matches!(
-            w.wait(NOTIFY_SYSTEM_EXITED, None),
-            WaitEnd::Status(0)
-        ));
-        assert!(matches!(
-            w.wait(NOTIFY_SYSTEM_EXITED, None),
-            WaitEnd::Status(0)
-        ));
+        assert!(matches!(w.wait(NOTIFY_SYSTEM_PAUSE_COMPLETED, None), WaitEnd::UnexpectedExit));
+        assert!(matches!(w.wait(NOTIFY_SYSTEM_EXITED, None), WaitEnd::Status(0)));
+        assert!(matches!(w.wait(NOTIFY_SYSTEM_EXITED, None), WaitEnd::Status(0)));
         let w2 = Watcher::default();
         w2.close();
-        assert!(matches!(
-            w2.wait(NOTIFY_PROCESS_EXITED, None),
-            WaitEnd::Closed
-        ));
+        assert!(matches!(w2.wait(NOTIFY_PROCESS_EXITED, None), WaitEnd::Closed));
         let w3 = Watcher::default();
         w3.notify(NOTIFY_SERVICE_DISCONNECT, 0);
-        assert!(matches!(
-            w3.wait(NOTIFY_PROCESS_EXITED, None),
-            WaitEnd::Disconnect
-        ));
+        assert!(matches!(w3.wait(NOTIFY_PROCESS_EXITED, None), WaitEnd::Disconnect));
     }
 
     #[test]
     fn waiting_threads_are_woken_by_notifications() {
         let w = Arc::new(Watcher::default());
         let w2 = w.clone();
-        let t =
-            std::thread::spawn(move || w2.wait_result("Wait", "t", NOTIFY_PROCESS_EXITED, None));
+        let t = std::thread::spawn(move || w2.wait_result("Wait", "t", NOTIFY_PROCESS_EXITED, None));
         w.notify(NOTIFY_PROCESS_EXITED, 0x8007_0005_u32 as i32);
         let e = t.join().unwrap().unwrap_err();
         assert_eq!(e.code(), Some(5));
@@ -1118,18 +944,12 @@ mod tests {
     fn load_failures_are_unavailable() {
         let e = HcsApi::load("/nonexistent/vmcompute.dll").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unavailable);
-        assert!(
-            e.to_string().contains("HCS is not available on this host"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("HCS is not available on this host"), "{e}");
         #[cfg(not(windows))]
         {
             let e = HcsApi::load_default().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Unavailable);
-            assert!(
-                e.to_string().contains("HCS is not available on this host"),
-                "{e}"
-            );
+            assert!(e.to_string().contains("HCS is not available on this host"), "{e}");
         }
     }
 }

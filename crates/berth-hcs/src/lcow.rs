@@ -130,9 +130,9 @@ pub fn parse_options(options: &[String], env: &LcowEnv) -> Result<LcowOptions, E
             "lcow.vhdx" => o.vhdx = val.to_string(),
             "lcow.bootparameters" => o.boot_parameters = val.to_string(),
             "lcow.timeout" => {
-                o.timeout_seconds = val.parse::<i64>().map_err(|_| {
-                    invalid("opengcstimeoutsecs option could not be interpreted as an integer")
-                })?;
+                o.timeout_seconds = val
+                    .parse::<i64>()
+                    .map_err(|_| invalid("opengcstimeoutsecs option could not be interpreted as an integer"))?;
                 if o.timeout_seconds < 0 {
                     return Err(invalid("opengcstimeoutsecs option cannot be negative"));
                 }
@@ -141,10 +141,7 @@ pub fn parse_options(options: &[String], env: &LcowEnv) -> Result<LcowOptions, E
         }
     }
     if o.kird_path.is_empty() {
-        o.kird_path = winpath::join(&[
-            env.program_files.as_deref().unwrap_or(""),
-            "Linux Containers",
-        ]);
+        o.kird_path = winpath::join(&[env.program_files.as_deref().unwrap_or(""), "Linux Containers"]);
     }
     if o.vhdx.is_empty() {
         o.vhdx = winpath::join(&[&o.kird_path, DEFAULT_VHDX_FILE]);
@@ -161,15 +158,12 @@ pub fn parse_options(options: &[String], env: &LcowEnv) -> Result<LcowOptions, E
 impl LcowConfig {
     /// opengcs `GenerateDefault` (with its early-return quirk, see the module docs).
     pub fn generate_default(options: &[String], env: &LcowEnv) -> Result<LcowConfig, Error> {
-        let mut c = LcowConfig {
-            options: parse_options(options, env)?,
-            ..Default::default()
-        };
+        let mut c = LcowConfig { options: parse_options(options, env)?, ..Default::default() };
         let mut env_timeout = 0i64;
         if let Some(t) = env.uvm_timeout_seconds.as_deref().filter(|t| !t.is_empty()) {
-            env_timeout = t.parse::<i64>().map_err(|_| {
-                invalid("OPENGCS_UVM_TIMEOUT_SECONDS could not be interpreted as an integer")
-            })?;
+            env_timeout = t
+                .parse::<i64>()
+                .map_err(|_| invalid("OPENGCS_UVM_TIMEOUT_SECONDS could not be interpreted as an integer"))?;
             if env_timeout < 0 {
                 return Err(invalid("OPENGCS_UVM_TIMEOUT_SECONDS cannot be negative"));
             }
@@ -194,17 +188,11 @@ impl LcowConfig {
         if self.requested_mode == RequestedMode::Vhdx && o.vhdx.is_empty() {
             return Err(invalid("VHDx mode must supply a VHDx"));
         }
-        if self.requested_mode == RequestedMode::KernelInitrd
-            && (o.kernel_file.is_empty() || o.initrd_file.is_empty())
+        if self.requested_mode == RequestedMode::KernelInitrd && (o.kernel_file.is_empty() || o.initrd_file.is_empty())
         {
-            return Err(invalid(
-                "kernel+initrd mode must supply both kernel and initrd",
-            ));
+            return Err(invalid("kernel+initrd mode must supply both kernel and initrd"));
         }
-        if matches!(
-            self.requested_mode,
-            RequestedMode::Auto | RequestedMode::Vhdx
-        ) {
+        if matches!(self.requested_mode, RequestedMode::Auto | RequestedMode::Vhdx) {
             match host.stat(&o.vhdx) {
                 Err(e) if not_found(&e) => {
                     if self.requested_mode == RequestedMode::Vhdx {
@@ -241,10 +229,7 @@ impl LcowConfig {
         self.actual_mode = ActualMode::KernelInitrd;
         for mvd in &self.mapped_virtual_disks {
             if host.stat(&mvd.host_path).is_err() {
-                return Err(Error::not_found(format!(
-                    "mapped virtual disk '{}' not found",
-                    mvd.host_path
-                )));
+                return Err(Error::not_found(format!("mapped virtual disk '{}' not found", mvd.host_path)));
             }
             if mvd.container_path.is_empty() {
                 return Err(invalid(format!(
@@ -258,11 +243,7 @@ impl LcowConfig {
 
     /// What the daemon did with the `lcow.*` options: [`LcowConfig::generate_default`] then
     /// [`LcowConfig::validate`].
-    pub fn from_options(
-        options: &[String],
-        env: &LcowEnv,
-        host: &dyn HostInfo,
-    ) -> Result<LcowConfig, Error> {
+    pub fn from_options(options: &[String], env: &LcowEnv, host: &dyn HostInfo) -> Result<LcowConfig, Error> {
         let mut c = LcowConfig::generate_default(options, env)?;
         c.validate(host)?;
         Ok(c)
@@ -288,22 +269,14 @@ mod tests {
             if self.1.iter().any(|p| p == path) {
                 return Ok(());
             }
-            Err(io::Error::from(
-                *self.0.get(path).unwrap_or(&io::ErrorKind::NotFound),
-            ))
+            Err(io::Error::from(*self.0.get(path).unwrap_or(&io::ErrorKind::NotFound)))
         }
     }
     fn files(existing: &[&str]) -> Files {
-        Files(
-            HashMap::new(),
-            existing.iter().map(|s| s.to_string()).collect(),
-        )
+        Files(HashMap::new(), existing.iter().map(|s| s.to_string()).collect())
     }
     fn env() -> LcowEnv {
-        LcowEnv {
-            program_files: Some("C:\\Program Files".into()),
-            uvm_timeout_seconds: None,
-        }
+        LcowEnv { program_files: Some("C:\\Program Files".into()), uvm_timeout_seconds: None }
     }
     fn opts(o: &[&str]) -> Vec<String> {
         o.iter().map(|s| s.to_string()).collect()
@@ -345,34 +318,19 @@ mod tests {
     #[test]
     fn timeout_errors() {
         for (v, msg) in [
-            (
-                "lcow.timeout=x",
-                "opengcstimeoutsecs option could not be interpreted as an integer",
-            ),
-            (
-                "lcow.timeout=-1",
-                "opengcstimeoutsecs option cannot be negative",
-            ),
+            ("lcow.timeout=x", "opengcstimeoutsecs option could not be interpreted as an integer"),
+            ("lcow.timeout=-1", "opengcstimeoutsecs option cannot be negative"),
         ] {
             let e = parse_options(&opts(&[v]), &env()).unwrap_err();
             assert_eq!(e.message(), msg);
             assert_eq!(e.kind(), ErrorKind::InvalidParameter);
         }
         for (v, msg) in [
-            (
-                "x",
-                "OPENGCS_UVM_TIMEOUT_SECONDS could not be interpreted as an integer",
-            ),
+            ("x", "OPENGCS_UVM_TIMEOUT_SECONDS could not be interpreted as an integer"),
             ("-3", "OPENGCS_UVM_TIMEOUT_SECONDS cannot be negative"),
         ] {
-            let e = LcowConfig::generate_default(
-                &[],
-                &LcowEnv {
-                    uvm_timeout_seconds: Some(v.into()),
-                    ..env()
-                },
-            )
-            .unwrap_err();
+            let e = LcowConfig::generate_default(&[], &LcowEnv { uvm_timeout_seconds: Some(v.into()), ..env() })
+                .unwrap_err();
             assert_eq!(e.message(), msg);
         }
     }
@@ -387,10 +345,7 @@ mod tests {
         assert_eq!(c.uvm_timeout_seconds, 7);
         assert_eq!(c.requested_mode, RequestedMode::None, "early return");
 
-        let e = LcowEnv {
-            uvm_timeout_seconds: Some("9".into()),
-            ..env()
-        };
+        let e = LcowEnv { uvm_timeout_seconds: Some("9".into()), ..env() };
         let c = LcowConfig::generate_default(&opts(&["lcow.timeout=7"]), &e).unwrap();
         assert_eq!(c.uvm_timeout_seconds, 7, "option beats environment");
         let c = LcowConfig::generate_default(&[], &e).unwrap();
@@ -412,27 +367,14 @@ mod tests {
 
     #[test]
     fn timeout_quirk_skips_vhdx_even_if_present() {
-        let c = LcowConfig::from_options(
-            &opts(&["lcow.timeout=30"]),
-            &env(),
-            &files(&[VHDX, KERNEL, INITRD]),
-        )
-        .unwrap();
+        let c = LcowConfig::from_options(&opts(&["lcow.timeout=30"]), &env(), &files(&[VHDX, KERNEL, INITRD])).unwrap();
         assert_eq!(c.actual_mode, ActualMode::KernelInitrd);
     }
 
     #[test]
     fn boot_parameters_refused_with_vhdx() {
-        let e = LcowConfig::from_options(
-            &opts(&["lcow.bootparameters=quiet"]),
-            &env(),
-            &files(&[VHDX]),
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.message(),
-            "Boot parameters cannot be specified in VHDx mode"
-        );
+        let e = LcowConfig::from_options(&opts(&["lcow.bootparameters=quiet"]), &env(), &files(&[VHDX])).unwrap_err();
+        assert_eq!(e.message(), "Boot parameters cannot be specified in VHDx mode");
     }
 
     #[test]
@@ -468,10 +410,7 @@ mod tests {
         assert_eq!(c.actual_mode, ActualMode::KernelInitrd);
         c.options.kernel_file.clear();
         let e = c.validate(&files(&[])).unwrap_err();
-        assert_eq!(
-            e.message(),
-            "kernel+initrd mode must supply both kernel and initrd"
-        );
+        assert_eq!(e.message(), "kernel+initrd mode must supply both kernel and initrd");
 
         let mut c = LcowConfig::generate_default(&[], &env()).unwrap();
         c.options.initrd_file.clear();
@@ -483,18 +422,10 @@ mod tests {
     #[test]
     fn mapped_virtual_disks_checked_in_kernel_mode() {
         let mut c = LcowConfig::generate_default(&opts(&["lcow.timeout=1"]), &env()).unwrap();
-        c.mapped_virtual_disks = vec![MappedVirtualDisk {
-            host_path: "C:\\d.vhdx".into(),
-            ..Default::default()
-        }];
+        c.mapped_virtual_disks = vec![MappedVirtualDisk { host_path: "C:\\d.vhdx".into(), ..Default::default() }];
         let e = c.validate(&files(&[KERNEL, INITRD])).unwrap_err();
         assert_eq!(e.message(), "mapped virtual disk 'C:\\d.vhdx' not found");
-        let e = c
-            .validate(&files(&[KERNEL, INITRD, "C:\\d.vhdx"]))
-            .unwrap_err();
-        assert_eq!(
-            e.message(),
-            "mapped virtual disk 'C:\\d.vhdx' requested without a container path"
-        );
+        let e = c.validate(&files(&[KERNEL, INITRD, "C:\\d.vhdx"])).unwrap_err();
+        assert_eq!(e.message(), "mapped virtual disk 'C:\\d.vhdx' requested without a container path");
     }
 }

@@ -21,9 +21,8 @@ use std::path::Path;
 
 use berth_core::{Error, ErrorKind};
 use berth_hcs_schema::{
-    to_go_json, to_go_json_raw, ContainerConfig, HvRuntime, Layer, MappedDir, MappedPipe,
-    ProcessConfig, BOOT_SOURCE_VHD, CONTAINER_TYPE_LINUX, DEFAULT_OWNER, SYSTEM_TYPE_CONTAINER,
-    SYSTEM_TYPE_CONTAINER_LCOW,
+    to_go_json, to_go_json_raw, ContainerConfig, HvRuntime, Layer, MappedDir, MappedPipe, ProcessConfig,
+    BOOT_SOURCE_VHD, CONTAINER_TYPE_LINUX, DEFAULT_OWNER, SYSTEM_TYPE_CONTAINER, SYSTEM_TYPE_CONTAINER_LCOW,
 };
 use oci_spec::runtime::{Mount, Process, Spec, Windows};
 
@@ -111,12 +110,10 @@ impl TranslateError {
     /// The error class.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            TranslateError::ExplicitUtilityVmPath | TranslateError::NamedPipesUnsupported => {
-                ErrorKind::NotImplemented
+            TranslateError::ExplicitUtilityVmPath | TranslateError::NamedPipesUnsupported => ErrorKind::NotImplemented,
+            TranslateError::Stat { .. } | TranslateError::LayerId { .. } | TranslateError::Marshal(_) => {
+                ErrorKind::System
             }
-            TranslateError::Stat { .. }
-            | TranslateError::LayerId { .. }
-            | TranslateError::Marshal(_) => ErrorKind::System,
             _ => ErrorKind::InvalidParameter,
         }
     }
@@ -177,8 +174,7 @@ pub fn translate_container(
 }
 
 fn utf8<'p>(p: &'p Path, field: &str) -> Result<&'p str, TranslateError> {
-    p.to_str()
-        .ok_or_else(|| TranslateError::NotUtf8(field.to_string()))
+    p.to_str().ok_or_else(|| TranslateError::NotUtf8(field.to_string()))
 }
 
 fn layer_folders(w: &Windows) -> &[String] {
@@ -221,9 +217,7 @@ struct NetworkMirror {
 
 fn mirror<T: serde::Serialize, U: serde::de::DeserializeOwned + Default>(v: &T) -> U {
     // Plain data of the same shape both ways: neither step can fail.
-    serde_json::to_value(v)
-        .and_then(serde_json::from_value)
-        .unwrap_or_default()
+    serde_json::to_value(v).and_then(serde_json::from_value).unwrap_or_default()
 }
 
 fn apply_network(config: &mut ContainerConfig, w: &Windows) {
@@ -234,28 +228,18 @@ fn apply_network(config: &mut ContainerConfig, w: &Windows) {
         if let Some(list) = n.dns_search_list() {
             config.dns_search_list = list.join(",");
         }
-        config.network_shared_container_name = n
-            .network_shared_container_name()
-            .clone()
-            .unwrap_or_default();
+        config.network_shared_container_name = n.network_shared_container_name().clone().unwrap_or_default();
     }
 }
 
-fn layers(
-    folders: &[String],
-    file: Option<&str>,
-    ctx: TranslateContext<'_>,
-) -> Result<Vec<Layer>, TranslateError> {
+fn layers(folders: &[String], file: Option<&str>, ctx: TranslateContext<'_>) -> Result<Vec<Layer>, TranslateError> {
     let mut out = Vec::with_capacity(folders.len());
     for folder in folders {
         let (_, name) = winpath::split(folder);
         let g = ctx
             .name_to_guid
             .name_to_guid(name)
-            .map_err(|source| TranslateError::LayerId {
-                folder: folder.clone(),
-                source,
-            })?;
+            .map_err(|source| TranslateError::LayerId { folder: folder.clone(), source })?;
         out.push(Layer {
             id: g.to_string(),
             path: match file {
@@ -276,9 +260,7 @@ fn create_windows(
     let w = spec
         .windows()
         .as_ref()
-        .ok_or(TranslateError::MissingWindows(
-            "OCI spec is invalid - Windows must be set for a Windows container",
-        ))?;
+        .ok_or(TranslateError::MissingWindows("OCI spec is invalid - Windows must be set for a Windows container"))?;
     let mut warnings = Vec::new();
     let mut config = ContainerConfig {
         system_type: SYSTEM_TYPE_CONTAINER.into(),
@@ -300,9 +282,8 @@ fn create_windows(
                 let host_cpus = ctx.host.num_cpu();
                 let mut c = count;
                 if c > host_cpus {
-                    let msg = format!(
-                        "Changing requested CPUCount of {c} to current number of processors, {host_cpus}"
-                    );
+                    let msg =
+                        format!("Changing requested CPUCount of {c} to current number of processors, {host_cpus}");
                     log::warn!("{msg}");
                     warnings.push(msg);
                     c = host_cpus;
@@ -361,10 +342,7 @@ fn create_windows(
         None => "",
     };
     if config.hv_partition {
-        if hyperv
-            .and_then(|h| h.utility_vm_path().as_deref())
-            .is_some_and(|p| !p.is_empty())
-        {
+        if hyperv.and_then(|h| h.utility_vm_path().as_deref()).is_some_and(|p| !p.is_empty()) {
             return Err(TranslateError::ExplicitUtilityVmPath);
         }
         // The first (upper-most) read-only layer that carries a utility VM image wins.
@@ -381,10 +359,7 @@ fn create_windows(
             }
         }
         let image_path = uvm_image_path.ok_or(TranslateError::UtilityVmNotFound)?;
-        config.hv_runtime = Some(HvRuntime {
-            image_path,
-            ..Default::default()
-        });
+        config.hv_runtime = Some(HvRuntime { image_path, ..Default::default() });
         if !root_path.is_empty() {
             return Err(TranslateError::RootPathWithHyperV);
         }
@@ -394,10 +369,7 @@ fn create_windows(
         }
         // HCS wants the volume path without its trailing backslash; the pattern guarantees
         // the path ends in one ASCII backslash.
-        config.volume_path = root_path
-            .strip_suffix('\\')
-            .unwrap_or(root_path)
-            .to_string();
+        config.volume_path = root_path.strip_suffix('\\').unwrap_or(root_path).to_string();
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         return Err(TranslateError::RootReadonly);
@@ -417,17 +389,9 @@ fn create_windows(
             None => "",
         };
         if let Some(pipe) = dest.strip_prefix(PIPE_PREFIX) {
-            mapped_pipes.push(MappedPipe {
-                host_path: source.to_string(),
-                container_pipe_name: pipe.to_string(),
-            });
+            mapped_pipes.push(MappedPipe { host_path: source.to_string(), container_pipe_name: pipe.to_string() });
         } else {
-            let read_only = m
-                .options()
-                .as_deref()
-                .unwrap_or(&[])
-                .iter()
-                .any(|o| o.to_lowercase() == "ro");
+            let read_only = m.options().as_deref().unwrap_or(&[]).iter().any(|o| o.to_lowercase() == "ro");
             mapped_dirs.push(MappedDir {
                 host_path: source.to_string(),
                 container_path: dest.to_string(),
@@ -437,30 +401,17 @@ fn create_windows(
         }
     }
     config.mapped_directories = mapped_dirs;
-    if !mapped_pipes.is_empty()
-        && ctx
-            .host
-            .os_build()
-            .is_some_and(|b| b < NAMED_PIPE_MIN_BUILD)
-    {
+    if !mapped_pipes.is_empty() && ctx.host.os_build().is_some_and(|b| b < NAMED_PIPE_MIN_BUILD) {
         return Err(TranslateError::NamedPipesUnsupported);
     }
     config.mapped_pipes = mapped_pipes;
 
-    Ok(ContainerTranslation {
-        config,
-        spec: spec.clone(),
-        is_windows: true,
-        warnings,
-    })
+    Ok(ContainerTranslation { config, spec: spec.clone(), is_windows: true, warnings })
 }
 
 /// Go's `%+v` of a runtime-spec `Mount`, for the "no uvmpath" error.
 fn go_mount_debug(dest: &str, typ: &str, source: &str, options: &[String]) -> String {
-    format!(
-        "{{Destination:{dest} Type:{typ} Source:{source} Options:[{}]}}",
-        options.join(" ")
-    )
+    format!("{{Destination:{dest} Type:{typ} Source:{source} Options:[{}]}}", options.join(" "))
 }
 
 fn create_linux(
@@ -499,9 +450,7 @@ fn create_linux(
     let w = spec
         .windows()
         .as_ref()
-        .ok_or(TranslateError::MissingWindows(
-            "spec.Windows must not be nil for LCOW containers",
-        ))?;
+        .ok_or(TranslateError::MissingWindows("spec.Windows must not be nil for LCOW containers"))?;
     let folders = layer_folders(w);
     let Some((scratch, read_only)) = folders.split_last() else {
         return Err(TranslateError::TooFewLayerFolders("one"));
@@ -545,9 +494,7 @@ fn create_linux(
                 None => "",
             };
             if uvm_path.is_empty() {
-                return Err(TranslateError::NoUvmPath(go_mount_debug(
-                    dest, "bind", source, &kept,
-                )));
+                return Err(TranslateError::NoUvmPath(go_mount_debug(dest, "bind", source, &kept)));
             }
             let in_uvm = winpath::posix_join(&[&uvm_path, dest]);
             mapped_dirs.push(MappedDir {
@@ -569,12 +516,7 @@ fn create_linux(
     if spec.mounts().is_some() {
         rewritten.set_mounts(Some(spec_mounts));
     }
-    Ok(ContainerTranslation {
-        config,
-        spec: rewritten,
-        is_windows: false,
-        warnings: Vec::new(),
-    })
+    Ok(ContainerTranslation { config, spec: rewritten, is_windows: false, warnings: Vec::new() })
 }
 
 /// The original's volume GUID pattern, matched for real:
@@ -644,15 +586,8 @@ fn hcsshim_normalize(mut cfg: ProcessConfig) -> ProcessConfig {
 /// The init process document (the original's `Start`). `spec` is the container's spec as
 /// translated (for LCOW it goes to the guest verbatim as `OCISpecification`).
 pub fn init_process_config(spec: &Spec, is_windows: bool) -> Result<ProcessConfig, TranslateError> {
-    let p = spec
-        .process()
-        .as_ref()
-        .ok_or(TranslateError::MissingProcess)?;
-    let servicing = spec
-        .windows()
-        .as_ref()
-        .and_then(|w| w.servicing())
-        .unwrap_or(false);
+    let p = spec.process().as_ref().ok_or(TranslateError::MissingProcess)?;
+    let servicing = spec.windows().as_ref().and_then(|w| w.servicing()).unwrap_or(false);
     let terminal = p.terminal().unwrap_or(false);
     let mut cfg = ProcessConfig {
         emulate_console: terminal,
@@ -724,13 +659,8 @@ pub struct ParsedSpec {
 
 /// Parses `config.json` bytes (see [`ParsedSpec`]).
 pub fn parse_spec(json: &[u8]) -> Result<ParsedSpec, Error> {
-    let mut v: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
-        Error::with_source(
-            ErrorKind::InvalidParameter,
-            "config.json is not valid JSON",
-            e,
-        )
-    })?;
+    let mut v: serde_json::Value = serde_json::from_slice(json)
+        .map_err(|e| Error::with_source(ErrorKind::InvalidParameter, "config.json is not valid JSON", e))?;
     let mut credential_spec = None;
     if let Some(w) = v.get_mut("windows").and_then(|w| w.as_object_mut()) {
         if w.get("credentialSpec").is_some_and(|c| c.is_string()) {
@@ -747,16 +677,9 @@ pub fn parse_spec(json: &[u8]) -> Result<ParsedSpec, Error> {
         }
     }
     let spec: Spec = serde_json::from_value(v).map_err(|e| {
-        Error::with_source(
-            ErrorKind::InvalidParameter,
-            "config.json is not a valid OCI runtime spec",
-            e,
-        )
+        Error::with_source(ErrorKind::InvalidParameter, "config.json is not a valid OCI runtime spec", e)
     })?;
-    Ok(ParsedSpec {
-        spec,
-        credential_spec,
-    })
+    Ok(ParsedSpec { spec, credential_spec })
 }
 
 /// Serializes a translated document the way hcsshim did (Go `json.Marshal`).

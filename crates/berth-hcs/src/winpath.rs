@@ -49,10 +49,7 @@ fn volume_name_len(p: &[u8]) -> usize {
 }
 
 fn from_slash(v: Vec<u8>) -> String {
-    let v: Vec<u8> = v
-        .into_iter()
-        .map(|c| if c == b'/' { b'\\' } else { c })
-        .collect();
+    let v: Vec<u8> = v.into_iter().map(|c| if c == b'/' { b'\\' } else { c }).collect();
     // Only ASCII bytes were replaced or removed at ASCII boundaries: still UTF-8.
     String::from_utf8(v).unwrap_or_default()
 }
@@ -245,10 +242,7 @@ mod tests {
             ("abc/def", "abc\\def"),
             ("a//b/./c/..", "a\\b"),
             ("../../x", "..\\..\\x"),
-            (
-                "C:\\control\\windowsfilter\\x\\",
-                "C:\\control\\windowsfilter\\x",
-            ),
+            ("C:\\control\\windowsfilter\\x\\", "C:\\control\\windowsfilter\\x"),
         ] {
             assert_eq!(clean(i), want, "Clean({i:?})");
         }
@@ -287,10 +281,7 @@ mod tests {
             (&["\\\\a\\", "b", "c"], "\\a\\b\\c"),
             (&["", ""], ""),
             (&["", "Linux Containers"], "Linux Containers"),
-            (
-                &["C:\\control\\windowsfilter\\65bf", "UtilityVM"],
-                "C:\\control\\windowsfilter\\65bf\\UtilityVM",
-            ),
+            (&["C:\\control\\windowsfilter\\65bf", "UtilityVM"], "C:\\control\\windowsfilter\\65bf\\UtilityVM"),
         ] {
             assert_eq!(join(e), want, "Join({e:?})");
         }
@@ -320,10 +311,7 @@ mod tests {
     #[test]
     fn posix_join_matches_go_path() {
         for (e, want) in [
-            (
-                &["/tmp/gcs/x/binds", "/target"][..],
-                "/tmp/gcs/x/binds/target",
-            ),
+            (&["/tmp/gcs/x/binds", "/target"][..], "/tmp/gcs/x/binds/target"),
             (&["/tmp/gcs/x/binds", "target/../a"], "/tmp/gcs/x/binds/a"),
             (&["a", ""], "a"),
             (&["", ""], ""),
@@ -339,17 +327,7 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_bytes() {
-        for s in [
-            "\\\\",
-            "\\\\\\",
-            "\\\\a",
-            "\\\\a\\",
-            "\\\\.\\pipe\\x",
-            "..",
-            ".",
-            "é\\..",
-            "\\\\?\\C:\\x",
-        ] {
+        for s in ["\\\\", "\\\\\\", "\\\\a", "\\\\a\\", "\\\\.\\pipe\\x", "..", ".", "é\\..", "\\\\?\\C:\\x"] {
             let _ = clean(s);
             let _ = split(s);
             let _ = join(&[s, s]);

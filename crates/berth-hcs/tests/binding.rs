@@ -42,11 +42,7 @@ fn marshalling_handles_documents_and_callbacks() {
     let create = &s.named("HcsCreateComputeSystem")[0];
     assert_eq!(create[1], id);
     assert_eq!(create[2], to_go_json(&cfg).unwrap());
-    assert!(
-        create[2].contains(r#""Name":"c-é-😀-\u003c\u0026\u003e""#),
-        "{}",
-        create[2]
-    );
+    assert!(create[2].contains(r#""Name":"c-é-😀-\u003c\u0026\u003e""#), "{}", create[2]);
     assert_eq!(create[3], "no-identity");
     let handle = create[4].clone();
     // The callback was registered on that handle, and the pending create completed through it.
@@ -56,21 +52,14 @@ fn marshalling_handles_documents_and_callbacks() {
     sys.start(GUARD).unwrap();
     assert_eq!(
         s.named("HcsStartComputeSystem")[0],
-        vec![
-            "HcsStartComputeSystem".to_string(),
-            handle.clone(),
-            String::new()
-        ]
+        vec!["HcsStartComputeSystem".to_string(), handle.clone(), String::new()]
     );
 
     // Property documents are parsed.
     let st = sys.statistics().unwrap();
     assert_eq!(st.memory.usage_commit_bytes, 4096);
     assert_eq!(st.network[0].endpoint_id, "ep");
-    assert_eq!(
-        s.named("HcsGetComputeSystemProperties")[0][2],
-        r#"{ "PropertyTypes" : ["Statistics"]}"#
-    );
+    assert_eq!(s.named("HcsGetComputeSystemProperties")[0][2], r#"{ "PropertyTypes" : ["Statistics"]}"#);
 
     // A process: stdio pipes, stdin close through HCS, exit code.
     let pc = ProcessConfig {
@@ -98,10 +87,7 @@ fn marshalling_handles_documents_and_callbacks() {
     p.close_stdin().unwrap();
     let modify = &s.named("HcsModifyProcess")[0];
     assert_eq!(modify[1], ph);
-    assert_eq!(
-        modify[2],
-        r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#
-    );
+    assert_eq!(modify[2], r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#);
     drop(stdin);
     let mut out = String::new();
     stdout.read_to_string(&mut out).unwrap();
@@ -109,10 +95,7 @@ fn marshalling_handles_documents_and_callbacks() {
     p.wait().unwrap();
     assert_eq!(p.exit_code().unwrap(), 0);
     p.close().unwrap();
-    assert_eq!(
-        s.named("HcsCloseProcess"),
-        vec![vec!["HcsCloseProcess".to_string(), ph]]
-    );
+    assert_eq!(s.named("HcsCloseProcess"), vec![vec!["HcsCloseProcess".to_string(), ph]]);
     assert_eq!(s.named("HcsUnregisterProcessCallback").len(), 1);
     assert!(p.exit_code().unwrap_err().is_already_closed());
 
@@ -123,26 +106,16 @@ fn marshalling_handles_documents_and_callbacks() {
     assert!(sys.shutdown().unwrap_err().is_already_stopped());
     sys.close().unwrap();
     sys.close().unwrap();
-    assert_eq!(
-        s.named("HcsCloseComputeSystem"),
-        vec![vec!["HcsCloseComputeSystem".to_string(), handle]]
-    );
+    assert_eq!(s.named("HcsCloseComputeSystem"), vec![vec!["HcsCloseComputeSystem".to_string(), handle]]);
     assert!(sys.start(GUARD).unwrap_err().is_already_closed());
 }
 
 #[test]
 fn failures_carry_the_result_document() {
     let s = StandIn::new();
-    let e = s
-        .api
-        .create_compute_system("x-create-fails", &ContainerConfig::default(), GUARD)
-        .unwrap_err();
+    let e = s.api.create_compute_system("x-create-fails", &ContainerConfig::default(), GUARD).unwrap_err();
     assert_eq!(e.code(), Some(0x57));
-    assert!(
-        e.to_string()
-            .contains("The parameter is incorrect. [stand-in event]"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("The parameter is incorrect. [stand-in event]"), "{e}");
     assert_eq!(e.kind(), ErrorKind::System);
 
     let e = s.api.open_compute_system("nope").unwrap_err();
@@ -150,10 +123,7 @@ fn failures_carry_the_result_document() {
     assert_eq!(berth_core::Error::from(e).kind(), ErrorKind::NotFound);
 
     // A start that completes with an error surfaces the notification's status.
-    let sys = s
-        .api
-        .create_compute_system("x-start-fails", &ContainerConfig::default(), GUARD)
-        .unwrap();
+    let sys = s.api.create_compute_system("x-start-fails", &ContainerConfig::default(), GUARD).unwrap();
     assert_eq!(sys.start(GUARD).unwrap_err().code(), Some(2));
     // Dropping closes the handle.
     drop(sys);
@@ -164,15 +134,9 @@ fn failures_carry_the_result_document() {
 fn name_to_guid_through_the_library() {
     let s = StandIn::new();
     let n = VmcomputeNameToGuid(s.api.clone());
-    assert_eq!(
-        n.name_to_guid(COMMENT_LAYER).unwrap().to_string(),
-        COMMENT_LAYER_GUID
-    );
+    assert_eq!(n.name_to_guid(COMMENT_LAYER).unwrap().to_string(), COMMENT_LAYER_GUID);
     assert_eq!(s.named("NameToGuid")[0][1], COMMENT_LAYER);
-    assert_eq!(
-        berth_core::Error::from(s.api.name_to_guid("a\0b").unwrap_err()).kind(),
-        ErrorKind::InvalidParameter
-    );
+    assert_eq!(berth_core::Error::from(s.api.name_to_guid("a\0b").unwrap_err()).kind(), ErrorKind::InvalidParameter);
 }
 
 // ------------------------------------------------------------------ the client
@@ -185,28 +149,15 @@ fn lifecycle_stdio_close_stdin_and_exit() {
     assert_eq!(c.status("c1").unwrap(), Status::Created);
     // The document sent is the translation, with layer ids from the library's NameToGuid.
     let doc: Value = serde_json::from_str(&s.named("HcsCreateComputeSystem")[0][2]).unwrap();
-    assert_eq!(
-        doc["VolumePath"],
-        json!(r"\\?\Volume{66d1ef4c-7a00-11e6-8948-00155ddbef9d}")
-    );
+    assert_eq!(doc["VolumePath"], json!(r"\\?\Volume{66d1ef4c-7a00-11e6-8948-00155ddbef9d}"));
     assert_eq!(s.named("NameToGuid")[0][1], "base");
-    assert_eq!(
-        c.create("c1", &wcow_cmd(&["cat"]), None)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Conflict
-    );
+    assert_eq!(c.create("c1", &wcow_cmd(&["cat"]), None).unwrap_err().kind(), ErrorKind::Conflict);
 
     let slot = Mutex::new(None);
     let pid = c.start("c1", None, true, &mut keep(&slot)).unwrap();
     let mut io = slot.lock().unwrap().take().unwrap();
     assert!(!io.terminal && io.stderr.is_some());
-    assert_eq!(
-        c.start("c1", None, true, &mut keep(&slot))
-            .unwrap_err()
-            .kind(),
-        ErrorKind::NotModified
-    );
+    assert_eq!(c.start("c1", None, true, &mut keep(&slot)).unwrap_err().kind(), ErrorKind::NotModified);
     assert_eq!(c.status("c1").unwrap(), Status::Running);
     assert_eq!(c.delete("c1").unwrap_err().kind(), ErrorKind::Conflict);
     assert_eq!(c.delete_task("c1").unwrap_err().kind(), ErrorKind::Conflict);
@@ -229,25 +180,15 @@ fn lifecycle_stdio_close_stdin_and_exit() {
     assert!(exit.error.is_none());
     assert_eq!(
         rec.kinds(),
-        vec![
-            (EventType::Create, String::new()),
-            (EventType::Start, "init".into()),
-            (EventType::Exit, "init".into())
-        ]
+        vec![(EventType::Create, String::new()), (EventType::Start, "init".into()), (EventType::Exit, "init".into())]
     );
     assert_eq!(c.status("c1").unwrap(), Status::Stopped);
     assert_eq!(c.delete_task("c1").unwrap().0, 0);
     // After the init's exit the system was shut down and closed, once.
     let names = s.names();
-    let shut = names
-        .iter()
-        .position(|n| n == "HcsShutdownComputeSystem")
-        .unwrap();
+    let shut = names.iter().position(|n| n == "HcsShutdownComputeSystem").unwrap();
     let pclose = names.iter().position(|n| n == "HcsCloseProcess").unwrap();
-    assert!(
-        pclose < shut,
-        "process closed before the system shutdown: {names:?}"
-    );
+    assert!(pclose < shut, "process closed before the system shutdown: {names:?}");
     assert_eq!(s.named("HcsCloseComputeSystem").len(), 1);
     assert!(!names.iter().any(|n| n == "HcsTerminateComputeSystem"));
 
@@ -265,43 +206,22 @@ fn unused_stdin_is_closed_at_once() {
     assert!(slot.lock().unwrap().as_ref().unwrap().stdin.is_none());
     // cat saw EOF because the unused stdin was closed through HCS.
     assert_eq!(rec.wait_exit("init").exit_code, 0);
-    assert!(s
-        .named("HcsModifyProcess")
-        .iter()
-        .any(|m| m[2].contains("CloseHandle")));
+    assert!(s.named("HcsModifyProcess").iter().any(|m| m[2].contains("CloseHandle")));
 }
 
 #[test]
 fn shutdown_escalates_to_terminate_and_reports_minus_one() {
     let s = StandIn::new();
     let (c, rec) = client(&s, FakeHost::new());
-    c.create("c-shutdown-fails", &wcow_cmd(&["exit", "0"]), None)
-        .unwrap();
+    c.create("c-shutdown-fails", &wcow_cmd(&["exit", "0"]), None).unwrap();
     let slot = Mutex::new(None);
-    c.start("c-shutdown-fails", None, false, &mut keep(&slot))
-        .unwrap();
+    c.start("c-shutdown-fails", None, false, &mut keep(&slot)).unwrap();
     let exit = rec.wait_exit("init");
-    assert_eq!(
-        exit.exit_code,
-        u32::MAX,
-        "a failed post-exit shutdown is not a success"
-    );
-    assert!(
-        exit.error
-            .as_deref()
-            .unwrap()
-            .contains("failed to shutdown container"),
-        "{exit:?}"
-    );
+    assert_eq!(exit.exit_code, u32::MAX, "a failed post-exit shutdown is not a success");
+    assert!(exit.error.as_deref().unwrap().contains("failed to shutdown container"), "{exit:?}");
     let names = s.names();
-    let shut = names
-        .iter()
-        .position(|n| n == "HcsShutdownComputeSystem")
-        .unwrap();
-    let term = names
-        .iter()
-        .position(|n| n == "HcsTerminateComputeSystem")
-        .unwrap();
+    let shut = names.iter().position(|n| n == "HcsShutdownComputeSystem").unwrap();
+    let term = names.iter().position(|n| n == "HcsTerminateComputeSystem").unwrap();
     assert!(shut < term);
     // The process itself exited 0; that is what delete_task reports.
     assert_eq!(c.delete_task("c-shutdown-fails").unwrap().0, 0);
@@ -320,10 +240,7 @@ fn sigkill_terminates_and_no_shutdown_follows() {
     assert!(exit.error.is_none(), "{exit:?}");
     let names = s.names();
     assert!(names.iter().any(|n| n == "HcsTerminateComputeSystem"));
-    assert!(
-        !names.iter().any(|n| n == "HcsShutdownComputeSystem"),
-        "{names:?}"
-    );
+    assert!(!names.iter().any(|n| n == "HcsShutdownComputeSystem"), "{names:?}");
     assert_eq!(s.named("HcsCloseComputeSystem").len(), 1);
 }
 
@@ -348,47 +265,22 @@ fn any_signal_kills_an_exec() {
     c.create("c1", &wcow_cmd(&["sleep"]), None).unwrap();
     let slot = Mutex::new(None);
     c.start("c1", None, false, &mut keep(&slot)).unwrap();
-    let pid = c
-        .exec(
-            "c1",
-            "e1",
-            &exec_process(&["sleep"]),
-            false,
-            &mut keep(&slot),
-        )
-        .unwrap();
+    let pid = c.exec("c1", "e1", &exec_process(&["sleep"]), false, &mut keep(&slot)).unwrap();
     assert_eq!(
-        c.exec(
-            "c1",
-            "e1",
-            &exec_process(&["sleep"]),
-            false,
-            &mut keep(&slot)
-        )
-        .unwrap_err()
-        .kind(),
+        c.exec("c1", "e1", &exec_process(&["sleep"]), false, &mut keep(&slot)).unwrap_err().kind(),
         ErrorKind::Conflict
     );
     c.signal_process("c1", "e1", 15).unwrap();
     let exit = rec.wait_exit("e1");
     assert_eq!((exit.exit_code, exit.pid), (1, pid));
     assert!(s.named("HcsTerminateProcess").len() == 1);
-    assert!(!s
-        .names()
-        .iter()
-        .any(|n| n == "HcsShutdownComputeSystem" || n == "HcsTerminateComputeSystem"));
+    assert!(!s.names().iter().any(|n| n == "HcsShutdownComputeSystem" || n == "HcsTerminateComputeSystem"));
     assert_eq!(c.status("c1").unwrap(), Status::Running);
     // The exec is gone once its exit was delivered.
-    rec.wait_for(|e| {
-        e.iter()
-            .any(|(t, i)| *t == EventType::Exit && i.process_id == "e1")
-    });
+    rec.wait_for(|e| e.iter().any(|(t, i)| *t == EventType::Exit && i.process_id == "e1"));
     c.signal_process("c1", "init", 9).unwrap();
     rec.wait_exit("init");
-    assert_eq!(
-        c.signal_process("c1", "e1", 9).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(c.signal_process("c1", "e1", 9).unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 #[test]
@@ -402,34 +294,18 @@ fn exec_exits_are_delivered_before_the_init_exit() {
     let slot = Mutex::new(None);
     c.start(id, None, false, &mut keep(&slot)).unwrap();
     for e in ["e1", "e2", "e3"] {
-        c.exec(id, e, &exec_process(&["sleep"]), false, &mut keep(&slot))
-            .unwrap();
+        c.exec(id, e, &exec_process(&["sleep"]), false, &mut keep(&slot)).unwrap();
     }
     c.signal_process(id, "init", 15).unwrap();
     rec.wait_exit("init");
     let k = rec.kinds();
-    let init_exit = k
-        .iter()
-        .position(|x| *x == (EventType::Exit, "init".to_string()))
-        .unwrap();
+    let init_exit = k.iter().position(|x| *x == (EventType::Exit, "init".to_string())).unwrap();
     assert_eq!(init_exit, k.len() - 1, "{k:?}");
     for e in ["e1", "e2", "e3"] {
-        let added = k
-            .iter()
-            .position(|x| *x == (EventType::ExecAdded, e.to_string()))
-            .unwrap();
-        let started = k
-            .iter()
-            .position(|x| *x == (EventType::ExecStarted, e.to_string()))
-            .unwrap();
-        let exited = k
-            .iter()
-            .position(|x| *x == (EventType::Exit, e.to_string()))
-            .unwrap();
-        assert!(
-            added < started && started < exited && exited < init_exit,
-            "{k:?}"
-        );
+        let added = k.iter().position(|x| *x == (EventType::ExecAdded, e.to_string())).unwrap();
+        let started = k.iter().position(|x| *x == (EventType::ExecStarted, e.to_string())).unwrap();
+        let exited = k.iter().position(|x| *x == (EventType::Exit, e.to_string())).unwrap();
+        assert!(added < started && started < exited && exited < init_exit, "{k:?}");
     }
 }
 
@@ -447,20 +323,9 @@ fn start_event_precedes_a_fast_exit() {
     let ev = rec.wait_for(|e| e.iter().filter(|(t, _)| *t == EventType::Exit).count() == 20);
     for i in 0..20 {
         let id = format!("fast{i}");
-        let mine: Vec<EventType> = ev
-            .iter()
-            .filter(|(_, x)| x.container_id == id)
-            .map(|(t, _)| *t)
-            .collect();
-        assert_eq!(
-            mine,
-            vec![EventType::Create, EventType::Start, EventType::Exit],
-            "{id}"
-        );
-        let exit = ev
-            .iter()
-            .find(|(t, x)| *t == EventType::Exit && x.container_id == id)
-            .unwrap();
+        let mine: Vec<EventType> = ev.iter().filter(|(_, x)| x.container_id == id).map(|(t, _)| *t).collect();
+        assert_eq!(mine, vec![EventType::Create, EventType::Start, EventType::Exit], "{id}");
+        let exit = ev.iter().find(|(t, x)| *t == EventType::Exit && x.container_id == id).unwrap();
         assert_eq!(exit.1.exit_code, 3);
     }
 }
@@ -474,27 +339,14 @@ fn fast_exec_exit_follows_exec_started() {
     c.start("c1", None, false, &mut keep(&slot)).unwrap();
     for i in 0..40 {
         let slot = Mutex::new(None);
-        c.exec(
-            "c1",
-            &format!("e{i}"),
-            &exec_process(&["exit", "4"]),
-            false,
-            &mut keep(&slot),
-        )
-        .unwrap();
+        c.exec("c1", &format!("e{i}"), &exec_process(&["exit", "4"]), false, &mut keep(&slot)).unwrap();
     }
     rec.wait_for(|e| e.iter().filter(|(t, _)| *t == EventType::Exit).count() == 40);
     let k = rec.kinds();
     for i in 0..40 {
         let e = format!("e{i}");
-        let started = k
-            .iter()
-            .position(|x| *x == (EventType::ExecStarted, e.clone()))
-            .unwrap();
-        let exited = k
-            .iter()
-            .position(|x| *x == (EventType::Exit, e.clone()))
-            .unwrap();
+        let started = k.iter().position(|x| *x == (EventType::ExecStarted, e.clone())).unwrap();
+        let exited = k.iter().position(|x| *x == (EventType::Exit, e.clone())).unwrap();
         assert!(started < exited, "{k:?}");
     }
     c.signal_process("c1", "init", 9).unwrap();
@@ -516,11 +368,7 @@ fn init_create_failure_reaps_with_127() {
     assert_eq!(c.delete_task("c1").unwrap().0, 127);
     let names = s.names();
     assert!(names.iter().any(|n| n == "HcsShutdownComputeSystem"));
-    assert_eq!(
-        s.named("HcsCloseComputeSystem").len(),
-        1,
-        "the system is not leaked"
-    );
+    assert_eq!(s.named("HcsCloseComputeSystem").len(), 1, "the system is not leaked");
     c.delete("c1").unwrap();
 }
 
@@ -529,18 +377,11 @@ fn failed_attach_kills_waits_and_closes_the_process() {
     let s = StandIn::new();
     let (c, rec) = client(&s, FakeHost::new());
     c.create("c1", &wcow_cmd(&["sleep"]), None).unwrap();
-    let e = c
-        .start("c1", None, true, &mut |_io| {
-            Err(berth_core::Error::system("engine refused the streams"))
-        })
-        .unwrap_err();
+    let e =
+        c.start("c1", None, true, &mut |_io| Err(berth_core::Error::system("engine refused the streams"))).unwrap_err();
     assert_eq!(e.message(), "engine refused the streams");
     let ph = s.named("HcsCreateProcess")[0][3].clone();
-    s.wait_calls(|calls| {
-        calls
-            .iter()
-            .any(|c| c[0] == "HcsCloseProcess" && c[1] == ph)
-    });
+    s.wait_calls(|calls| calls.iter().any(|c| c[0] == "HcsCloseProcess" && c[1] == ph));
     assert!(s.named("HcsTerminateProcess").iter().any(|c| c[1] == ph));
     assert_eq!(c.status("c1").unwrap(), Status::Created);
     assert!(rec.kinds().iter().all(|(t, _)| *t == EventType::Create));
@@ -559,37 +400,15 @@ fn after_the_init_exits_the_container_refuses_work() {
     c.start("c1", None, false, &mut keep(&slot)).unwrap();
     rec.wait_exit("init");
     let calls_before = s.calls().len();
-    let e = c
-        .exec("c1", "e1", &exec_process(&["cat"]), false, &mut keep(&slot))
-        .unwrap_err();
-    assert_eq!(
-        (e.kind(), e.message()),
-        (ErrorKind::NotFound, "container is not running")
-    );
-    assert_eq!(
-        c.signal_process("c1", "init", 15).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    let e = c.exec("c1", "e1", &exec_process(&["cat"]), false, &mut keep(&slot)).unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::NotFound, "container is not running"));
+    assert_eq!(c.signal_process("c1", "init", 15).unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(c.stats("c1").unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(
-        c.resize_terminal("c1", "init", 80, 24).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        c.start("c1", None, false, &mut keep(&slot))
-            .unwrap_err()
-            .kind(),
-        ErrorKind::NotModified
-    );
+    assert_eq!(c.resize_terminal("c1", "init", 80, 24).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(c.start("c1", None, false, &mut keep(&slot)).unwrap_err().kind(), ErrorKind::NotModified);
     // None of these reached HCS.
-    let after: Vec<String> = s.calls()[calls_before..]
-        .iter()
-        .map(|c| c[0].clone())
-        .collect();
-    assert!(
-        after.iter().all(|n| !n.starts_with("HcsCreateProcess")),
-        "{after:?}"
-    );
+    let after: Vec<String> = s.calls()[calls_before..].iter().map(|c| c[0].clone()).collect();
+    assert!(after.iter().all(|n| !n.starts_with("HcsCreateProcess")), "{after:?}");
 }
 
 #[test]
@@ -598,20 +417,10 @@ fn pause_and_resume_only_for_hyper_v() {
     let (c, rec) = client(&s, FakeHost::new());
     c.create("p", &wcow_cmd(&["sleep"]), None).unwrap();
     let slot = Mutex::new(None);
-    assert_eq!(
-        c.pause("p").unwrap_err().kind(),
-        ErrorKind::NotFound,
-        "not started"
-    );
+    assert_eq!(c.pause("p").unwrap_err().kind(), ErrorKind::NotFound, "not started");
     c.start("p", None, false, &mut keep(&slot)).unwrap();
     let e = c.pause("p").unwrap_err();
-    assert_eq!(
-        (e.kind(), e.message()),
-        (
-            ErrorKind::NotImplemented,
-            "cannot pause Windows Server Containers"
-        )
-    );
+    assert_eq!((e.kind(), e.message()), (ErrorKind::NotImplemented, "cannot pause Windows Server Containers"));
     let e = c.resume("p").unwrap_err();
     assert_eq!(e.message(), "cannot resume Windows Server Containers");
     assert!(s.named("HcsPauseComputeSystem").is_empty());
@@ -629,15 +438,7 @@ fn pause_and_resume_only_for_hyper_v() {
     assert_eq!(s.named("HcsResumeComputeSystem").len(), 1);
     let ev = rec2.wait_for(|e| e.iter().any(|(t, _)| *t == EventType::Resumed));
     let k: Vec<EventType> = ev.iter().map(|(t, _)| *t).collect();
-    assert_eq!(
-        k,
-        vec![
-            EventType::Create,
-            EventType::Start,
-            EventType::Paused,
-            EventType::Resumed
-        ]
-    );
+    assert_eq!(k, vec![EventType::Create, EventType::Start, EventType::Paused, EventType::Resumed]);
     assert!(ev.iter().skip(2).all(|(_, i)| i.process_id == "init"));
     drop(rec);
 }
@@ -654,15 +455,10 @@ fn stats_summary_resize_and_close_stdin() {
     let top = c.summary("c1").unwrap();
     assert_eq!(top.len(), 1);
     assert_eq!(top[0].image_name, "cat");
-    assert_eq!(
-        c.list_pids("c1").unwrap_err().kind(),
-        ErrorKind::NotImplemented
-    );
+    assert_eq!(c.list_pids("c1").unwrap_err().kind(), ErrorKind::NotImplemented);
     c.update_resources("c1", &()).unwrap();
     assert_eq!(
-        c.create_checkpoint("c1", std::path::Path::new("/x"), false)
-            .unwrap_err()
-            .kind(),
+        c.create_checkpoint("c1", std::path::Path::new("/x"), false).unwrap_err().kind(),
         ErrorKind::NotImplemented
     );
 
@@ -671,24 +467,13 @@ fn stats_summary_resize_and_close_stdin() {
         .named("HcsModifyProcess")
         .iter()
         .any(|m| m[2] == r#"{"Operation":"ConsoleSize","ConsoleSize":{"Height":40,"Width":120}}"#));
-    assert_eq!(
-        c.resize_terminal("c1", "init", 70000, 1)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::InvalidParameter
-    );
+    assert_eq!(c.resize_terminal("c1", "init", 70000, 1).unwrap_err().kind(), ErrorKind::InvalidParameter);
 
     // close_stdin through the client API: cat sees EOF even though the engine still holds
     // the stdin writer.
     c.close_stdin("c1", "init").unwrap();
     assert_eq!(rec.wait_exit("init").exit_code, 0);
-    assert_eq!(
-        s.named("HcsModifyProcess")
-            .iter()
-            .filter(|m| m[2].contains("CloseHandle"))
-            .count(),
-        1
-    );
+    assert_eq!(s.named("HcsModifyProcess").iter().filter(|m| m[2].contains("CloseHandle")).count(), 1);
     // Closing the engine's copy once the process is gone is not an error.
     let io = slot.lock().unwrap().take().unwrap();
     io.stdin.unwrap().close().unwrap();
@@ -698,25 +483,14 @@ fn stats_summary_resize_and_close_stdin() {
 fn restore_terminates_a_leftover_system() {
     let s = StandIn::new();
     // A system left behind by a previous engine.
-    let left = s
-        .api
-        .create_compute_system("old", &ContainerConfig::default(), GUARD)
-        .unwrap();
+    let left = s.api.create_compute_system("old", &ContainerConfig::default(), GUARD).unwrap();
     left.start(GUARD).unwrap();
     let (c, _rec) = client(&s, FakeHost::new());
     let mut attach = |_io: ProcessIo| Ok(());
     assert_eq!(c.restore("old", &mut attach).unwrap(), (false, None));
     let opened = s.named("HcsOpenComputeSystem")[0][2].clone();
-    assert!(s
-        .named("HcsTerminateComputeSystem")
-        .iter()
-        .any(|t| t[1] == opened));
-    assert!(
-        s.named("HcsCloseComputeSystem")
-            .iter()
-            .any(|t| t[1] == opened),
-        "the opened handle is closed"
-    );
+    assert!(s.named("HcsTerminateComputeSystem").iter().any(|t| t[1] == opened));
+    assert!(s.named("HcsCloseComputeSystem").iter().any(|t| t[1] == opened), "the opened handle is closed");
     // Unknown ids: nothing to do.
     assert_eq!(c.restore("never", &mut attach).unwrap(), (false, None));
     drop(left);
@@ -734,32 +508,20 @@ fn lcow_through_the_client() {
         json!([{"destination": "/data", "type": "bind", "source": r"C:\data", "options": ["rbind", "uvmpath=/tmp/gcs/l1/binds"]}]),
     );
     let sp = spec(v);
-    assert_eq!(
-        c.create("l1", &sp, None).unwrap_err().message(),
-        "lcow option must be supplied to the runtime"
-    );
+    assert_eq!(c.create("l1", &sp, None).unwrap_err().message(), "lcow option must be supplied to the runtime");
     let opts = HcsCreateOptions {
-        lcow: Some(LcowConfig {
-            actual_mode: ActualMode::Vhdx,
-            ..Default::default()
-        }),
+        lcow: Some(LcowConfig { actual_mode: ActualMode::Vhdx, ..Default::default() }),
         credential_spec: None,
     };
     c.create("l1", &sp, Some(&opts)).unwrap();
     let doc: Value = serde_json::from_str(&s.named("HcsCreateComputeSystem")[0][2]).unwrap();
     assert_eq!(doc["ContainerType"], json!("linux"));
-    assert_eq!(
-        doc["MappedDirectories"][0]["ContainerPath"],
-        json!("/tmp/gcs/l1/binds/data")
-    );
+    assert_eq!(doc["MappedDirectories"][0]["ContainerPath"], json!("/tmp/gcs/l1/binds/data"));
     let slot = Mutex::new(None);
     c.start("l1", None, false, &mut keep(&slot)).unwrap();
     let p: Value = serde_json::from_str(&s.named("HcsCreateProcess")[0][2]).unwrap();
     assert_eq!(p["CommandArgs"], json!(["exit", "5"]));
-    assert_eq!(
-        p["OCISpecification"]["mounts"][0]["source"],
-        json!("/tmp/gcs/l1/binds/data")
-    );
+    assert_eq!(p["OCISpecification"]["mounts"][0]["source"], json!("/tmp/gcs/l1/binds/data"));
     assert_eq!(rec.wait_exit("init").exit_code, 5);
 }
 
@@ -779,49 +541,30 @@ fn unknown_ids_and_refused_inputs() {
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     }
     assert_eq!(c.version().unwrap_err().kind(), ErrorKind::NotImplemented);
-    assert_eq!(
-        c.create("", &wcow_cmd(&["cat"]), None).unwrap_err().kind(),
-        ErrorKind::InvalidParameter
-    );
+    assert_eq!(c.create("", &wcow_cmd(&["cat"]), None).unwrap_err().kind(), ErrorKind::InvalidParameter);
     // A failed translation leaves no trace: the id is free again and HCS was never called.
     let mut bad = wcow();
     set(&mut bad, "root/readonly", json!(true));
-    assert_eq!(
-        c.create("c1", &spec(bad), None).unwrap_err().kind(),
-        ErrorKind::InvalidParameter
-    );
+    assert_eq!(c.create("c1", &spec(bad), None).unwrap_err().kind(), ErrorKind::InvalidParameter);
     assert!(s.calls().is_empty());
     // Servicing containers were removed upstream.
     let mut sv = wcow();
     set(&mut sv, "windows/servicing", json!(true));
-    assert_eq!(
-        c.create("c1", &spec(sv), None).unwrap_err().kind(),
-        ErrorKind::NotImplemented
-    );
+    assert_eq!(c.create("c1", &spec(sv), None).unwrap_err().kind(), ErrorKind::NotImplemented);
     // A system that fails to start is terminated and closed; the id stays free.
-    let e = c
-        .create("x-start-fails", &wcow_cmd(&["cat"]), None)
-        .unwrap_err();
+    let e = c.create("x-start-fails", &wcow_cmd(&["cat"]), None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::System);
     assert_eq!(s.named("HcsCloseComputeSystem").len(), 1);
-    assert_eq!(
-        c.status("x-start-fails").unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(c.status("x-start-fails").unwrap_err().kind(), ErrorKind::NotFound);
     // Exec ids that name the init are refused.
     c.create("c1", &wcow_cmd(&["sleep"]), None).unwrap();
     c.start("c1", None, false, &mut keep(&slot)).unwrap();
     for bad in ["", "init", "c1"] {
         assert_eq!(
-            c.exec("c1", bad, &exec_process(&["cat"]), false, &mut keep(&slot))
-                .unwrap_err()
-                .kind(),
+            c.exec("c1", bad, &exec_process(&["cat"]), false, &mut keep(&slot)).unwrap_err().kind(),
             ErrorKind::InvalidParameter
         );
     }
-    assert_eq!(
-        c.signal_process("c1", "e9", 9).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(c.signal_process("c1", "e9", 9).unwrap_err().kind(), ErrorKind::NotFound);
     c.signal_process("c1", "init", 9).unwrap();
 }

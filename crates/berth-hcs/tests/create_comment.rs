@@ -100,17 +100,7 @@ fn process_isolation_example() {
     }));
     let n2g = TestNameToGuid::default();
     let host = FakeHost::new();
-    let t = translate_container(
-        PROC_ID,
-        &s,
-        None,
-        None,
-        TranslateContext {
-            name_to_guid: &n2g,
-            host: &host,
-        },
-    )
-    .unwrap();
+    let t = translate_container(PROC_ID, &s, None, None, TranslateContext { name_to_guid: &n2g, host: &host }).unwrap();
     let doc = document(&t.config).unwrap();
 
     // The real serializer omits the comment's empty MappedDirectories and false Servicing.
@@ -164,17 +154,7 @@ fn hyper_v_example() {
     }));
     let n2g = TestNameToGuid::default();
     let host = FakeHost::new().with(&format!(r"{}\UtilityVM", layer_dir(COMMENT_LAYER)));
-    let t = translate_container(
-        HV_ID,
-        &s,
-        None,
-        None,
-        TranslateContext {
-            name_to_guid: &n2g,
-            host: &host,
-        },
-    )
-    .unwrap();
+    let t = translate_container(HV_ID, &s, None, None, TranslateContext { name_to_guid: &n2g, host: &host }).unwrap();
     let doc = document(&t.config).unwrap();
 
     let obj = comment.as_object_mut().unwrap();

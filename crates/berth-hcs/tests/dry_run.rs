@@ -57,15 +57,10 @@ fn hyper_v_with_local_layer_folders() {
         "process": {"cwd": "C:\\", "args": ["cmd"], "user": {"uid": 0, "gid": 0}},
         "windows": {"layerFolders": [base, scratch], "hyperv": {}}
     }));
-    let out: Value =
-        serde_json::from_str(&hcs_config(b.path(), "hv", &[], Document::Container).unwrap())
-            .unwrap();
+    let out: Value = serde_json::from_str(&hcs_config(b.path(), "hv", &[], Document::Container).unwrap()).unwrap();
     assert_eq!(out["HvPartition"], json!(true));
     // filepath.Join with Windows rules: backslashes.
-    assert_eq!(
-        out["HvRuntime"]["ImagePath"],
-        json!(format!(r"{}\UtilityVM", base.replace('/', r"\")))
-    );
+    assert_eq!(out["HvRuntime"]["ImagePath"], json!(format!(r"{}\UtilityVM", base.replace('/', r"\"))));
 
     // Without the UtilityVM folder the dry run fails as Windows would.
     std::fs::remove_dir(layers.path().join("base").join("UtilityVM")).unwrap();
@@ -81,24 +76,18 @@ fn lcow_with_a_kernel_directory() {
     let kdir = kernels.path().to_str().unwrap().to_string();
     let b = bundle(&lcow());
     let opts = vec![format!("lcow.kirdpath={kdir}")];
-    let out: Value =
-        serde_json::from_str(&hcs_config(b.path(), "l", &opts, Document::Container).unwrap())
-            .unwrap();
+    let out: Value = serde_json::from_str(&hcs_config(b.path(), "l", &opts, Document::Container).unwrap()).unwrap();
     assert_eq!(out["ContainerType"], json!("linux"));
     // No uvm.vhdx in the folder: kernel+initrd boot.
     assert_eq!(out["HvRuntime"]["LinuxKernelFile"], json!("bootx64.efi"));
     assert_eq!(out["HvRuntime"]["ImagePath"], json!(kdir));
-    let p: Value =
-        serde_json::from_str(&hcs_config(b.path(), "l", &opts, Document::InitProcess).unwrap())
-            .unwrap();
+    let p: Value = serde_json::from_str(&hcs_config(b.path(), "l", &opts, Document::InitProcess).unwrap()).unwrap();
     assert_eq!(p["CommandArgs"], json!(["sh", "-c", "echo hi"]));
     assert_eq!(p["OCISpecification"]["hostname"], json!("host"));
 
     // With a uvm.vhdx it boots from the VHDX.
     std::fs::write(kernels.path().join("uvm.vhdx"), b"").unwrap();
-    let out: Value =
-        serde_json::from_str(&hcs_config(b.path(), "l", &opts, Document::Container).unwrap())
-            .unwrap();
+    let out: Value = serde_json::from_str(&hcs_config(b.path(), "l", &opts, Document::Container).unwrap()).unwrap();
     assert_eq!(out["HvRuntime"]["BootSource"], json!("Vhd"));
 
     // Without a kernel, the opengcs validation error.
@@ -111,24 +100,9 @@ fn lcow_with_a_kernel_directory() {
 #[test]
 fn bundle_errors() {
     let d = tempfile::tempdir().unwrap();
-    assert_eq!(
-        hcs_config(d.path(), "x", &[], Document::Container)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(hcs_config(d.path(), "x", &[], Document::Container).unwrap_err().kind(), ErrorKind::NotFound);
     std::fs::write(d.path().join("config.json"), "{").unwrap();
-    assert_eq!(
-        hcs_config(d.path(), "x", &[], Document::Container)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::InvalidParameter
-    );
+    assert_eq!(hcs_config(d.path(), "x", &[], Document::Container).unwrap_err().kind(), ErrorKind::InvalidParameter);
     let b = bundle(&wcow());
-    assert_eq!(
-        hcs_config(b.path(), "", &[], Document::Container)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::InvalidParameter
-    );
+    assert_eq!(hcs_config(b.path(), "", &[], Document::Container).unwrap_err().kind(), ErrorKind::InvalidParameter);
 }

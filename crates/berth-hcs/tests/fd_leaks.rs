@@ -28,14 +28,7 @@ fn every_path_closes_its_descriptors() {
     c.start("ok", None, true, &mut keep(&slot)).unwrap();
     // An exec, killed.
     let eslot = Mutex::new(None);
-    c.exec(
-        "ok",
-        "e1",
-        &exec_process(&["sleep"]),
-        true,
-        &mut keep(&eslot),
-    )
-    .unwrap();
+    c.exec("ok", "e1", &exec_process(&["sleep"]), true, &mut keep(&eslot)).unwrap();
     c.signal_process("ok", "e1", 9).unwrap();
     rec.wait_exit("e1");
     drop(eslot);
@@ -49,9 +42,7 @@ fn every_path_closes_its_descriptors() {
 
     // A failed attach: the process is killed and its pipes closed.
     c.create("attach", &wcow_cmd(&["cat"]), None).unwrap();
-    let _ = c.start("attach", None, true, &mut |_io| {
-        Err(berth_core::Error::system("no"))
-    });
+    let _ = c.start("attach", None, true, &mut |_io| Err(berth_core::Error::system("no")));
     s.wait_calls(|calls| calls.iter().filter(|c| c[0] == "HcsCloseProcess").count() == 3);
     c.delete("attach").unwrap();
 

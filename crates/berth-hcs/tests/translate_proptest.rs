@@ -7,8 +7,8 @@ mod common;
 
 use berth_hcs::lcow::{ActualMode, LcowConfig};
 use berth_hcs::translate::{
-    document, exec_process_config, init_process_config, is_volume_guid_path, parse_spec,
-    translate_container, TranslateContext,
+    document, exec_process_config, init_process_config, is_volume_guid_path, parse_spec, translate_container,
+    TranslateContext,
 };
 use berth_hcs_schema::ContainerConfig;
 use common::*;
@@ -77,11 +77,7 @@ fn process_value() -> BoxedStrategy<Value> {
                 u["username"] = json!(n);
             }
             m.insert("user".into(), u);
-            insert(
-                &mut m,
-                "consoleSize",
-                cs.map(|(h, w)| json!({"height": h, "width": w})),
-            );
+            insert(&mut m, "consoleSize", cs.map(|(h, w)| json!({"height": h, "width": w})));
             Value::Object(m)
         })
         .boxed()
@@ -129,10 +125,7 @@ fn windows_value() -> BoxedStrategy<Value> {
             opt(prop::collection::vec(text(), 0..3)),
             opt(text()),
         )),
-        opt(prop_oneof![
-            text().prop_map(Value::from),
-            Just(json!({"k": "v"}))
-        ]),
+        opt(prop_oneof![text().prop_map(Value::from), Just(json!({"k": "v"}))]),
         opt(any::<bool>()),
         opt(any::<bool>()),
     )
@@ -171,11 +164,7 @@ fn windows_value() -> BoxedStrategy<Value> {
                 insert(&mut n, "endpointList", eps.map(|e| json!(e)));
                 insert(&mut n, "allowUnqualifiedDNSQuery", unq.map(Value::from));
                 insert(&mut n, "DNSSearchList", dns.map(|d| json!(d)));
-                insert(
-                    &mut n,
-                    "networkSharedContainerName",
-                    shared.map(Value::from),
-                );
+                insert(&mut n, "networkSharedContainerName", shared.map(Value::from));
                 m.insert("network".into(), Value::Object(n));
             }
             insert(&mut m, "credentialSpec", cred);

@@ -6,30 +6,17 @@ mod common;
 use berth_core::ErrorKind;
 use berth_hcs::lcow::{ActualMode, LcowConfig, LcowOptions};
 use berth_hcs::translate::{
-    document, environment, exec_process_config, init_process_config, is_volume_guid_path,
-    parse_spec, translate_container, ContainerTranslation, TranslateContext, TranslateError,
+    document, environment, exec_process_config, init_process_config, is_volume_guid_path, parse_spec,
+    translate_container, ContainerTranslation, TranslateContext, TranslateError,
 };
 use berth_hcs_schema::ContainerConfig;
 use common::*;
 use oci_spec::runtime::Process;
 use serde_json::{json, Value};
 
-fn run_with(
-    v: Value,
-    host: &FakeHost,
-    lcow: Option<&LcowConfig>,
-) -> Result<ContainerTranslation, TranslateError> {
+fn run_with(v: Value, host: &FakeHost, lcow: Option<&LcowConfig>) -> Result<ContainerTranslation, TranslateError> {
     let n2g = TestNameToGuid::default();
-    translate_container(
-        "cid",
-        &spec(v),
-        None,
-        lcow,
-        TranslateContext {
-            name_to_guid: &n2g,
-            host,
-        },
-    )
+    translate_container("cid", &spec(v), None, lcow, TranslateContext { name_to_guid: &n2g, host })
 }
 
 fn run(v: Value) -> Result<ContainerTranslation, TranslateError> {
@@ -60,10 +47,7 @@ fn kernel_lcow() -> LcowConfig {
 }
 
 fn vhdx_lcow() -> LcowConfig {
-    LcowConfig {
-        actual_mode: ActualMode::Vhdx,
-        ..kernel_lcow()
-    }
+    LcowConfig { actual_mode: ActualMode::Vhdx, ..kernel_lcow() }
 }
 
 fn lcow_run(v: Value) -> Result<ContainerTranslation, TranslateError> {
@@ -78,10 +62,7 @@ fn cpu_count_clamped_to_host_with_warning() {
     set(&mut v, "windows/resources/cpu/count", json!(8));
     let t = run(v).unwrap();
     assert_eq!(t.config.processor_count, 4);
-    assert_eq!(
-        t.warnings,
-        vec!["Changing requested CPUCount of 8 to current number of processors, 4".to_string()]
-    );
+    assert_eq!(t.warnings, vec!["Changing requested CPUCount of 8 to current number of processors, 4".to_string()]);
 
     let mut v = wcow();
     set(&mut v, "windows/resources/cpu/count", json!(2));
@@ -99,10 +80,7 @@ fn cpu_shares_and_maximum() {
     assert_eq!(c.processor_weight, 500);
     assert_eq!(c.processor_maximum, 7500);
     let d = document(&c).unwrap();
-    assert!(
-        d.contains(r#""ProcessorWeight":500,"ProcessorMaximum":7500"#),
-        "{d}"
-    );
+    assert!(d.contains(r#""ProcessorWeight":500,"ProcessorMaximum":7500"#), "{d}");
 }
 
 #[test]
@@ -185,20 +163,14 @@ fn network_rules() {
     let mut v = wcow();
     set(&mut v, "windows/network", json!({"DNSSearchList": []}));
     let d = document(&cfg(v)).unwrap();
-    assert!(
-        !d.contains("DNSSearchList") && !d.contains("EndpointList"),
-        "{d}"
-    );
+    assert!(!d.contains("DNSSearchList") && !d.contains("EndpointList"), "{d}");
 }
 
 #[test]
 fn credential_spec_string_only() {
     let n2g = TestNameToGuid::default();
     let host = FakeHost::new();
-    let ctx = TranslateContext {
-        name_to_guid: &n2g,
-        host: &host,
-    };
+    let ctx = TranslateContext { name_to_guid: &n2g, host: &host };
     let t = translate_container("cid", &spec(wcow()), Some(r#"{"a":1}"#), None, ctx).unwrap();
     assert_eq!(t.config.credentials, r#"{"a":1}"#);
 
@@ -211,16 +183,9 @@ fn credential_spec_string_only() {
 
     // parse_spec takes a string credentialSpec out before oci-spec parses the rest.
     let mut v = wcow();
-    set(
-        &mut v,
-        "windows/credentialSpec",
-        json!("{\"CmsPlugins\":[\"ActiveDirectory\"]}"),
-    );
+    set(&mut v, "windows/credentialSpec", json!("{\"CmsPlugins\":[\"ActiveDirectory\"]}"));
     let p = parse_spec(v.to_string().as_bytes()).unwrap();
-    assert_eq!(
-        p.credential_spec.as_deref(),
-        Some("{\"CmsPlugins\":[\"ActiveDirectory\"]}")
-    );
+    assert_eq!(p.credential_spec.as_deref(), Some("{\"CmsPlugins\":[\"ActiveDirectory\"]}"));
 }
 
 // ------------------------------------------------------------------ WCOW: layers
@@ -235,10 +200,7 @@ fn layer_folder_count() {
             set(&mut v, "windows/layerFolders", folders);
         }
         let e = err(v);
-        assert_eq!(
-            e.to_string(),
-            "OCI spec is invalid - at least two LayerFolders must be supplied to the runtime"
-        );
+        assert_eq!(e.to_string(), "OCI spec is invalid - at least two LayerFolders must be supplied to the runtime");
         assert_eq!(e.kind(), ErrorKind::InvalidParameter);
     }
 }
@@ -246,28 +208,11 @@ fn layer_folder_count() {
 #[test]
 fn top_folder_is_scratch_and_layer_ids_use_base_names() {
     let mut v = wcow();
-    set(
-        &mut v,
-        "windows/layerFolders",
-        json!([
-            r"C:\wf\top",
-            format!(r"C:\wf\{COMMENT_LAYER}"),
-            r"C:\wf\scratch"
-        ]),
-    );
+    set(&mut v, "windows/layerFolders", json!([r"C:\wf\top", format!(r"C:\wf\{COMMENT_LAYER}"), r"C:\wf\scratch"]));
     let n2g = TestNameToGuid::default();
     let host = FakeHost::new();
-    let t = translate_container(
-        "cid",
-        &spec(v),
-        None,
-        None,
-        TranslateContext {
-            name_to_guid: &n2g,
-            host: &host,
-        },
-    )
-    .unwrap();
+    let t =
+        translate_container("cid", &spec(v), None, None, TranslateContext { name_to_guid: &n2g, host: &host }).unwrap();
     assert_eq!(t.config.layer_folder_path, r"C:\wf\scratch");
     assert_eq!(t.config.layers.len(), 2);
     assert_eq!(t.config.layers[0].path, r"C:\wf\top");
@@ -279,11 +224,7 @@ fn top_folder_is_scratch_and_layer_ids_use_base_names() {
 #[test]
 fn layer_id_failure_is_a_system_error() {
     let mut v = wcow();
-    set(
-        &mut v,
-        "windows/layerFolders",
-        json!([r"C:\wf\fail", SCRATCH]),
-    );
+    set(&mut v, "windows/layerFolders", json!([r"C:\wf\fail", SCRATCH]));
     let e = err(v);
     assert!(matches!(e, TranslateError::LayerId { .. }));
     assert_eq!(e.kind(), ErrorKind::System);
@@ -295,30 +236,18 @@ fn hyperv() -> Value {
     let mut v = wcow();
     remove(&mut v, "root");
     set(&mut v, "windows/hyperv", json!({}));
-    set(
-        &mut v,
-        "windows/layerFolders",
-        json!([r"C:\wf\a", r"C:\wf\b", r"C:\wf\c", SCRATCH]),
-    );
+    set(&mut v, "windows/layerFolders", json!([r"C:\wf\a", r"C:\wf\b", r"C:\wf\c", SCRATCH]));
     v
 }
 
 #[test]
 fn first_layer_with_utility_vm_wins() {
-    let host = FakeHost::new()
-        .with(r"C:\wf\b\UtilityVM")
-        .with(r"C:\wf\c\UtilityVM");
+    let host = FakeHost::new().with(r"C:\wf\b\UtilityVM").with(r"C:\wf\c\UtilityVM");
     let t = run_with(hyperv(), &host, None).unwrap();
     assert!(t.config.hv_partition);
-    assert_eq!(
-        t.config.hv_runtime.unwrap().image_path,
-        r"C:\wf\b\UtilityVM"
-    );
+    assert_eq!(t.config.hv_runtime.unwrap().image_path, r"C:\wf\b\UtilityVM");
     // The search stopped at the first hit (the lost `break`), and never looked at scratch.
-    assert_eq!(
-        *host.stats.lock().unwrap(),
-        vec![r"C:\wf\a\UtilityVM", r"C:\wf\b\UtilityVM"]
-    );
+    assert_eq!(*host.stats.lock().unwrap(), vec![r"C:\wf\a\UtilityVM", r"C:\wf\b\UtilityVM"]);
 }
 
 #[test]
@@ -328,10 +257,7 @@ fn utility_vm_errors() {
     assert_eq!(e.kind(), ErrorKind::InvalidParameter);
 
     let mut host = FakeHost::new().with(r"C:\wf\b\UtilityVM");
-    host.errors.insert(
-        r"C:\wf\a\UtilityVM".into(),
-        std::io::ErrorKind::PermissionDenied,
-    );
+    host.errors.insert(r"C:\wf\a\UtilityVM".into(), std::io::ErrorKind::PermissionDenied);
     let e = run_with(hyperv(), &host, None).unwrap_err();
     assert!(matches!(e, TranslateError::Stat { .. }), "{e}");
     assert_eq!(e.kind(), ErrorKind::System);
@@ -339,10 +265,7 @@ fn utility_vm_errors() {
     let mut v = hyperv();
     set(&mut v, "windows/hyperv/utilityVMPath", json!(r"C:\uvm"));
     let e = err(v);
-    assert_eq!(
-        e.to_string(),
-        "runtime does not support an explicit utility VM path for Hyper-V containers"
-    );
+    assert_eq!(e.to_string(), "runtime does not support an explicit utility VM path for Hyper-V containers");
     assert_eq!(e.kind(), ErrorKind::NotImplemented);
 }
 
@@ -352,10 +275,7 @@ fn hyper_v_refuses_root_path() {
     let mut v = hyperv();
     set(&mut v, "root", json!({"path": VOLUME}));
     let e = run_with(v, &host, None).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "OCI spec is invalid - Root.Path must be omitted for a Hyper-V container"
-    );
+    assert_eq!(e.to_string(), "OCI spec is invalid - Root.Path must be omitted for a Hyper-V container");
     let mut v = hyperv();
     set(&mut v, "root", json!({"path": ""}));
     assert!(run_with(v, &host, None).is_ok());
@@ -394,15 +314,11 @@ fn root_path_must_be_a_volume_guid_path() {
 
 #[test]
 fn volume_path_strips_trailing_backslash() {
-    assert_eq!(
-        cfg(wcow()).volume_path,
-        r"\\?\Volume{66d1ef4c-7a00-11e6-8948-00155ddbef9d}"
-    );
+    assert_eq!(cfg(wcow()).volume_path, r"\\?\Volume{66d1ef4c-7a00-11e6-8948-00155ddbef9d}");
     // The original pattern's odd forms are accepted exactly as it accepted them.
-    for odd in [
-        r"\\?\Volume66d1ef4c-7a00-11e6-8948-00155ddbef9d}\",
-        r"\\?\Volume{66D1EF4C-7A00-11E6-8948-00155DDBEF9D}}\",
-    ] {
+    for odd in
+        [r"\\?\Volume66d1ef4c-7a00-11e6-8948-00155ddbef9d}\", r"\\?\Volume{66D1EF4C-7A00-11E6-8948-00155DDBEF9D}}\"]
+    {
         assert!(is_volume_guid_path(odd), "{odd}");
         let mut v = wcow();
         set(&mut v, "root/path", json!(odd));
@@ -415,17 +331,11 @@ fn root_readonly_refused_for_both_isolations() {
     let mut v = wcow();
     set(&mut v, "root/readonly", json!(true));
     let e = err(v);
-    assert_eq!(
-        e.to_string(),
-        "OCI spec is invalid - Root.Readonly must not be set on Windows"
-    );
+    assert_eq!(e.to_string(), "OCI spec is invalid - Root.Readonly must not be set on Windows");
     let host = FakeHost::new().with(r"C:\wf\a\UtilityVM");
     let mut v = hyperv();
     set(&mut v, "root", json!({"path": "", "readonly": true}));
-    assert!(matches!(
-        run_with(v, &host, None).unwrap_err(),
-        TranslateError::RootReadonly
-    ));
+    assert!(matches!(run_with(v, &host, None).unwrap_err(), TranslateError::RootReadonly));
     let mut v = wcow();
     set(&mut v, "root/readonly", json!(false));
     assert!(run(v).is_ok());
@@ -447,10 +357,7 @@ fn mounts_become_mapped_dirs_and_pipes() {
     );
     let c = cfg(v);
     assert_eq!(c.mapped_directories.len(), 2);
-    assert!(
-        c.mapped_directories[0].read_only,
-        "ro matched case-insensitively"
-    );
+    assert!(c.mapped_directories[0].read_only, "ro matched case-insensitively");
     assert!(!c.mapped_directories[1].read_only);
     assert_eq!(c.mapped_pipes.len(), 1);
     assert_eq!(c.mapped_pipes[0].container_pipe_name, "docker_engine");
@@ -469,16 +376,9 @@ fn mounts_become_mapped_dirs_and_pipes() {
 #[test]
 fn mount_type_must_be_empty() {
     let mut v = wcow();
-    set(
-        &mut v,
-        "mounts",
-        json!([{"destination": r"C:\d", "source": r"D:\d", "type": "bind"}]),
-    );
+    set(&mut v, "mounts", json!([{"destination": r"C:\d", "source": r"D:\d", "type": "bind"}]));
     let e = err(v);
-    assert_eq!(
-        e.to_string(),
-        "OCI spec is invalid - Mount.Type 'bind' must not be set"
-    );
+    assert_eq!(e.to_string(), "OCI spec is invalid - Mount.Type 'bind' must not be set");
     assert_eq!(e.kind(), ErrorKind::InvalidParameter);
 }
 
@@ -493,20 +393,13 @@ fn named_pipes_need_build_16299() {
         let r = run_with(v, &host, None);
         assert_eq!(r.is_ok(), ok, "build {build:?}");
         if let Err(e) = r {
-            assert_eq!(
-                e.to_string(),
-                "named pipe mounts are not supported on this version of Windows"
-            );
+            assert_eq!(e.to_string(), "named pipe mounts are not supported on this version of Windows");
             assert_eq!(e.kind(), ErrorKind::NotImplemented);
         }
     }
     // Only pipes are gated.
     let mut v = wcow();
-    set(
-        &mut v,
-        "mounts",
-        json!([{"destination": r"C:\d", "source": r"D:\d"}]),
-    );
+    set(&mut v, "mounts", json!([{"destination": r"C:\d", "source": r"D:\d"}]));
     let mut host = FakeHost::new();
     host.build = Some(14393);
     assert!(run_with(v, &host, None).is_ok());
@@ -531,10 +424,7 @@ fn lcow_basics_and_kernel_runtime() {
     assert_eq!(c.owner, "docker");
     assert!(c.hv_partition);
     assert!(c.terminate_on_last_handle_closed);
-    assert!(
-        c.host_name.is_empty(),
-        "the original set no host name for LCOW"
-    );
+    assert!(c.host_name.is_empty(), "the original set no host name for LCOW");
     let hv = c.hv_runtime.as_ref().unwrap();
     assert_eq!(hv.image_path, r"C:\Program Files\Linux Containers");
     assert_eq!(hv.linux_kernel_file, "bootx64.efi");
@@ -565,10 +455,7 @@ fn lcow_vhdx_runtime() {
 fn lcow_layers() {
     let mut v = lcow();
     remove(&mut v, "windows");
-    assert_eq!(
-        lcow_run(v).unwrap_err().to_string(),
-        "spec.Windows must not be nil for LCOW containers"
-    );
+    assert_eq!(lcow_run(v).unwrap_err().to_string(), "spec.Windows must not be nil for LCOW containers");
     let mut v = lcow();
     set(&mut v, "windows/layerFolders", json!([]));
     assert_eq!(
@@ -624,19 +511,10 @@ fn lcow_bind_mounts() {
     assert!(!md[1].read_only);
 
     let mounts = t.spec.mounts().clone().unwrap();
-    assert_eq!(
-        mounts[0].source().as_deref().unwrap().to_str(),
-        Some("/tmp/gcs/cid/binds/target")
-    );
+    assert_eq!(mounts[0].source().as_deref().unwrap().to_str(), Some("/tmp/gcs/cid/binds/target"));
     // The original stripped uvmpath only from its loop copy: the guest sees all options.
-    assert_eq!(
-        mounts[0].options().clone().unwrap(),
-        vec!["rbind", "uvmpath=/tmp/gcs/cid/binds", "ro"]
-    );
-    assert_eq!(
-        mounts[2].source().as_deref().unwrap().to_str(),
-        Some("proc")
-    );
+    assert_eq!(mounts[0].options().clone().unwrap(), vec!["rbind", "uvmpath=/tmp/gcs/cid/binds", "ro"]);
+    assert_eq!(mounts[2].source().as_deref().unwrap().to_str(), Some("proc"));
     assert_eq!(mounts[2].options().clone().unwrap(), vec!["nosuid"]);
 }
 
@@ -665,15 +543,8 @@ fn lcow_bind_mount_errors() {
 
     // A bare `uvmpath` (the original indexed past the end and panicked) counts as empty.
     let mut v = lcow();
-    set(
-        &mut v,
-        "mounts",
-        json!([{"destination": "/t", "type": "bind", "source": r"C:\h", "options": ["uvmpath"]}]),
-    );
-    assert!(matches!(
-        lcow_run(v).unwrap_err(),
-        TranslateError::NoUvmPath(_)
-    ));
+    set(&mut v, "mounts", json!([{"destination": "/t", "type": "bind", "source": r"C:\h", "options": ["uvmpath"]}]));
+    assert!(matches!(lcow_run(v).unwrap_err(), TranslateError::NoUvmPath(_)));
 }
 
 // ------------------------------------------------------------------ process documents
@@ -684,10 +555,8 @@ fn process(v: Value) -> Process {
 
 #[test]
 fn environment_map_rules() {
-    let env: Vec<String> = ["foo=bar", "car=hat", "a=b=c", "noequals", "foo=baz", "=x"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let env: Vec<String> =
+        ["foo=bar", "car=hat", "a=b=c", "noequals", "foo=baz", "=x"].iter().map(|s| s.to_string()).collect();
     let m = environment(&env);
     assert_eq!(m.get("foo").map(String::as_str), Some("baz"), "later wins");
     assert_eq!(m.get("car").map(String::as_str), Some("hat"));
@@ -756,11 +625,7 @@ fn init_process_requires_process() {
 #[test]
 fn lcow_init_process_carries_the_rewritten_spec() {
     let mut v = lcow();
-    set(
-        &mut v,
-        "mounts",
-        json!([{"destination": "/t", "type": "bind", "source": r"C:\h", "options": ["uvmpath=/u"]}]),
-    );
+    set(&mut v, "mounts", json!([{"destination": "/t", "type": "bind", "source": r"C:\h", "options": ["uvmpath=/u"]}]));
     let t = lcow_run(v).unwrap();
     let p = init_process_config(&t.spec, false).unwrap();
     assert!(p.command_line.is_empty());
@@ -781,18 +646,17 @@ fn exec_process_rules() {
     .unwrap();
     assert!(p.create_std_in_pipe && p.create_std_out_pipe && p.create_std_err_pipe);
     assert!(!p.emulate_console);
-    assert_eq!(
-        p.working_directory, "C:\\",
-        "falls back to the container's cwd"
-    );
+    assert_eq!(p.working_directory, "C:\\", "falls back to the container's cwd");
     assert_eq!(p.command_line, r#"ping -t "a b""#);
     assert_eq!(p.environment.get("X").map(String::as_str), Some("1"));
 
     let p = exec_process_config(
         &container,
         true,
-        &process(json!({"terminal": true, "cwd": r"D:\x", "args": ["cmd"], "user": {"uid": 0, "gid": 0, "username": "u"},
-                        "consoleSize": {"height": 30, "width": 100}})),
+        &process(
+            json!({"terminal": true, "cwd": r"D:\x", "args": ["cmd"], "user": {"uid": 0, "gid": 0, "username": "u"},
+                        "consoleSize": {"height": 30, "width": 100}}),
+        ),
     )
     .unwrap();
     assert!(p.emulate_console && !p.create_std_err_pipe && p.create_std_in_pipe);
@@ -820,20 +684,11 @@ fn errors_map_to_core_classes() {
     })
     .into();
     assert_eq!(e.kind(), ErrorKind::InvalidParameter);
-    assert_eq!(
-        e.message(),
-        "OCI spec is invalid - Root.Readonly must not be set on Windows"
-    );
+    assert_eq!(e.message(), "OCI spec is invalid - Root.Readonly must not be set on Windows");
 }
 
 #[test]
 fn parse_spec_errors_are_invalid_parameter() {
-    assert_eq!(
-        parse_spec(b"{").unwrap_err().kind(),
-        ErrorKind::InvalidParameter
-    );
-    assert_eq!(
-        parse_spec(br#"{"process": 5}"#).unwrap_err().kind(),
-        ErrorKind::InvalidParameter
-    );
+    assert_eq!(parse_spec(b"{").unwrap_err().kind(), ErrorKind::InvalidParameter);
+    assert_eq!(parse_spec(br#"{"process": 5}"#).unwrap_err().kind(), ErrorKind::InvalidParameter);
 }

@@ -50,9 +50,7 @@ impl HostInfo for FakeHost {
         if self.existing.iter().any(|p| p == path) {
             return Ok(());
         }
-        Err(io::Error::from(
-            *self.errors.get(path).unwrap_or(&io::ErrorKind::NotFound),
-        ))
+        Err(io::Error::from(*self.errors.get(path).unwrap_or(&io::ErrorKind::NotFound)))
     }
 }
 
@@ -70,16 +68,12 @@ impl NameToGuid for TestNameToGuid {
     fn name_to_guid(&self, name: &str) -> Result<Guid, NameToGuidError> {
         self.asked.lock().unwrap().push(name.to_string());
         if name == "fail" {
-            return Err(NameToGuidError {
-                name: name.into(),
-                reason: "injected failure".into(),
-            });
+            return Err(NameToGuidError { name: name.into(), reason: "injected failure".into() });
         }
         if name == COMMENT_LAYER {
             // Built from the Windows memory layout, so the text form exercises the swap.
             return Ok(Guid([
-                0x65, 0x5d, 0x95, 0x18, 0x5a, 0xd4, 0x7b, 0x55, 0xbf, 0x1c, 0x49, 0xd6, 0xdf, 0xef,
-                0xc5, 0x26,
+                0x65, 0x5d, 0x95, 0x18, 0x5a, 0xd4, 0x7b, 0x55, 0xbf, 0x1c, 0x49, 0xd6, 0xdf, 0xef, 0xc5, 0x26,
             ]));
         }
         StandInNameToGuid.name_to_guid(name)
@@ -88,9 +82,7 @@ impl NameToGuid for TestNameToGuid {
 
 /// A spec from JSON, through the same parser `berth hcs-config` uses.
 pub fn spec(v: Value) -> Spec {
-    berth_hcs::parse_spec(v.to_string().as_bytes())
-        .expect("test spec must parse")
-        .spec
+    berth_hcs::parse_spec(v.to_string().as_bytes()).expect("test spec must parse").spec
 }
 
 /// Sets `path` (a `/`-separated list of object keys) in `v` to `value`, creating objects.
@@ -102,11 +94,7 @@ pub fn set(v: &mut Value, path: &str, value: Value) {
             cur.as_object_mut().unwrap().insert(p.to_string(), value);
             return;
         }
-        cur = cur
-            .as_object_mut()
-            .unwrap()
-            .entry(p.to_string())
-            .or_insert_with(|| Value::Object(Default::default()));
+        cur = cur.as_object_mut().unwrap().entry(p.to_string()).or_insert_with(|| Value::Object(Default::default()));
     }
 }
 

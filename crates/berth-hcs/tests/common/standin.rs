@@ -19,21 +19,16 @@ pub fn compiled_standin() -> &'static PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/standin/vmcompute.c");
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("vmcompute-standin-{}.so", std::process::id()));
+        let out =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("vmcompute-standin-{}.so", std::process::id()));
         let st = Command::new("cc")
-            .args([
-                "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
-            ])
+            .args(["-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
             .arg(&out)
             .arg(src)
             .arg("-ldl")
             .status()
             .expect("running cc");
-        assert!(
-            st.success(),
-            "compiling the stand-in vmcompute library failed"
-        );
+        assert!(st.success(), "compiling the stand-in vmcompute library failed");
         out
     })
 }
@@ -56,9 +51,7 @@ impl StandIn {
     /// Every call so far, as tab-separated fields.
     pub fn calls(&self) -> Vec<Vec<String>> {
         let text = std::fs::read_to_string(self.dir.path().join("calls.log")).unwrap_or_default();
-        text.lines()
-            .map(|l| l.split('\t').map(unescape).collect())
-            .collect()
+        text.lines().map(|l| l.split('\t').map(unescape).collect()).collect()
     }
 
     pub fn named(&self, name: &str) -> Vec<Vec<String>> {
@@ -73,11 +66,7 @@ impl StandIn {
     pub fn wait_calls(&self, pred: impl Fn(&[Vec<String>]) -> bool) {
         let end = std::time::Instant::now() + GUARD;
         while !pred(&self.calls()) {
-            assert!(
-                std::time::Instant::now() < end,
-                "stand-in never saw the expected calls: {:?}",
-                self.names()
-            );
+            assert!(std::time::Instant::now() < end, "stand-in never saw the expected calls: {:?}", self.names());
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -122,10 +111,7 @@ impl EventSink for Recorder {
 }
 
 impl Recorder {
-    pub fn wait_for(
-        &self,
-        pred: impl Fn(&[(EventType, EventInfo)]) -> bool,
-    ) -> Vec<(EventType, EventInfo)> {
+    pub fn wait_for(&self, pred: impl Fn(&[(EventType, EventInfo)]) -> bool) -> Vec<(EventType, EventInfo)> {
         let mut g = self.events.lock().unwrap();
         let end = std::time::Instant::now() + GUARD;
         while !pred(&g) {
@@ -133,9 +119,7 @@ impl Recorder {
             assert!(
                 now < end,
                 "events never arrived: {:?}",
-                g.iter()
-                    .map(|(e, i)| (e, &i.process_id))
-                    .collect::<Vec<_>>()
+                g.iter().map(|(e, i)| (e, &i.process_id)).collect::<Vec<_>>()
             );
             g = self.cv.wait_timeout(g, end - now).unwrap().0;
         }
@@ -143,23 +127,12 @@ impl Recorder {
     }
 
     pub fn wait_exit(&self, process_id: &str) -> EventInfo {
-        let ev = self.wait_for(|e| {
-            e.iter()
-                .any(|(t, i)| *t == EventType::Exit && i.process_id == process_id)
-        });
-        ev.into_iter()
-            .find(|(t, i)| *t == EventType::Exit && i.process_id == process_id)
-            .unwrap()
-            .1
+        let ev = self.wait_for(|e| e.iter().any(|(t, i)| *t == EventType::Exit && i.process_id == process_id));
+        ev.into_iter().find(|(t, i)| *t == EventType::Exit && i.process_id == process_id).unwrap().1
     }
 
     pub fn kinds(&self) -> Vec<(EventType, String)> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(e, i)| (*e, i.process_id.clone()))
-            .collect()
+        self.events.lock().unwrap().iter().map(|(e, i)| (*e, i.process_id.clone())).collect()
     }
 }
 
@@ -185,9 +158,7 @@ pub fn hyperv_cmd(args: &[&str]) -> (oci_spec::runtime::Spec, FakeHost) {
 }
 
 /// Attach callback that keeps the stdio for the test.
-pub fn keep(
-    slot: &Mutex<Option<ProcessIo>>,
-) -> impl FnMut(ProcessIo) -> berth_core::Result<()> + '_ {
+pub fn keep(slot: &Mutex<Option<ProcessIo>>) -> impl FnMut(ProcessIo) -> berth_core::Result<()> + '_ {
     move |io| {
         *slot.lock().unwrap() = Some(io);
         Ok(())
