@@ -30,6 +30,10 @@ Commands:
   kill       send a signal to a container's init (or all its processes)
   exec       run a new process inside a running container
   ps         list the processes of a container
+  pause      freeze every process of a container
+  resume     thaw a paused container
+  events     print resource statistics and OOM events
+  update     change the resource limits of a running container
   hcs-config print the Windows HCS document a spec translates to (dry run)
   delete     delete a container
   list       list containers
@@ -177,6 +181,18 @@ fn dispatch(g: &Global, cmd: &str, mut p: lexopt::Parser) -> Result<i32> {
         "exec" => cmd_exec(g, &mut p),
         "ps" => cmd_ps(g, &mut p),
         "hcs-config" => cmd_hcs_config(&mut p),
+        "pause" => {
+            let id = one_id(&mut p, "pause")?;
+            berth_linux::resources::pause(&g.root, &id)?;
+            Ok(0)
+        }
+        "resume" => {
+            let id = one_id(&mut p, "resume")?;
+            berth_linux::resources::resume(&g.root, &id)?;
+            Ok(0)
+        }
+        "events" => cmd_events(g, &mut p),
+        "update" => cmd_update(g, &mut p),
         "delete" => cmd_delete(g, &mut p),
         "list" | "ps-all" => cmd_list(g, &mut p),
         "help" => {
@@ -470,4 +486,109 @@ fn cmd_hcs_config(p: &mut lexopt::Parser) -> Result<i32> {
     let out = hcs_config::run(hcs_config::HcsConfigArgs { bundle, id, lcow_options, process })?;
     container::print(format!("{out}\n").as_bytes())?;
     Ok(0)
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    // Go duration syntax as runc takes it: 5s, 500ms, 1m, 1.5s.
+    let t = s.trim();
+    let (num, unit) = t.find(|c: char| c.is_ascii_alphabetic()).map_or((t, "s"), |i| (&t[..i], &t[i..]));
+    let n: f64 = num.parse().map_err(|_| anyhow!("--interval {s:?}: not a duration"))?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("--interval {s:?}: unknown unit {unit:?}"),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        bail!("--interval {s:?}: must be positive");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn cmd_events(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    let mut once = false;
+    let mut interval = std::time::Duration::from_secs(5);
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("stats") => once = true,
+            Long("interval") => interval = parse_duration(&os(p.value()?)?)?,
+            Value(v) if id.is_none() => id = Some(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow!("events: missing container id"))?;
+    berth_linux::resources::events(&g.root, &id, once, interval, |line| {
+        container::print(format!("{line}\n").as_bytes()).map_err(Into::into)
+    })?;
+    Ok(0)
+}
+
+fn cmd_update(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    use berth_linux::resources::parse_size;
+    let mut file: Option<String> = None;
+    let mut id = None;
+    let mut v = serde_json::json!({});
+    let set = |v: &mut serde_json::Value, section: &str, key: &str, val: serde_json::Value| {
+        v[section][key] = val;
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('r') | Long("resources") => file = Some(os(p.value()?)?),
+            Long("memory") => set(
+                &mut v,
+                "memory",
+                "limit",
+                parse_size(&os(p.value()?)?).map_err(|e| anyhow!("--memory {e}"))?.into(),
+            ),
+            Long("memory-swap") => set(
+                &mut v,
+                "memory",
+                "swap",
+                parse_size(&os(p.value()?)?).map_err(|e| anyhow!("--memory-swap {e}"))?.into(),
+            ),
+            Long("memory-reservation") => set(
+                &mut v,
+                "memory",
+                "reservation",
+                parse_size(&os(p.value()?)?).map_err(|e| anyhow!("--memory-reservation {e}"))?.into(),
+            ),
+            Long("cpu-shares") => set(&mut v, "cpu", "shares", num::<u64>(p, "--cpu-shares")?.into()),
+            Long("cpu-quota") => set(&mut v, "cpu", "quota", num::<i64>(p, "--cpu-quota")?.into()),
+            Long("cpu-period") => set(&mut v, "cpu", "period", num::<u64>(p, "--cpu-period")?.into()),
+            Long("cpu-rt-runtime") => set(&mut v, "cpu", "realtimeRuntime", num::<i64>(p, "--cpu-rt-runtime")?.into()),
+            Long("cpu-rt-period") => set(&mut v, "cpu", "realtimePeriod", num::<u64>(p, "--cpu-rt-period")?.into()),
+            Long("cpuset-cpus") => set(&mut v, "cpu", "cpus", os(p.value()?)?.into()),
+            Long("cpuset-mems") => set(&mut v, "cpu", "mems", os(p.value()?)?.into()),
+            Long("pids-limit") => set(&mut v, "pids", "limit", num::<i64>(p, "--pids-limit")?.into()),
+            Long("blkio-weight") => set(&mut v, "blockIO", "weight", num::<u16>(p, "--blkio-weight")?.into()),
+            Value(x) if id.is_none() => id = Some(os(x)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow!("update: missing container id"))?;
+    let json = match file.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading resources from stdin")?;
+            serde_json::from_str(&s).context("--resources: invalid JSON")?
+        }
+        Some(path) => {
+            let s = std::fs::read_to_string(path).with_context(|| format!("--resources {path}"))?;
+            serde_json::from_str(&s).with_context(|| format!("--resources {path}: invalid JSON"))?
+        }
+        None => v,
+    };
+    let resources: berth_linux::oci::LinuxResources =
+        serde_json::from_value(json).context("--resources: not a LinuxResources document")?;
+    berth_linux::resources::update(&g.root, &id, &resources)?;
+    Ok(0)
+}
+
+fn num<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> Result<T> {
+    let v = os(p.value()?)?;
+    v.parse().map_err(|_| anyhow!("{flag} {v:?}: not a valid number"))
 }
