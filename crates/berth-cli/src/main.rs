@@ -521,9 +521,7 @@ fn cmd_events(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
         }
     }
     let id = id.ok_or_else(|| anyhow!("events: missing container id"))?;
-    berth_linux::resources::events(&g.root, &id, once, interval, |line| {
-        container::print(format!("{line}\n").as_bytes()).map_err(Into::into)
-    })?;
+    berth_linux::resources::events(&g.root, &id, once, interval, |line| container::print(format!("{line}\n").as_bytes()))?;
     Ok(0)
 }
 
