@@ -225,10 +225,12 @@ fn one_id(p: &mut lexopt::Parser, cmd: &str) -> Result<String> {
 fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
     let mut bundle = PathBuf::from(".");
     let mut rootless = false;
+    let mut seccomp = false;
     while let Some(arg) = p.next()? {
         match arg {
             Short('b') | Long("bundle") => bundle = PathBuf::from(p.value()?),
             Long("rootless") => rootless = true,
+            Long("seccomp") => seccomp = true,
             other => return Err(other.unexpected().into()),
         }
     }
@@ -236,10 +238,17 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let json = if rootless {
+    let json = if rootless || seccomp {
         let mut spec = berth_spec::default_spec();
-        let (uid, gid) = (berth_linux::seal::euid(), berth_linux::seal::egid());
-        berth_spec::to_rootless(&mut spec, uid, gid);
+        if rootless {
+            let (uid, gid) = (berth_linux::seal::euid(), berth_linux::seal::egid());
+            berth_spec::to_rootless(&mut spec, uid, gid);
+        }
+        if seccomp {
+            if let Some(linux) = spec.linux_mut() {
+                linux.set_seccomp(Some(berth_seccomp::default_profile()));
+            }
+        }
         serde_json::to_string_pretty(&spec).context("encoding the default spec")? + "\n"
     } else {
         // runc's exact text: re-serialising would reorder the capability sets.
