@@ -83,12 +83,7 @@ fn resolve_follows_runc_path_semantics_and_touches_nothing() {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let mem_own = own
         .lines()
-        .find_map(|l| {
-            l.strip_prefix(|c: char| c.is_ascii_digit()).and_then(|l| {
-                l.trim_start_matches(|c: char| c.is_ascii_digit())
-                    .strip_prefix(":memory:")
-            })
-        })
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p))
         .unwrap();
     let rel = Cgroup::resolve(Some("sub/leaf"), "x").unwrap();
     let expect = PathBuf::from("/sys/fs/cgroup/memory")
