@@ -14,6 +14,7 @@
 #![cfg(target_os = "linux")]
 
 pub mod bpf;
+pub mod fd;
 pub mod mount;
 pub mod process;
 pub mod seccomp;
