@@ -15,6 +15,7 @@
 
 pub mod bpf;
 pub mod fd;
+pub mod mem;
 pub mod mount;
 pub mod process;
 pub mod seccomp;
