@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::{Message, MessageFull};
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 
@@ -37,11 +38,36 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
     ts
 }
 
-/// Wraps a message in an `Any` with containerd's type URL: the full protobuf name
-/// (`containerd.events.TaskExit`), as registered by containerd's typeurl package.
-pub fn to_any<M: MessageFull>(m: &M) -> Any {
+/// A message with the type URL containerd's typeurl package registered for it: its full
+/// protobuf name. Spelled out rather than read from the protobuf descriptors, which would
+/// build (and keep, for the life of the process) the reflection tables of whole .proto files.
+pub trait Named: Message {
+    /// The type URL.
+    const TYPE_URL: &'static str;
+}
+
+macro_rules! named {
+    ($($t:ty => $n:literal),* $(,)?) => { $(impl Named for $t { const TYPE_URL: &'static str = $n; })* };
+}
+
+named! {
+    ev::TaskCreate => "containerd.events.TaskCreate",
+    ev::TaskStart => "containerd.events.TaskStart",
+    ev::TaskDelete => "containerd.events.TaskDelete",
+    ev::TaskExit => "containerd.events.TaskExit",
+    ev::TaskOOM => "containerd.events.TaskOOM",
+    ev::TaskExecAdded => "containerd.events.TaskExecAdded",
+    ev::TaskExecStarted => "containerd.events.TaskExecStarted",
+    ev::TaskPaused => "containerd.events.TaskPaused",
+    ev::TaskResumed => "containerd.events.TaskResumed",
+    containerd_shim_protos::shim::oci::ProcessDetails => "containerd.runc.v1.ProcessDetails",
+    containerd_shim_protos::cgroups::metrics::Metrics => "io.containerd.cgroups.v1.Metrics",
+}
+
+/// Wraps a message in an `Any` with containerd's type URL.
+pub fn to_any<M: Named>(m: &M) -> Any {
     let mut a = Any::new();
-    a.type_url = M::descriptor().full_name().to_string();
+    a.type_url = M::TYPE_URL.to_string();
     a.value = m.write_to_bytes().unwrap_or_default();
     a
 }
@@ -93,7 +119,7 @@ impl Publisher {
     }
 
     /// Publishes `event` on `topic` (in order with every earlier event).
-    pub fn publish<M: MessageFull>(&mut self, topic: &'static str, event: &M) {
+    pub fn publish<M: Named>(&mut self, topic: &'static str, event: &M) {
         log::debug!("publish {topic}");
         self.queue.push_back(Pending { topic, event: to_any(event), at: SystemTime::now(), attempts: 0 });
         if self.retry_at.is_none() {
@@ -106,7 +132,8 @@ impl Publisher {
         self.retry_at
     }
 
-    /// Whether events are waiting.
+    /// How many events wait.
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.queue.len()
     }
@@ -317,6 +344,25 @@ mod tests {
         assert_eq!(got[1].event.type_url, "containerd.events.TaskExit");
         assert_eq!(TaskExit::parse_from_bytes(&got[1].event.value).unwrap().exit_status, 3);
         assert!(got[0].timestamp.seconds > 0);
+    }
+
+    #[test]
+    fn type_urls_match_the_protobuf_names() {
+        use containerd_shim_protos::protobuf::MessageFull;
+        fn check<M: Named + MessageFull>() {
+            assert_eq!(M::TYPE_URL, M::descriptor().full_name());
+        }
+        check::<ev::TaskCreate>();
+        check::<ev::TaskStart>();
+        check::<ev::TaskDelete>();
+        check::<ev::TaskExit>();
+        check::<ev::TaskOOM>();
+        check::<ev::TaskExecAdded>();
+        check::<ev::TaskExecStarted>();
+        check::<ev::TaskPaused>();
+        check::<ev::TaskResumed>();
+        check::<containerd_shim_protos::shim::oci::ProcessDetails>();
+        check::<containerd_shim_protos::cgroups::metrics::Metrics>();
     }
 
     #[test]

@@ -11,10 +11,6 @@ use containerd_shim_protos::cgroups::metrics::{
     Throttle,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::Message;
-
-/// Type URL under which containerd registered the v1 metrics message.
-pub const METRICS_V1_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
 
 fn entry(e: &berth_cgroups::MemoryEntry) -> MemoryEntry {
     MemoryEntry { limit: e.limit, usage: e.usage, max: e.max, failcnt: e.failcnt, ..Default::default() }
@@ -136,15 +132,13 @@ pub fn to_v1(s: &Stats) -> Metrics {
 
 /// The metrics wrapped in an `Any` as containerd expects.
 pub fn to_any(s: &Stats) -> Any {
-    let mut a = Any::new();
-    a.type_url = METRICS_V1_TYPE.to_string();
-    a.value = to_v1(s).write_to_bytes().unwrap_or_default();
-    a
+    crate::events::to_any(&to_v1(s))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::protobuf::Message;
 
     #[test]
     fn v1_and_v2_memory_keys_and_counters_map() {

@@ -54,6 +54,8 @@ const RESERVATION: Duration = Duration::from_secs(60);
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// How long a shim with no containers, reservations or connections lingers.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
+/// How long after the last activity the shim gives memory back (see [`Server::trim`]).
+const TRIM_DELAY: Duration = Duration::from_millis(500);
 
 const TOKEN_LISTENER: u64 = 0;
 const TOKEN_SIGNAL: u64 = 1;
@@ -267,6 +269,7 @@ pub struct Server {
     publisher: Publisher,
     shutdown: bool,
     idle_since: Option<Instant>,
+    trim_at: Option<Instant>,
 }
 
 fn decode<M: Message>(what: &str, payload: &[u8]) -> std::result::Result<M, RpcError> {
@@ -334,6 +337,7 @@ impl Server {
             publisher,
             shutdown: false,
             idle_since: Some(Instant::now()),
+            trim_at: Some(Instant::now() + TRIM_DELAY),
         })
     }
 
@@ -373,6 +377,13 @@ impl Server {
                 }
             }
             let ready: Vec<(u64, EventFlags)> = events.iter().map(|e| (e.data.u64(), e.flags)).collect();
+            if ready.is_empty() {
+                if self.trim_at.is_some_and(|t| Instant::now() >= t) {
+                    self.trim();
+                }
+            } else {
+                self.trim_at = Some(Instant::now() + TRIM_DELAY);
+            }
             for (token, flags) in ready {
                 match token {
                     TOKEN_LISTENER => self.accept(),
@@ -435,7 +446,30 @@ impl Server {
         if let Some(s) = self.idle_since {
             take(s + IDLE_EXIT);
         }
+        if let Some(t) = self.trim_at {
+            take(t);
+        }
         d
+    }
+
+    /// Gives memory back once a burst of activity is over: free heap pages, and this
+    /// process's mappings of executable pages that were touched to serve it (container
+    /// creation touches most of the runtime library). Neither loses data; the next request
+    /// faults the code it needs back in from the page cache (minor faults, microseconds).
+    /// At rest the shim then holds little more than its data, which is what makes one shim
+    /// per group of containers cheap per container.
+    fn trim(&mut self) {
+        self.trim_at = None;
+        // The shim has no signal handlers (signals arrive through a signalfd) and runs this
+        // on its only thread, as release_unused_stack requires.
+        if let Err(e) = berth_sys::mem::release_unused_stack() {
+            log::debug!("releasing stack pages: {e}");
+        }
+        berth_sys::mem::trim_heap();
+        // Last: whatever code runs after this faults back in.
+        if let Err(e) = berth_sys::mem::release_clean_image_pages() {
+            log::debug!("releasing clean pages: {e}");
+        }
     }
 
     // ---- connections -------------------------------------------------------------------

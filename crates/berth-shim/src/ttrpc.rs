@@ -104,18 +104,6 @@ impl RpcError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         RpcError { code, message: message.into() }
     }
-    /// NotFound.
-    pub fn not_found(m: impl Into<String>) -> Self {
-        Self::new(Code::NOT_FOUND, m)
-    }
-    /// AlreadyExists.
-    pub fn exists(m: impl Into<String>) -> Self {
-        Self::new(Code::ALREADY_EXISTS, m)
-    }
-    /// FailedPrecondition.
-    pub fn precondition(m: impl Into<String>) -> Self {
-        Self::new(Code::FAILED_PRECONDITION, m)
-    }
     /// InvalidArgument.
     pub fn invalid(m: impl Into<String>) -> Self {
         Self::new(Code::INVALID_ARGUMENT, m)
@@ -244,12 +232,12 @@ mod tests {
 
     #[test]
     fn error_status_round_trips_and_oversize_is_refused() {
-        let f = response(5, Err(RpcError::not_found("no such task c1")));
+        let f = response(5, Err(RpcError::new(Code::NOT_FOUND, "no such task c1")));
         let mut fb = FrameBuf::default();
         fb.extend(&f);
         let fr = fb.next_frame().unwrap().unwrap();
         let e = parse_response(&fr.payload).unwrap_err();
-        assert_eq!(e, RpcError::not_found("no such task c1"));
+        assert_eq!(e, RpcError::new(Code::NOT_FOUND, "no such task c1"));
 
         let mut fb = FrameBuf::default();
         let mut hdr = ((MAX_PAYLOAD + 1) as u32).to_be_bytes().to_vec();
