@@ -115,7 +115,7 @@ mod tests {
         let a = p("--namespace=ns -bundle=/b -id x delete").unwrap();
         assert_eq!((a.namespace.as_str(), a.bundle.as_str(), a.action.as_str()), ("ns", "/b", "delete"));
         assert!(p("-v").unwrap().version);
-        assert_eq!(p("-debug=false").unwrap().debug, false);
+        assert!(!p("-debug=false").unwrap().debug);
         assert_eq!(p("-bogus"), Err(ArgsError::Unknown("bogus".into())));
         assert_eq!(p("-id"), Err(ArgsError::Missing("id".into())));
         assert_eq!(p("-debug=maybe"), Err(ArgsError::Bool("debug".into(), "maybe".into())));

@@ -39,7 +39,8 @@ pub fn to_v1(s: &Stats) -> Metrics {
         throttled_time: s.cpu.throttling.throttled_time,
         ..Default::default()
     };
-    m.cpu = Some(CPUStat { usage: Some(usage).into(), throttling: Some(throttling).into(), ..Default::default() }).into();
+    m.cpu =
+        Some(CPUStat { usage: Some(usage).into(), throttling: Some(throttling).into(), ..Default::default() }).into();
 
     let raw = &s.memory.raw;
     // A v1 key, else its cgroup v2 counterpart.

@@ -30,8 +30,8 @@ use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::oci::ProcessDetails;
-use containerd_shim_protos::types::task::{ProcessInfo, Status};
 use containerd_shim_protos::topics;
+use containerd_shim_protos::types::task::{ProcessInfo, Status};
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::fs::{Mode, OFlags};
@@ -158,7 +158,9 @@ impl Container {
         if exec_id.is_empty() {
             return Ok(&self.init);
         }
-        self.execs.get(exec_id).ok_or_else(|| Error::NotFound(format!("process {exec_id} does not exist in task {}", self.id)))
+        self.execs
+            .get(exec_id)
+            .ok_or_else(|| Error::NotFound(format!("process {exec_id} does not exist in task {}", self.id)))
     }
 
     fn proc_mut(&mut self, exec_id: &str) -> Result<&mut Proc> {
@@ -166,7 +168,9 @@ impl Container {
             return Ok(&mut self.init);
         }
         let id = self.id.clone();
-        self.execs.get_mut(exec_id).ok_or_else(|| Error::NotFound(format!("process {exec_id} does not exist in task {id}")))
+        self.execs
+            .get_mut(exec_id)
+            .ok_or_else(|| Error::NotFound(format!("process {exec_id} does not exist in task {id}")))
     }
 
     fn cgroup(&self) -> Result<&berth_cgroups::Cgroup> {
@@ -258,7 +262,7 @@ impl HomeNs {
 pub struct Server {
     cfg: Config,
     poller: Poller,
-    listener: OwnedFd,
+    listener: Option<OwnedFd>,
     sigfd: OwnedFd,
     home: HomeNs,
     next_token: u64,
@@ -321,12 +325,11 @@ impl Server {
         let mut poller = Poller::new()?;
         poller.set(listener.as_fd(), TOKEN_LISTENER, EventFlags::IN);
         poller.set(sigfd.as_fd(), TOKEN_SIGNAL, EventFlags::IN);
-        let publisher =
-            Publisher::new(&cfg.namespace, cfg.ttrpc_address.clone(), &cfg.address, &cfg.publish_binary);
+        let publisher = Publisher::new(&cfg.namespace, cfg.ttrpc_address.clone(), &cfg.address, &cfg.publish_binary);
         Ok(Server {
             cfg,
             poller,
-            listener,
+            listener: Some(listener),
             sigfd,
             home: HomeNs::open(),
             next_token: 16,
@@ -400,6 +403,12 @@ impl Server {
             }
             self.settle();
         }
+        // Stop accepting first: a `start` for a new container must find no socket (and bind
+        // a new server) rather than queue on one that is going away.
+        let _ = std::fs::remove_file(&self.cfg.socket);
+        if let Some(l) = self.listener.take() {
+            self.poller.remove(l.as_fd());
+        }
         self.publisher.flush(Duration::from_secs(5));
         // Answer whatever was written last (e.g. the Shutdown response) before leaving.
         for c in self.conns.values_mut() {
@@ -409,7 +418,6 @@ impl Server {
                 let _ = c.stream.write_all(&c.out);
             }
         }
-        let _ = std::fs::remove_file(&self.cfg.socket);
         log::info!("shim exiting");
         0
     }
@@ -476,7 +484,8 @@ impl Server {
 
     fn accept(&mut self) {
         loop {
-            match rustix::net::accept_with(&self.listener, rustix::net::SocketFlags::CLOEXEC) {
+            let Some(l) = &self.listener else { return };
+            match rustix::net::accept_with(l, rustix::net::SocketFlags::CLOEXEC) {
                 Ok(fd) => {
                     let stream = UnixStream::from(fd);
                     if stream.set_nonblocking(true).is_err() {
@@ -620,13 +629,19 @@ impl Server {
         }
         log::debug!("{method}");
         let r = match method {
-            "Create" => decode("Create", p).and_then(|r| self.create(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
+            "Create" => {
+                decode("Create", p).and_then(|r| self.create(r).map_err(RpcError::from)).and_then(|x| encode(&x))
+            }
             "Start" => decode("Start", p).and_then(|r| self.start(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
-            "Delete" => decode("Delete", p).and_then(|r| self.delete(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
+            "Delete" => {
+                decode("Delete", p).and_then(|r| self.delete(r).map_err(RpcError::from)).and_then(|x| encode(&x))
+            }
             "State" => decode("State", p).and_then(|r| self.state(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
             "Pids" => decode("Pids", p).and_then(|r| self.pids(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
             "Pause" => decode("Pause", p).and_then(|r| self.pause(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
-            "Resume" => decode("Resume", p).and_then(|r| self.resume(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
+            "Resume" => {
+                decode("Resume", p).and_then(|r| self.resume(r).map_err(RpcError::from)).and_then(|x| encode(&x))
+            }
             "Kill" => decode("Kill", p).and_then(|r| self.kill(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
             "Exec" => decode("Exec", p).and_then(|r| self.exec(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
             "ResizePty" => {
@@ -635,17 +650,17 @@ impl Server {
             "CloseIO" => {
                 decode("CloseIO", p).and_then(|r| self.close_io(r).map_err(RpcError::from)).and_then(|x| encode(&x))
             }
-            "Update" => decode("Update", p).and_then(|r| self.update(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
+            "Update" => {
+                decode("Update", p).and_then(|r| self.update(r).map_err(RpcError::from)).and_then(|x| encode(&x))
+            }
             "Stats" => decode("Stats", p).and_then(|r| self.stats(r).map_err(RpcError::from)).and_then(|x| encode(&x)),
             "Connect" => {
                 decode("Connect", p).and_then(|r| self.connect(r).map_err(RpcError::from)).and_then(|x| encode(&x))
             }
-            "Shutdown" => {
-                decode::<api::ShutdownRequest>("Shutdown", p).and_then(|r| encode(&self.shutdown_req(r)))
+            "Shutdown" => decode::<api::ShutdownRequest>("Shutdown", p).and_then(|r| encode(&self.shutdown_req(r))),
+            "Checkpoint" => {
+                Err(RpcError::unimplemented("checkpoint is not implemented: berth has no CRIU support yet"))
             }
-            "Checkpoint" => Err(RpcError::unimplemented(
-                "checkpoint is not implemented: berth has no CRIU support yet",
-            )),
             "Wait" => match decode::<api::WaitRequest>("Wait", p) {
                 Ok(r) => return self.wait(conn, stream, r),
                 Err(e) => Err(e),
@@ -810,7 +825,10 @@ impl Server {
         let root = self.cfg.root.clone();
         let c = self.container_mut(&req.id)?;
         if !c.init.running() {
-            return Err(Error::State(format!("cannot start exec {} in task {}: it is not running", req.exec_id, req.id)));
+            return Err(Error::State(format!(
+                "cannot start exec {} in task {}: it is not running",
+                req.exec_id, req.id
+            )));
         }
         if c.paused {
             return Err(Error::State(format!("cannot start exec {} in task {}: it is paused", req.exec_id, req.id)));
@@ -868,7 +886,8 @@ impl Server {
         if c.init.exit.is_some() {
             return Err(Error::State(format!("cannot exec in task {}: it has exited", req.id)));
         }
-        berth_core::state::validate_id(&req.exec_id).map_err(|e| Error::Invalid(e.replace("container id", "exec id")))?;
+        berth_core::state::validate_id(&req.exec_id)
+            .map_err(|e| Error::Invalid(e.replace("container id", "exec id")))?;
         if c.execs.contains_key(&req.exec_id) {
             return Err(Error::Exists(format!("exec {} already exists in task {}", req.exec_id, req.id)));
         }
@@ -1068,7 +1087,12 @@ impl Server {
         })
     }
 
-    fn wait(&mut self, conn: u64, stream: u32, req: api::WaitRequest) -> Option<std::result::Result<Vec<u8>, RpcError>> {
+    fn wait(
+        &mut self,
+        conn: u64,
+        stream: u32,
+        req: api::WaitRequest,
+    ) -> Option<std::result::Result<Vec<u8>, RpcError>> {
         let c = match self.container_mut(&req.id) {
             Ok(c) => c,
             Err(e) => return Some(Err(e.into())),
@@ -1100,9 +1124,10 @@ impl Server {
             if p.exit.is_some() {
                 return Err(Error::NotFound(format!("process {} already finished", p.pid)));
             }
-            let fd = p.pidfd.as_ref().ok_or_else(|| {
-                Error::State(format!("process {} in task {} is not started", req.exec_id, req.id))
-            })?;
+            let fd = p
+                .pidfd
+                .as_ref()
+                .ok_or_else(|| Error::State(format!("process {} in task {} is not started", req.exec_id, req.id)))?;
             rustix::process::pidfd_send_signal(fd, sig)
                 .map_err(|e| Error::io(format!("signalling process {} of task {}", p.pid, req.id), e))?;
         }

@@ -46,7 +46,8 @@ pub const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// berth's state root for containerd namespace `ns`: `/run/containerd/berth/<ns>`, or
 /// `$BERTH_SHIM_ROOT/<ns>`.
 pub fn state_root(ns: &str) -> PathBuf {
-    let base = std::env::var_os("BERTH_SHIM_ROOT").map_or_else(|| PathBuf::from("/run/containerd/berth"), PathBuf::from);
+    let base =
+        std::env::var_os("BERTH_SHIM_ROOT").map_or_else(|| PathBuf::from("/run/containerd/berth"), PathBuf::from);
     base.join(ns)
 }
 
@@ -82,14 +83,8 @@ fn bind(path: &Path) -> std::io::Result<OwnedFd> {
 }
 
 fn reserve(address: &str, id: &str) -> std::io::Result<()> {
-    crate::ttrpc::call(
-        address,
-        crate::server::GROUP_SERVICE,
-        "Reserve",
-        id.as_bytes().to_vec(),
-        Duration::from_secs(5),
-    )
-    .map(drop)
+    crate::ttrpc::call(address, crate::server::GROUP_SERVICE, "Reserve", id.as_bytes().to_vec(), Duration::from_secs(5))
+        .map(drop)
 }
 
 /// Writes `path` atomically (temp file + rename), as containerd's shims do for `address`.
@@ -149,13 +144,9 @@ fn spawn_server(args: &Args, bundle: &Path, path: &Path, listener: OwnedFd) -> R
     // The server's log goes to the bundle's `log` fifo, which containerd copies into its own
     // log; without a reader, to /dev/null. Non-blocking: a stalled reader must not stall the
     // server (lines are dropped instead).
-    let log = rustix::fs::open(
-        bundle.join("log"),
-        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .or_else(|_| rustix::fs::open("/dev/null", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()))
-    .map_err(|e| Error::io("opening the shim log", e))?;
+    let log = rustix::fs::open(bundle.join("log"), OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
+        .or_else(|_| rustix::fs::open("/dev/null", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()))
+        .map_err(|e| Error::io("opening the shim log", e))?;
     let mut cmd = Command::new(exe);
     cmd.args(["-namespace", &args.namespace, "-id", &args.id, "-address", &args.address])
         .args(["-publish-binary", &args.publish_binary])
@@ -213,13 +204,11 @@ pub fn delete(args: &Args) -> Result<()> {
 
 /// The listening socket inherited by a server process.
 pub fn inherited_listener() -> Result<OwnedFd> {
-    let n: i32 = std::env::var(LISTEN_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Error::Invalid(format!("serve: ${LISTEN_FD_ENV} is not set (the server is started by `start`)")))?;
+    let n: i32 = std::env::var(LISTEN_FD_ENV).ok().and_then(|v| v.parse().ok()).ok_or_else(|| {
+        Error::Invalid(format!("serve: ${LISTEN_FD_ENV} is not set (the server is started by `start`)"))
+    })?;
     std::env::remove_var(LISTEN_FD_ENV);
-    let fd = berth_sys::fd::take_inherited(n)
-        .map_err(|e| Error::io(format!("serve: inherited socket {n}"), e))?;
+    let fd = berth_sys::fd::take_inherited(n).map_err(|e| Error::io(format!("serve: inherited socket {n}"), e))?;
     // Not inherited further: containers and hooks must never see it.
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| Error::io("serve: F_SETFD", e))?;
     match rustix::net::sockopt::socket_type(&fd) {

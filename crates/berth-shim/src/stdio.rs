@@ -338,11 +338,7 @@ mod tests {
     fn relay_moves_bytes_both_ways_and_sends_eot_on_stdin_eof() {
         let d = tempfile::tempdir().unwrap();
         let (i, o) = (mkfifo(d.path(), "in"), mkfifo(d.path(), "out"));
-        let mut client_out = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&o)
-            .unwrap();
+        let mut client_out = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&o).unwrap();
         let (stdio, io) = open_process(&i, &o, "", true).unwrap();
         assert!(stdio.is_none());
         let mut relay = io.relay.unwrap();

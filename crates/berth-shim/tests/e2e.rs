@@ -29,9 +29,8 @@ fn lock() -> MutexGuard<'static, ()> {
 }
 
 fn need(bin: &str, package: &str) {
-    let ok = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false);
+    let ok =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file())).unwrap_or(false);
     assert!(ok, "{bin} not found: install the Debian package {package} (scripts/setup)");
 }
 
@@ -468,7 +467,10 @@ fn berth_shim_under_containerd() {
         let o = c.ctr(&["run", "-d", "--runtime", "io.containerd.berth.v2", IMAGE, id, "sleep", "1000"]);
         assert_eq!(o.code, 0, "{}", o.stderr);
     }
-    let shims: Vec<_> = pids_of_children().into_iter().filter(|(_, comm, s)| comm.starts_with("containerd-shim") && *s != 'Z').collect();
+    let shims: Vec<_> = pids_of_children()
+        .into_iter()
+        .filter(|(_, comm, s)| comm.starts_with("containerd-shim") && *s != 'Z')
+        .collect();
     assert_eq!(shims.len(), 1, "one grouped shim expected: {shims:?}");
     let connect = |id: &str| c.ctr(&["task", "ls"]).stdout.contains(id);
     assert!(connect("g1") && connect("g2"));
