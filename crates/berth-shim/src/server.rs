@@ -619,10 +619,18 @@ impl Server {
         // Exits that already happened are observed first, so e.g. an exec racing with the
         // init's death is refused instead of started into a dying container.
         self.reap();
-        if service == GROUP_SERVICE && method == "Reserve" {
+        if service == GROUP_SERVICE {
             let id = String::from_utf8_lossy(p).into_owned();
-            self.reserved.insert(id, Instant::now() + RESERVATION);
-            return Some(Ok(Vec::new()));
+            return Some(match method {
+                "Reserve" => {
+                    self.reserved.insert(id, Instant::now() + RESERVATION);
+                    Ok(Vec::new())
+                }
+                // Whether this server manages (or is about to create) `id`: the `delete`
+                // action must not clean up a container that a live server looks after.
+                "Owns" => Ok(vec![u8::from(self.containers.contains_key(&id) || self.reserved.contains_key(&id))]),
+                other => Err(RpcError::unimplemented(format!("{GROUP_SERVICE}/{other} is not implemented"))),
+            });
         }
         if service != TASK_SERVICE {
             return Some(Err(RpcError::unimplemented(format!("service {service} is not served by this shim"))));

@@ -182,6 +182,18 @@ pub fn delete(args: &Args) -> Result<()> {
     } else {
         PathBuf::from(&args.bundle)
     };
+    let resp = DeleteResponse {
+        exit_status: 128 + libc::SIGKILL as u32,
+        exited_at: Some(crate::events::timestamp(SystemTime::now())).into(),
+        ..Default::default()
+    };
+    // containerd runs `delete` whenever its connection for a task closes, also after a normal
+    // delete, asynchronously. By then the task's bundle is normally gone (nothing to do); if a
+    // bundle is there, it may belong to a new container with the same id, which a live server
+    // owns (it reserved the id in `start`): leave it alone.
+    if !bundle.exists() || owned_by_live_server(&bundle, &args.id) {
+        return write_response(&resp);
+    }
     let root = state_root(&args.namespace);
     let mut pid = 0;
     if let Ok(st) = berth_linux::state::ContainerState::load(&root, &args.id) {
@@ -192,12 +204,22 @@ pub fn delete(args: &Args) -> Result<()> {
         Err(e) => log::warn!("delete {}: {e}", args.id),
     }
     crate::mounts::unmount_all(&bundle.join("rootfs"));
-    let resp = DeleteResponse {
-        pid,
-        exit_status: 128 + libc::SIGKILL as u32,
-        exited_at: Some(crate::events::timestamp(SystemTime::now())).into(),
-        ..Default::default()
-    };
+    write_response(&DeleteResponse { pid, ..resp })
+}
+
+fn owned_by_live_server(bundle: &Path, id: &str) -> bool {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else { return false };
+    crate::ttrpc::call(
+        address.trim(),
+        crate::server::GROUP_SERVICE,
+        "Owns",
+        id.as_bytes().to_vec(),
+        Duration::from_secs(5),
+    )
+    .is_ok_and(|r| r == [1])
+}
+
+fn write_response(resp: &DeleteResponse) -> Result<()> {
     let bytes = resp.write_to_bytes().map_err(|e| Error::Invalid(format!("encoding the delete response: {e}")))?;
     std::io::stdout().lock().write_all(&bytes).map_err(|e| Error::io("writing the delete response", e))
 }

@@ -349,6 +349,18 @@ fn task_api_semantics_events_and_hygiene() {
         ebuf.contains("err1")
     });
 
+    // containerd runs the `delete` action after every disconnect, asynchronously; for an id
+    // that a live server owns (a new container reusing the id) it must not touch anything.
+    let out = Command::new(shim)
+        .args(["-namespace", &ns, "-address", &ctrd, "-id", "t1", "-bundle", &b1.to_string_lossy(), "delete"])
+        .env("BERTH_SHIM_ROOT", base.join("state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(api::DeleteResponse::parse_from_bytes(&out.stdout).is_ok());
+    let s: api::StateResponse = c.call("State", &st).unwrap();
+    assert_eq!(s.status.enum_value_or_default(), containerd_shim_protos::types::task::Status::RUNNING);
+
     // Exec: bad spec, a good one, a duplicate id.
     let mut ex = api::ExecProcessRequest::new();
     ex.id = "t1".into();
@@ -517,6 +529,15 @@ fn task_api_semantics_events_and_hygiene() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dr = api::DeleteResponse::parse_from_bytes(&out.stdout).unwrap();
     assert_eq!(dr.exit_status, 137);
+    // A bundle containerd already removed: nothing to do, still an answer.
+    let gone = base.join("gone");
+    let out = Command::new(shim)
+        .args(["-namespace", &ns, "-address", &ctrd, "-id", "gone", "-bundle", &gone.to_string_lossy(), "delete"])
+        .env("BERTH_SHIM_ROOT", base.join("state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(api::DeleteResponse::parse_from_bytes(&out.stdout).unwrap().exit_status, 137);
     cleanup.shim_pid = None;
 }
 
