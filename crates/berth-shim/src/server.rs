@@ -743,7 +743,16 @@ impl Server {
             _ => return Err(Error::State("create: the runtime did not leave the container created".into())),
         };
         if let (Some(m), Some(relay)) = (master, io.relay.as_mut()) {
-            relay.set_master(m)?;
+            if let Err(e) = relay.set_master(m) {
+                // Not tracked yet: take the container down rather than leave it behind.
+                let _ = rustix::process::pidfd_send_signal(&pidfd, Signal::KILL);
+                wait_dead(&pidfd);
+                self.reap();
+                if let Ok(st) = berth_linux::state::ContainerState::load(&self.cfg.root, &req.id) {
+                    let _ = berth_linux::container::destroy(&self.cfg.root, &st);
+                }
+                return Err(e);
+            }
         }
         let cgroup = match berth_linux::state::ContainerState::load(&self.cfg.root, &req.id) {
             Ok(st) => st.cgroup,
@@ -874,7 +883,12 @@ impl Server {
             }
         };
         if let (Some(m), Some(relay)) = (sp.master, io.relay.as_mut()) {
-            relay.set_master(m)?;
+            if let Err(e) = relay.set_master(m) {
+                // Not tracked yet: kill it (it is reaped as an unknown child).
+                let _ = rustix::process::pidfd_send_signal(&sp.pidfd, Signal::KILL);
+                p.spec = Some(spec);
+                return Err(e);
+            }
         }
         p.pid = sp.pid;
         p.pidfd = Some(sp.pidfd);
