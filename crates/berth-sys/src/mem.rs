@@ -23,8 +23,8 @@ struct Span {
     end: usize,
 }
 
-/// The private, never-writable-now mappings of `exe` in `/proc/self/maps` text.
-fn image_mappings(maps: &str, exe: &str) -> Vec<Span> {
+/// The private, not writable, file mappings in `/proc/self/maps` text whose path passes `keep`.
+fn image_mappings(maps: &str, keep: impl Fn(&str) -> bool) -> Vec<Span> {
     maps.lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace();
@@ -32,7 +32,7 @@ fn image_mappings(maps: &str, exe: &str) -> Vec<Span> {
             let perms = f.next()?;
             // The path may contain spaces (" (deleted)"): it is the rest of the line.
             let path = f.skip(3).collect::<Vec<_>>().join(" ");
-            if path != exe || perms.len() != 4 || perms.contains('w') || !perms.ends_with('p') {
+            if !keep(&path) || perms.len() != 4 || perms.contains('w') || !perms.ends_with('p') {
                 return None;
             }
             let (a, b) = range.split_once('-')?;
@@ -80,29 +80,27 @@ fn pagemap(f: &std::fs::File, span: Span) -> io::Result<Vec<u64>> {
     Ok(buf.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect())
 }
 
-/// Drops this process's mappings of the clean pages of its own executable's read-only
-/// private mappings (`MADV_DONTNEED`): code, constants, and the untouched part of the
-/// relocation-protected data. Pages holding a private copy (the GOT written by the dynamic
-/// loader) are found through `/proc/self/pagemap` and kept. Returns the bytes advised.
-pub fn release_clean_image_pages() -> io::Result<usize> {
-    let exe = std::fs::read_link("/proc/self/exe")?;
-    let exe = exe.to_string_lossy().into_owned();
+/// The droppable page runs of this process's file mappings whose path passes `keep`.
+fn clean_runs(keep: impl Fn(&str) -> bool) -> io::Result<Vec<Span>> {
     let maps = std::fs::read_to_string("/proc/self/maps")?;
     let pm = std::fs::File::open("/proc/self/pagemap")?;
     let mut runs = Vec::new();
-    for span in image_mappings(&maps, &exe) {
+    for span in image_mappings(&maps, keep) {
         runs.extend(droppable_runs(span, &pagemap(&pm, span)?));
     }
-    drop((maps, pm));
+    Ok(runs)
+}
+
+fn drop_runs(runs: &[Span]) -> io::Result<usize> {
     let mut total = 0;
     for r in runs {
         let len = r.end - r.start;
-        // SAFETY: [start, end) lies in a private, read-only file mapping of this process's
-        // executable, and pagemap showed no page in it holding a private (copy-on-write or
-        // swapped) copy: every page is either absent or the file's own page-cache page.
-        // Nothing in this process makes these mappings writable again, so no copy can appear
-        // meanwhile. Dropping the pages loses no data (the next access refaults the same
-        // bytes), and the range stays mapped, so no reference into it is invalidated.
+        // SAFETY: [start, end) lies in a private, read-only file mapping of this process, and
+        // pagemap showed no page in it holding a private (copy-on-write or swapped) copy:
+        // every page is either absent or the file's own page-cache page. Nothing in this
+        // process makes such mappings writable again, so no copy can appear meanwhile.
+        // Dropping the pages loses no data (the next access refaults the same bytes), and the
+        // range stays mapped, so no reference into it is invalidated.
         let rc = unsafe { libc::madvise(r.start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
@@ -110,6 +108,46 @@ pub fn release_clean_image_pages() -> io::Result<usize> {
         total += len;
     }
     Ok(total)
+}
+
+/// Drops this process's mappings of the clean pages of its own executable's read-only
+/// private mappings (`MADV_DONTNEED`): code, constants, and the untouched part of the
+/// relocation-protected data. Pages holding a private copy (the GOT written by the dynamic
+/// loader) are found through `/proc/self/pagemap` and kept. Returns the bytes advised.
+pub fn release_clean_image_pages() -> io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    drop_runs(&clean_runs(|p| p == exe)?)
+}
+
+/// Drops the clean pages of every read-only private file mapping of this process (the
+/// executable and its shared libraries, as [`release_clean_image_pages`]), then blocks in
+/// `epoll_wait` on `epoll` for at most `timeout_ms` (-1: no limit) until something is ready.
+/// The ready event is not consumed (level-triggered sets report it again to the caller's next
+/// wait); returns whether one was ready.
+///
+/// Waiting here, right after the release, is the point: every page touched after the release
+/// comes back (with the kernel's fault-around, 64 KiB at a time), and from here to the wait
+/// only this function's own code runs. An idle process then holds little more than the page
+/// block of this function and its data.
+pub fn release_and_wait(epoll: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let runs = clean_runs(|p| p.starts_with('/'))?;
+    drop_runs(&runs)?;
+    drop(runs);
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    loop {
+        // SAFETY: `ev` is a valid, writable buffer for exactly one event (maxevents = 1);
+        // `epoll` is a borrowed, open descriptor.
+        let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), &mut ev, 1, timeout_ms) };
+        if n >= 0 {
+            return Ok(n > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
 }
 
 /// Bytes below the stack pointer that are kept (red zone, and the frames of this function and
@@ -164,9 +202,11 @@ mod tests {
 
     #[test]
     fn only_private_read_only_mappings_of_the_executable() {
-        let got = image_mappings(MAPS, "/usr/bin/x");
+        let got = image_mappings(MAPS, |p| p == "/usr/bin/x");
         assert_eq!(got, vec![Span { start: 0x200000, end: 0x300000 }, Span { start: 0x300000, end: 0x600000 }]);
-        assert!(image_mappings(MAPS, "/nonexistent").is_empty());
+        assert!(image_mappings(MAPS, |p| p == "/nonexistent").is_empty());
+        // Every file: the libc text and the deleted file's mapping too.
+        assert_eq!(image_mappings(MAPS, |p| p.starts_with('/')).len(), 4);
     }
 
     #[test]
@@ -193,5 +233,20 @@ mod tests {
         assert!(!before.is_empty());
         // Off the main thread (test threads) there is nothing to release, and nothing breaks.
         assert_eq!(release_unused_stack().unwrap(), 0);
+        // Release everything, then wait: an epoll set with a ready eventfd returns at once,
+        // an empty one times out.
+        let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC).unwrap();
+        assert!(!release_and_wait(std::os::fd::AsFd::as_fd(&ep), 10).unwrap());
+        let efd = rustix::event::eventfd(1, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+        rustix::event::epoll::add(
+            &ep,
+            &efd,
+            rustix::event::epoll::EventData::new_u64(7),
+            rustix::event::epoll::EventFlags::IN,
+        )
+        .unwrap();
+        assert!(release_and_wait(std::os::fd::AsFd::as_fd(&ep), -1).unwrap());
+        let v: Vec<u64> = (0..100).collect();
+        assert_eq!(v.iter().sum::<u64>(), 4950);
     }
 }
