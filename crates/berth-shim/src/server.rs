@@ -380,11 +380,8 @@ impl Server {
                 }
             }
             let ready: Vec<(u64, EventFlags)> = events.iter().map(|e| (e.data.u64(), e.flags)).collect();
-            if ready.is_empty() {
-                if self.trim_at.is_some_and(|t| Instant::now() >= t) {
-                    self.trim();
-                }
-            } else {
+            let idle = ready.is_empty();
+            if !idle {
                 self.trim_at = Some(Instant::now() + TRIM_DELAY);
             }
             for (token, flags) in ready {
@@ -402,6 +399,10 @@ impl Server {
                 self.publisher.drain();
             }
             self.settle();
+            // Last in the iteration: the trim ends in a wait for the next event.
+            if idle && self.trim_at.is_some_and(|t| Instant::now() >= t) && !self.should_exit() {
+                self.trim();
+            }
         }
         // Stop accepting first: a `start` for a new container must find no socket (and bind
         // a new server) rather than queue on one that is going away.
@@ -474,8 +475,12 @@ impl Server {
             log::debug!("releasing stack pages: {e}");
         }
         berth_sys::mem::trim_heap();
-        // Last: whatever code runs after this faults back in.
-        if let Err(e) = berth_sys::mem::release_clean_image_pages() {
+        // Last, and followed directly by the wait: whatever code runs after the release
+        // faults back in.
+        let timeout = self.next_deadline().map_or(-1, |d| {
+            i32::try_from(d.saturating_duration_since(Instant::now()).as_millis() + 1).unwrap_or(i32::MAX)
+        });
+        if let Err(e) = berth_sys::mem::release_and_wait(self.poller.ep.as_fd(), timeout) {
             log::debug!("releasing clean pages: {e}");
         }
     }

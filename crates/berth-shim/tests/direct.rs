@@ -349,6 +349,10 @@ fn task_api_semantics_events_and_hygiene() {
         ebuf.contains("err1")
     });
 
+    // Leave the shim idle long enough to give memory back (0.5 s after the last request) and
+    // block in its release-then-wait path: everything below runs on refaulted code.
+    std::thread::sleep(Duration::from_millis(1500));
+
     // containerd runs the `delete` action after every disconnect, asynchronously; for an id
     // that a live server owns (a new container reusing the id) it must not touch anything.
     let out = Command::new(shim)
