@@ -276,13 +276,37 @@ impl Containerd {
         let f = fs::File::create(self.dir.path().join("events.txt")).expect("events file");
         let child = self.cmd().arg("events").stdout(f).stderr(Stdio::null()).spawn().expect("ctr events");
         self.events = Some(child);
-        // `ctr events` subscribes asynchronously; give it a moment before the first event.
-        std::thread::sleep(Duration::from_millis(300));
+        // `ctr events` subscribes asynchronously: poke containerd (a namespace label update is
+        // an event) until the subscription shows it, so no later event can be missed.
+        let path = self.dir.path().join("events.txt");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for i in 0.. {
+            let ns = self.ns.clone();
+            self.ctr(&["namespaces", "label", &ns, &format!("berth-probe={i}")]);
+            std::thread::sleep(Duration::from_millis(20));
+            if fs::read_to_string(&path).unwrap_or_default().contains("/namespaces/update") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "ctr events never showed an event");
+        }
     }
 
     /// `/tasks/*` topics seen for container `id`, in order, with their exec id (if any).
     fn task_events(&mut self, id: &str) -> Vec<String> {
-        std::thread::sleep(Duration::from_millis(300));
+        // Every scenario ends with the task's delete: wait for it to arrive.
+        let path = self.dir.path().join("events.txt");
+        let needle = format!("\"container_id\":\"{id}\"");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("/tasks/delete") && l.contains(&needle))
+        {
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if let Some(mut e) = self.events.take() {
             let _ = e.kill();
             let _ = e.wait();
