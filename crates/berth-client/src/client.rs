@@ -755,11 +755,14 @@ impl berth_core::Client for Client {
         let (mine, theirs) = wire::seqpacket_pair().map_err(|e| io_err("creating a monitor connection", e))?;
         let conn = Conn::new(mine);
         let c = self.reserve(id, conn.clone())?;
+        // Registered first: on every failure below our end sees the monitor's end close
+        // (or `theirs` dropped), so waiting for the close is bounded.
+        self.reactor.register(conn, c.clone());
         let result = (|| -> Result<Body> {
+            let theirs = theirs;
             if self.cfg.root.join(id).exists() {
                 return Err(Error::conflict(format!("container id {id} is already in use (state directory exists)")));
             }
-            self.reactor.register(conn, c.clone());
             self.spawn_monitor(id, &theirs)?;
             drop(theirs);
             let no_pivot = options.is_some_and(|o| o.no_pivot);
@@ -787,8 +790,10 @@ impl berth_core::Client for Client {
                 Ok(())
             }
             Err(e) => {
-                // The monitor exits by itself after a failed create (and launch cleaned up).
+                // The monitor exits by itself after a failed create (and launch cleaned up);
+                // waiting for it closes our end of the connection before returning.
                 self.forget(id, &c);
+                c.conn.wait_closed(Duration::from_secs(2));
                 Err(e)
             }
         }

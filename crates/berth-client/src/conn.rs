@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -40,7 +40,10 @@ struct Pending {
 
 /// One connection to a monitor.
 pub(crate) struct Conn {
-    fd: Option<OwnedFd>,
+    /// Closed (set to `None`) by the reactor as soon as the monitor hangs up, so that when a
+    /// `delete` returns the descriptor is gone too. Senders hold the read lock while sending;
+    /// a send to a hung-up peer fails at once, so they never hold up the reactor.
+    fd: RwLock<Option<OwnedFd>>,
     next: AtomicU64,
     pending: Mutex<Pending>,
     closed_cv: Condvar,
@@ -48,13 +51,18 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(fd: OwnedFd) -> Arc<Conn> {
-        Arc::new(Conn { fd: Some(fd), next: AtomicU64::new(1), pending: Mutex::default(), closed_cv: Condvar::new() })
+        Arc::new(Conn {
+            fd: RwLock::new(Some(fd)),
+            next: AtomicU64::new(1),
+            pending: Mutex::default(),
+            closed_cv: Condvar::new(),
+        })
     }
 
     /// A connection that is already closed (unit tests, containers whose monitor is gone).
     pub(crate) fn detached() -> Conn {
         Conn {
-            fd: None,
+            fd: RwLock::new(None),
             next: AtomicU64::new(1),
             pending: Mutex::new(Pending { closed: true, reason: Some("no monitor".into()), ..Default::default() }),
             closed_cv: Condvar::new(),
@@ -74,7 +82,6 @@ impl Conn {
 
     /// Sends `req` and waits up to `timeout` for its answer.
     pub(crate) fn call(&self, req: Request, fds: &[BorrowedFd<'_>], timeout: Duration) -> Answer {
-        let Some(sock) = self.fd.as_ref() else { return Err(Self::gone(Some("not connected"))) };
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = sync_channel(1);
         {
@@ -85,7 +92,11 @@ impl Conn {
             p.waiters.insert(id, tx);
         }
         let what = op_name(&req);
-        if let Err(e) = wire::send_json(sock.as_fd(), &Envelope { id, req }, fds, false) {
+        let sent = match self.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(sock) => wire::send_json(sock.as_fd(), &Envelope { id, req }, fds, false),
+            None => Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
+        };
+        if let Err(e) = sent {
             self.lock().waiters.remove(&id);
             return Err(match e.raw_os_error() {
                 Some(libc::EPIPE) | Some(libc::ECONNRESET) => Self::gone(Some(&e.to_string())),
@@ -105,10 +116,8 @@ impl Conn {
 
     /// Sends `req` without waiting for (or getting) an answer.
     pub(crate) fn notify(&self, req: Request) -> Result<()> {
-        let Some(sock) = self.fd.as_ref() else { return Ok(()) };
-        if self.lock().closed {
-            return Ok(());
-        }
+        let g = self.fd.read().unwrap_or_else(|p| p.into_inner());
+        let Some(sock) = g.as_ref() else { return Ok(()) };
         wire::send_json(sock.as_fd(), &Envelope { id: 0, req }, &[], false)
             .map_err(|e| Error::wrap_system("notifying the monitor", e))
     }
@@ -121,6 +130,7 @@ impl Conn {
     }
 
     fn close(&self, reason: Option<String>) {
+        self.fd.write().unwrap_or_else(|p| p.into_inner()).take();
         let waiters = {
             let mut p = self.lock();
             p.closed = true;
@@ -229,11 +239,15 @@ fn run(s: &Shared) {
             .map(|e| (e.conn.clone(), e.handler.clone()))
             .collect();
         let ready: Vec<bool> = {
+            let guards: Vec<RwLockReadGuard<'_, Option<OwnedFd>>> =
+                snapshot.iter().map(|(c, _)| c.fd.read().unwrap_or_else(|p| p.into_inner())).collect();
             let mut fds = Vec::with_capacity(snapshot.len() + 1);
             fds.push(PollFd::new(&s.wake, PollFlags::IN));
-            for (c, _) in &snapshot {
-                if let Some(fd) = &c.fd {
-                    fds.push(PollFd::new(fd, PollFlags::IN));
+            for g in &guards {
+                match g.as_ref() {
+                    Some(fd) => fds.push(PollFd::new(fd, PollFlags::IN)),
+                    // Keeps indices aligned; an fd of -1 is ignored by poll.
+                    None => fds.push(PollFd::from_borrowed_fd(s.wake.as_fd(), PollFlags::empty())),
                 }
             }
             match poll(&mut fds, None) {
@@ -249,8 +263,7 @@ fn run(s: &Shared) {
             let mut b = [0u8; 8];
             let _ = rustix::io::read(&s.wake, &mut b);
         }
-        let with_fd = snapshot.iter().filter(|(c, _)| c.fd.is_some());
-        for ((conn, handler), r) in with_fd.zip(ready.iter().skip(1)) {
+        for ((conn, handler), r) in snapshot.iter().zip(ready.iter().skip(1)) {
             if *r && !read_conn(conn, handler.as_ref()) {
                 conn.close(None);
                 handler.on_close();
@@ -262,9 +275,12 @@ fn run(s: &Shared) {
 
 /// Reads everything available. Returns false when the connection is finished.
 fn read_conn(conn: &Conn, handler: &dyn Handler) -> bool {
-    let Some(fd) = conn.fd.as_ref() else { return false };
     loop {
-        match wire::recv_packet(fd.as_fd(), true) {
+        let got = match conn.fd.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(fd) => wire::recv_packet(fd.as_fd(), true),
+            None => return false,
+        };
+        match got {
             Ok(Some((data, fds))) => match serde_json::from_slice::<Msg>(&data) {
                 Ok(Msg::Ok { id, body }) => conn.deliver(id, Ok((body, fds))),
                 Ok(Msg::Err { id: 0, message, .. }) => {
