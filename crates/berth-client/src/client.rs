@@ -98,6 +98,8 @@ struct ProcIo {
 struct CState {
     phase: Phase,
     pausing: bool,
+    /// A `start` is between handing out stdio and starting the init.
+    starting: bool,
     pid: u32,
     monitor_pid: u32,
     cgroup: Option<berth_cgroups::Cgroup>,
@@ -134,6 +136,7 @@ impl Container {
             state: Mutex::new(CState {
                 phase: Phase::Reserved,
                 pausing: false,
+                starting: false,
                 pid: 0,
                 monitor_pid: 0,
                 cgroup: None,
@@ -230,7 +233,13 @@ impl Handler for Container {
         self.publish(ev.kind, info, drain);
     }
 
-    fn on_close(&self) {
+    fn on_close(&self, replaced: bool) {
+        if replaced {
+            // The container lives on under another client; calls here now fail as
+            // unavailable (the connection is closed).
+            log::info!("container {}: taken over by another client", self.id);
+            return;
+        }
         let (started, pid, drain) = {
             let mut st = self.lock();
             if matches!(st.phase, Phase::Deleting | Phase::Reserved) || st.exit.is_some() {
@@ -743,7 +752,10 @@ impl berth_core::Client for Client {
             Ok((alive, Some(pid)))
         })();
         if result.is_err() {
+            // The monitor keeps the container; a later restore can try again.
             self.forget(id, &c);
+            c.conn.shutdown("restore failed");
+            self.reactor.unregister(&c.conn);
         }
         result
     }
@@ -755,8 +767,6 @@ impl berth_core::Client for Client {
         let (mine, theirs) = wire::seqpacket_pair().map_err(|e| io_err("creating a monitor connection", e))?;
         let conn = Conn::new(mine);
         let c = self.reserve(id, conn.clone())?;
-        // Registered first: on every failure below our end sees the monitor's end close
-        // (or `theirs` dropped), so waiting for the close is bounded.
         self.reactor.register(conn, c.clone());
         let result = (|| -> Result<Body> {
             let theirs = theirs;
@@ -790,10 +800,10 @@ impl berth_core::Client for Client {
                 Ok(())
             }
             Err(e) => {
-                // The monitor exits by itself after a failed create (and launch cleaned up);
-                // waiting for it closes our end of the connection before returning.
+                // The monitor exits by itself after a failed create (and launch cleaned up).
                 self.forget(id, &c);
-                c.conn.wait_closed(Duration::from_secs(2));
+                c.conn.shutdown("create failed");
+                self.reactor.unregister(&c.conn);
                 Err(e)
             }
         }
@@ -807,19 +817,30 @@ impl berth_core::Client for Client {
             )));
         }
         let c = self.container(id)?;
-        let (body, fds) = self.call(&c, Request::InitStdio { with_stdin })?;
-        let flags = body.stdio.unwrap_or_default();
-        let (io, pio) = self.build_io(&c, id, flags, fds)?;
-        // The engine attaches before the process runs; if it fails nothing was started.
-        attach(io)?;
-        c.lock().procs.insert(id.to_string(), pio);
-        match self.call(&c, Request::Start { with_stdin }) {
-            Ok((body, _)) => Ok(body.pid.unwrap_or(0)),
-            Err(e) => {
-                c.lock().procs.remove(id);
-                Err(e)
+        {
+            let mut st = c.lock();
+            if st.starting {
+                return Err(Error::conflict(format!("container {id} is being started")));
             }
+            st.starting = true;
         }
+        let result = (|| {
+            let (body, fds) = self.call(&c, Request::InitStdio { with_stdin })?;
+            let flags = body.stdio.unwrap_or_default();
+            let (io, pio) = self.build_io(&c, id, flags, fds)?;
+            // The engine attaches before the process runs; if it fails nothing was started.
+            attach(io)?;
+            c.lock().procs.insert(id.to_string(), pio);
+            match self.call(&c, Request::Start { with_stdin }) {
+                Ok((body, _)) => Ok(body.pid.unwrap_or(0)),
+                Err(e) => {
+                    c.lock().procs.remove(id);
+                    Err(e)
+                }
+            }
+        })();
+        c.lock().starting = false;
+        result
     }
 
     fn signal_process(&self, id: &str, process_id: &str, signal: i32) -> Result<()> {
@@ -947,9 +968,10 @@ impl berth_core::Client for Client {
         };
         match result {
             Ok(()) => {
-                if !orphaned && !c.conn.wait_closed(Duration::from_secs(10)) {
-                    log::warn!("container {id}: the monitor did not exit after delete");
-                }
+                // The monitor exits by itself (the helper reaps it); our end closes now, so
+                // no descriptor outlives the call.
+                c.conn.shutdown("deleted");
+                self.reactor.unregister(&c.conn);
                 self.forget(id, &c);
                 Ok(())
             }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,13 +27,15 @@ pub(crate) type Answer = Result<(Body, Vec<OwnedFd>)>;
 pub(crate) trait Handler: Send + Sync {
     /// An event, in monitor order. Must not block.
     fn on_event(&self, ev: WireEvent);
-    /// The connection ended (the monitor exited or the client shut down).
-    fn on_close(&self);
+    /// The connection ended: the monitor exited, or (`replaced`) another client took the
+    /// container over.
+    fn on_close(&self, replaced: bool);
 }
 
 #[derive(Default)]
 struct Pending {
     closed: bool,
+    replaced: bool,
     reason: Option<String>,
     waiters: HashMap<u64, SyncSender<Answer>>,
 }
@@ -46,7 +48,6 @@ pub(crate) struct Conn {
     fd: RwLock<Option<OwnedFd>>,
     next: AtomicU64,
     pending: Mutex<Pending>,
-    closed_cv: Condvar,
 }
 
 impl Conn {
@@ -55,7 +56,6 @@ impl Conn {
             fd: RwLock::new(Some(fd)),
             next: AtomicU64::new(1),
             pending: Mutex::default(),
-            closed_cv: Condvar::new(),
         })
     }
 
@@ -65,7 +65,6 @@ impl Conn {
             fd: RwLock::new(None),
             next: AtomicU64::new(1),
             pending: Mutex::new(Pending { closed: true, reason: Some("no monitor".into()), ..Default::default() }),
-            closed_cv: Condvar::new(),
         }
     }
 
@@ -143,16 +142,12 @@ impl Conn {
         for (_, tx) in waiters {
             let _ = tx.try_send(Err(Self::gone(reason.as_deref())));
         }
-        self.closed_cv.notify_all();
     }
 
-    /// Waits until the connection is closed. Returns false on timeout.
-    pub(crate) fn wait_closed(&self, timeout: Duration) -> bool {
-        let p = self.lock();
-        match self.closed_cv.wait_timeout_while(p, timeout, |p| !p.closed) {
-            Ok((p, _)) => p.closed,
-            Err(e) => e.into_inner().0.closed,
-        }
+    /// Closes the client's end now (after `delete`, or a failed `create`: the monitor is
+    /// exiting by itself and nothing more is expected from it).
+    pub(crate) fn shutdown(&self, why: &str) {
+        self.close(Some(why.to_string()));
     }
 }
 
@@ -212,6 +207,12 @@ impl Reactor {
         Ok(Reactor { shared, thread: Mutex::new(Some(thread)) })
     }
 
+    /// Stops reading `conn` (closed by the caller).
+    pub(crate) fn unregister(&self, conn: &Arc<Conn>) {
+        self.shared.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|e| !Arc::ptr_eq(&e.conn, conn));
+        self.shared.wake();
+    }
+
     /// Starts reading `conn`, dispatching its events to `handler`.
     pub(crate) fn register(&self, conn: Arc<Conn>, handler: Arc<dyn Handler>) {
         self.shared.entries.lock().unwrap_or_else(|p| p.into_inner()).push(Entry { conn, handler });
@@ -266,7 +267,8 @@ fn run(s: &Shared) {
         for ((conn, handler), r) in snapshot.iter().zip(ready.iter().skip(1)) {
             if *r && !read_conn(conn, handler.as_ref()) {
                 conn.close(None);
-                handler.on_close();
+                let replaced = conn.lock().replaced;
+                handler.on_close(replaced);
                 s.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|e| !Arc::ptr_eq(&e.conn, conn));
             }
         }
@@ -292,6 +294,11 @@ fn read_conn(conn: &Conn, handler: &dyn Handler) -> bool {
                     conn.deliver(id, Err(Error::new(kind, message)));
                 }
                 Ok(Msg::Event { event }) => handler.on_event(event),
+                Ok(Msg::Replaced) => {
+                    let mut p = conn.lock();
+                    p.replaced = true;
+                    p.reason = Some("another client has taken the container over".into());
+                }
                 Err(e) => log::warn!("berth client: undecodable message from a monitor: {e}"),
             },
             Ok(None) => return false,

@@ -216,6 +216,9 @@ pub enum Msg {
         /// The event.
         event: WireEvent,
     },
+    /// Last message on a connection another client has taken over (a restore from a second
+    /// engine): the container is fine, this client just no longer speaks for it.
+    Replaced,
 }
 
 /// Client → helper.

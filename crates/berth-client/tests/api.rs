@@ -295,8 +295,10 @@ fn stop_escalates_pause_resume_stats_and_update() {
     let (pid, _io) = start_collect(&c, &id, false);
     let pids = c.list_pids(&id).unwrap();
     assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
-    let top = c.summary(&id).unwrap();
-    assert!(top.iter().any(|s| s.pid == pid && s.command == "sleep"), "{top:?}");
+    // start returns once the init was told to go; it execs `sleep` right after.
+    eventually("the init to exec sleep", || {
+        c.summary(&id).unwrap().iter().any(|s| s.pid == pid && s.command == "sleep" && s.args == ["sleep", "1000"])
+    });
     let stats = c.stats(&id).unwrap();
     assert!(stats.metrics.pids.current >= 1, "{:?}", stats.metrics.pids);
 
@@ -489,4 +491,47 @@ fn a_dead_monitor_is_reported_as_a_failed_exit_not_a_clean_one() {
     for d in cgroup_dirs(&id) {
         assert!(!d.exists(), "{} left behind", d.display());
     }
+}
+
+#[test]
+fn a_second_client_can_take_a_container_over() {
+    let rec1 = Recorder::new();
+    let c1 = client_with(rec1.clone());
+    let id = id("takeover");
+    c1.create(&id, &spec(&["cat"]), None).unwrap();
+    // The first client keeps only the stdin writer (two live readers of one pipe would
+    // split the output between them).
+    let mut stdin1 = None;
+    let pid = c1
+        .start(&id, None, true, &mut |io| {
+            stdin1 = io.stdin;
+            Ok(())
+        })
+        .unwrap();
+
+    let rec2 = Recorder::new();
+    let mut cfg = Config::new(c1.root());
+    cfg.helper = Helper::Path(env!("CARGO_BIN_EXE_berth-monitor").into());
+    let c2 = Client::new(cfg, rec2.clone()).unwrap();
+    assert_eq!(c2.helper_pid(), c1.helper_pid(), "one helper per state root");
+    let mut slot = None;
+    assert_eq!(c2.restore(&id, &mut collect_into(&mut slot)).unwrap(), (true, Some(pid)));
+    let mut io2 = slot.unwrap();
+
+    // The first client no longer speaks for the container, and did not invent an exit.
+    eventually("the first client to notice", || {
+        c1.resume(&id).is_err_and(|e| e.kind() == ErrorKind::Unavailable)
+    });
+    assert_eq!(rec1.trace(&id), ["create:init", "start:init"]);
+    // A pipe reads EOF once every writer is closed: the first client's handle is one of them
+    // (after a crash it would be gone with its process).
+    drop(stdin1.take());
+
+    io2.stdin.take().unwrap().write_all(b"via-second\n").unwrap();
+    c2.close_stdin(&id, &id).unwrap();
+    assert_eq!(rec2.wait_exit(&id, &id).info.exit_code, 0);
+    assert_eq!(io2.finish().0, "via-second\n");
+    assert_eq!(rec2.trace(&id), ["exit:init"]);
+    c2.delete(&id).unwrap();
+    assert!(rec1.trace(&id).iter().all(|t| !t.starts_with("exit")));
 }

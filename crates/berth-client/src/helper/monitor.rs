@@ -408,8 +408,12 @@ impl Monitor<'_> {
         let Some(l) = self.listener.as_ref() else { return };
         let Ok(fd) = rustix::net::accept_with(l, SocketFlags::CLOEXEC) else { return };
         // One client at a time: a new connection (a restarted engine) replaces the old one.
-        if self.peer.is_some() {
+        if let Some(p) = self.peer.as_mut() {
             log::info!("monitor {}: a new client replaces the current one", self.id);
+            p.flush();
+            if let Ok(data) = serde_json::to_vec(&Msg::Replaced) {
+                let _ = wire::send(p.fd.as_fd(), &data, &[], true);
+            }
             self.disconnect();
         }
         self.peer = Some(Peer { fd, ready: false, out: VecDeque::new(), broken: false });
