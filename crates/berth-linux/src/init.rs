@@ -110,6 +110,12 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         root.mkdir_all(&plan.process.cwd, 0o755).map_err(|e| Error::Invalid(format!("process.cwd: {e}")))?;
     }
     if plan.runtime_hooks {
+        // The hooks run with the init in its cgroups (runc's order), and the runtime's Go,
+        // which says so, must be read before HooksDone or the two would cross.
+        if !have_go {
+            wait_go(chan)?;
+            have_go = true;
+        }
         chan.send(&Msg::Hooks, None).ctx(|| "requesting hooks".to_string())?;
         match chan.recv().ctx(|| "waiting for hooks".to_string())? {
             Some((Msg::HooksDone, _)) => {}
