@@ -128,6 +128,9 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if plan.process.terminal {
         crate::tty::setup_console(plan)?;
     }
+    // Before finish(): the default spec makes /proc/sys read-only, so runc writes sysctls
+    // before applying readonlyPaths, and so do we.
+    rootfs::write_sysctls(plan)?;
     rootfs::finish(plan)?;
     if let Some(h) = &plan.hostname {
         rustix::system::sethostname(h.as_bytes()).ctx(|| "hostname: sethostname".to_string())?;
@@ -135,7 +138,6 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if let Some(d) = &plan.domainname {
         rustix::system::setdomainname(d.as_bytes()).ctx(|| "domainname: setdomainname".to_string())?;
     }
-    rootfs::write_sysctls(plan)?;
     if let Some(p) = plan.personality {
         berth_sys::personality(p).ctx(|| "linux.personality".to_string())?;
     }
