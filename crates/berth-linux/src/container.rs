@@ -276,7 +276,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
         spec,
     };
-    parent_chan.send(&Msg::Go, None).ctx(|| "signalling the container init".to_string())?;
+    parent_chan
+        .send(&Msg::Go, None)
+        .ctx(|| "signalling the container init".to_string())
+        .map_err(|e| init_error(&parent_chan, e))?;
     loop {
         match parent_chan.recv().ctx(|| "waiting for the container init".to_string())? {
             Some((Msg::Ready, _)) => break,
@@ -293,7 +296,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
                         )
                     });
                 match res {
-                    Ok(()) => parent_chan.send(&Msg::HooksDone, None).ctx(|| "resuming the init".to_string())?,
+                    Ok(()) => parent_chan
+                        .send(&Msg::HooksDone, None)
+                        .ctx(|| "resuming the init".to_string())
+                        .map_err(|e| init_error(&parent_chan, e))?,
                     Err(e) => {
                         let _ = parent_chan.send(&Msg::Abort(e.to_string()), None);
                         return Err(e);
@@ -328,7 +334,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         guard.disarm();
         return Ok(Launched::Created { pid, pidfd, master });
     }
-    parent_chan.send(&Msg::Start, None).ctx(|| "starting the container".to_string())?;
+    parent_chan
+        .send(&Msg::Start, None)
+        .ctx(|| "starting the container".to_string())
+        .map_err(|e| init_error(&parent_chan, e))?;
     let hooks = st.spec.hooks().clone().unwrap_or_default();
     crate::hooks::run_all_warn(
         "poststart",
@@ -348,6 +357,15 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     };
     destroy(&opts.root, &st)?;
     Ok(Launched::Exited(code))
+}
+
+/// A send to the init failed (EPIPE): the init has exited, and the error it queued on the
+/// channel before exiting says why, which is what the user needs rather than "Broken pipe".
+fn init_error(chan: &Channel, send_err: Error) -> Error {
+    match chan.recv() {
+        Ok(Some((Msg::Error(m), _))) => Error::Init(m),
+        _ => send_err,
+    }
 }
 
 /// Joins the pid and time namespaces that apply to children (setns of those affects only
