@@ -57,18 +57,18 @@ fn main() -> ExitCode {
         Ok(Some(x)) => x,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", message(&e));
             return ExitCode::from(1);
         }
     };
     if let Err(e) = logger::init(global.log.as_deref(), global.log_format, global.debug) {
-        eprintln!("berth: {e:#}");
+        eprintln!("berth: {}", message(&e));
         return ExitCode::from(1);
     }
     match dispatch(&global, &cmd, parser) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = message(&e);
             log::error!("{msg}");
             // With --log the error is in the file (the containerd shim reads it there); the
             // user on a terminal still wants to see it.
@@ -78,6 +78,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes joined with ": ", skipping a cause the text already ends with
+/// (berth_linux's I/O errors print their source themselves, so `{:#}` would repeat it).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
@@ -197,12 +214,16 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
         }
     }
     let path = bundle.join("config.json");
-    if path.exists() {
-        bail!("File {} exists. Remove it first", path.display());
-    }
-    let spec = berth_spec::default_spec();
-    let json = serde_json::to_string_pretty(&spec).context("encoding the default spec")?;
-    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    // runc's exact bytes: re-serializing a parsed Spec would shuffle the capability lists
+    // (oci-spec keeps them in a HashSet). create_new: never overwrite, even in a race.
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("File {} exists. Remove it first", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    };
+    f.write_all(berth_spec::DEFAULT_SPEC_JSON.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
 }
 
