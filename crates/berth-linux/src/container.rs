@@ -519,13 +519,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let st = match ContainerState::load(root, id) {
         Ok(st) => st,
         Err(Error::NotFound(_)) if force => {
-            // runc -f on a half-created container: remove whatever directory is left.
+            // runc -f on a half-created container removes whatever directory is left, and
+            // on a container that does not exist at all succeeds (containerd's shim relies
+            // on that when it cleans up after a failed create).
             let d = state::dir(root, id);
             if d.exists() {
                 fs::remove_dir_all(&d).ctx(|| format!("removing {}", d.display()))?;
-                return Ok(());
             }
-            return Err(Error::NotFound(id.to_string()));
+            return Ok(());
         }
         Err(e) => return Err(e),
     };
