@@ -762,8 +762,27 @@ fn exec_and_ps_in_a_running_container() {
     let mut l = out.stdout.lines();
     assert_eq!(l.next(), Some("exec-host"));
     assert_ne!(l.next(), Some("1"));
+    let out = env.berth(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "-u",
+        "1000:1000",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "id -u; id -g; pwd; echo $FOO",
+    ]);
+    assert_eq!(out.ok(), "1000\n1000\n/tmp\nbar\n");
+    env.berth(&["exec", &id, "sh", "-c", "kill -KILL $$"]).code_is(137);
+    env.berth(&["exec", &id, "no-such-command"]).fails_with("no-such-command");
     let pids: Vec<i32> = serde_json::from_str(env.berth(&["ps", "-f", "json", &id]).ok()).unwrap();
     assert_eq!(pids, [pid]);
+    let table = env.berth(&["ps", &id]);
+    assert!(table.ok().lines().next().unwrap().contains("PID"), "{}", table.stdout);
+    assert!(table.stdout.lines().skip(1).any(|l| l.contains("sleep 1000")), "{}", table.stdout);
     env.berth(&["delete", "-f", &id]).ok();
     env.reap(pid);
     env.finish();
