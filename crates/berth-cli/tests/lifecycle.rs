@@ -803,7 +803,7 @@ fn version_prints_three_lines() {
 }
 
 #[test]
-fn log_format_json_writes_level_msg_time() {
+fn log_format_json_writes_level_msg_time_and_debug_adds_messages() {
     let env = Env::new();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log.json");
@@ -822,6 +822,14 @@ fn log_format_json_writes_level_msg_time() {
     let last = text.lines().last().unwrap();
     assert!(last.contains("level=error") && last.contains("msg=") && last.starts_with("time="), "{text}");
     berth_raw(&["--log-format", "xml", "list"]).fails_with("--log-format");
+    // --debug adds debug messages (runc's default spec lists ambient capabilities that are
+    // not inheritable, which berth skips with a debug message).
+    let b = env.bundle(&["true"]);
+    let quiet = env.berth(&["run", "--bundle", b.dir(), &env.id("nodebug")]);
+    assert!(!quiet.stderr.contains("level=debug"), "{quiet:?}");
+    let loud = env.berth(&["--debug", "run", "--bundle", b.dir(), &env.id("debug")]);
+    loud.ok();
+    assert!(loud.stderr.contains("level=debug"), "{loud:?}");
     env.finish();
 }
 
