@@ -63,18 +63,18 @@ fn main() -> ExitCode {
         Ok(Some(x)) => x,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", message(&e));
             return ExitCode::from(1);
         }
     };
     if let Err(e) = logger::init(global.log.as_deref(), global.log_format, global.debug) {
-        eprintln!("berth: {e:#}");
+        eprintln!("berth: {}", message(&e));
         return ExitCode::from(1);
     }
     match dispatch(&global, &cmd, parser) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = message(&e);
             log::error!("{msg}");
             // With --log the error is in the file (the containerd shim reads it there); the
             // user on a terminal still wants to see it.
@@ -84,6 +84,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes joined with ": ", skipping a cause the text already ends with
+/// (berth_linux's I/O errors print their source themselves, so `{:#}` would repeat it).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
@@ -235,9 +252,6 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
         }
     }
     let path = bundle.join("config.json");
-    if path.exists() {
-        bail!("File {} exists. Remove it first", path.display());
-    }
     let json = if rootless || seccomp {
         let mut spec = berth_spec::default_spec();
         if rootless {
@@ -251,10 +265,19 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
         }
         serde_json::to_string_pretty(&spec).context("encoding the default spec")? + "\n"
     } else {
-        // runc's exact text: re-serialising would reorder the capability sets.
+        // runc's exact bytes: re-serializing a parsed Spec would shuffle the capability lists
+        // (oci-spec keeps them in a HashSet).
         berth_spec::DEFAULT_SPEC_JSON.to_string()
     };
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    // create_new: never overwrite, even in a race.
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("File {} exists. Remove it first", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    };
+    f.write_all(json.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
 }
 
@@ -530,7 +553,9 @@ fn cmd_events(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
         }
     }
     let id = id.ok_or_else(|| anyhow!("events: missing container id"))?;
-    berth_linux::resources::events(&g.root, &id, once, interval, |line| container::print(format!("{line}\n").as_bytes()))?;
+    berth_linux::resources::events(&g.root, &id, once, interval, |line| {
+        container::print(format!("{line}\n").as_bytes())
+    })?;
     Ok(0)
 }
 

@@ -315,7 +315,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     } else {
         String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned()
     };
-    parent_chan.send(&Msg::Go(go_state), None).ctx(|| "signalling the container init".to_string())?;
+    parent_chan
+        .send(&Msg::Go(go_state), None)
+        .ctx(|| "signalling the container init".to_string())
+        .map_err(|e| init_error(&parent_chan, e))?;
     loop {
         match parent_chan.recv().ctx(|| "waiting for the container init".to_string())? {
             Some((Msg::Ready, _)) => break,
@@ -332,7 +335,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
                         )
                     });
                 match res {
-                    Ok(()) => parent_chan.send(&Msg::HooksDone, None).ctx(|| "resuming the init".to_string())?,
+                    Ok(()) => parent_chan
+                        .send(&Msg::HooksDone, None)
+                        .ctx(|| "resuming the init".to_string())
+                        .map_err(|e| init_error(&parent_chan, e))?,
                     Err(e) => {
                         let _ = parent_chan.send(&Msg::Abort(e.to_string()), None);
                         return Err(e);
@@ -367,9 +373,12 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         guard.disarm();
         return Ok(Launched::Created { pid, pidfd, master });
     }
-    parent_chan.send(&Msg::Start, None).ctx(|| "starting the container".to_string())?;
     // EOF means the init exec'd (the channel is close-on-exec); an error means a
     // startContainer hook or the exec itself failed: report it, run poststop, clean up.
+    parent_chan
+        .send(&Msg::Start, None)
+        .ctx(|| "starting the container".to_string())
+        .map_err(|e| init_error(&parent_chan, e))?;
     let hooks = st.spec.hooks().clone().unwrap_or_default();
     match parent_chan.recv().ctx(|| "waiting for the container process to start".to_string())? {
         None => {}
@@ -401,6 +410,15 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     };
     destroy(&opts.root, &st)?;
     Ok(Launched::Exited(code))
+}
+
+/// A send to the init failed (EPIPE): the init has exited, and the error it queued on the
+/// channel before exiting says why, which is what the user needs rather than "Broken pipe".
+fn init_error(chan: &Channel, send_err: Error) -> Error {
+    match chan.recv() {
+        Ok(Some((Msg::Error(m), _))) => Error::Init(m),
+        _ => send_err,
+    }
 }
 
 /// Joins the pid and time namespaces that apply to children (setns of those affects only
@@ -560,13 +578,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let st = match ContainerState::load(root, id) {
         Ok(st) => st,
         Err(Error::NotFound(_)) if force => {
-            // runc -f on a half-created container: remove whatever directory is left.
+            // runc -f on a half-created container removes whatever directory is left, and
+            // on a container that does not exist at all succeeds (containerd's shim relies
+            // on that when it cleans up after a failed create).
             let d = state::dir(root, id);
             if d.exists() {
                 fs::remove_dir_all(&d).ctx(|| format!("removing {}", d.display()))?;
-                return Ok(());
             }
-            return Err(Error::NotFound(id.to_string()));
+            return Ok(());
         }
         Err(e) => return Err(e),
     };

@@ -113,6 +113,11 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         root.mkdir_all(&plan.process.cwd, 0o755).map_err(|e| Error::Invalid(format!("process.cwd: {e}")))?;
     }
     if plan.runtime_hooks {
+        // The hooks run with the init in its cgroups (runc's order), and the runtime's Go,
+        // which says so, must be read before HooksDone or the two would cross.
+        if state.is_none() {
+            state = Some(wait_go(chan)?);
+        }
         chan.send(&Msg::Hooks, None).ctx(|| "requesting hooks".to_string())?;
         match chan.recv().ctx(|| "waiting for hooks".to_string())? {
             Some((Msg::HooksDone, _)) => {}
@@ -129,6 +134,9 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if plan.process.terminal {
         crate::tty::setup_console(plan)?;
     }
+    // Before finish(): the default spec makes /proc/sys read-only, so runc writes sysctls
+    // before applying readonlyPaths, and so do we.
+    rootfs::write_sysctls(plan)?;
     rootfs::finish(plan)?;
     if let Some(h) = &plan.hostname {
         rustix::system::sethostname(h.as_bytes()).ctx(|| "hostname: sethostname".to_string())?;
@@ -136,7 +144,6 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if let Some(d) = &plan.domainname {
         rustix::system::setdomainname(d.as_bytes()).ctx(|| "domainname: setdomainname".to_string())?;
     }
-    rootfs::write_sysctls(plan)?;
     if let Some(p) = plan.personality {
         berth_sys::personality(p).ctx(|| "linux.personality".to_string())?;
     }

@@ -9,7 +9,7 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_sys::mount::{self as m, MountAttr};
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -28,6 +28,7 @@ pub fn prepare(plan: &Plan) -> Result<Root> {
     let prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     m::mount(None, slash, None, prop | libc::MS_REC, None)
         .ctx(|| "making the container's mount tree non-propagating".to_string())?;
+    make_parent_mount_private(&plan.rootfs)?;
     let rootfs = cstr("root.path", &plan.rootfs.to_string_lossy())?;
     m::mount(Some(&rootfs), &rootfs, None, libc::MS_BIND | libc::MS_REC, None)
         .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
@@ -40,6 +41,57 @@ pub fn prepare(plan: &Plan) -> Result<Root> {
         populate_dev(&root, plan)?;
     }
     Ok(root)
+}
+
+/// runc's rootfsParentMountPrivate. With `rootfsPropagation: shared` the container's copy of
+/// the mount holding the rootfs stays a peer of the host's, so binding the rootfs onto itself
+/// (and every mount under it) would propagate to the host and outlive the container, and
+/// pivot_root refuses a shared parent (EINVAL). Making that one mount private in our
+/// namespace stops both; the new root gets the requested propagation in [`finish`].
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo".to_string())?;
+    // The mount holding the rootfs: the longest mount point that contains it; of mounts
+    // stacked on one point, the last listed is the visible one.
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in info.lines() {
+        let Some((pre, _)) = line.split_once(" - ") else { continue };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        let Some(mp) = fields.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else { continue };
+        if !rootfs.starts_with(&mp) {
+            continue;
+        }
+        let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+        if best.as_ref().is_none_or(|(b, _)| mp.components().count() >= b.components().count()) {
+            best = Some((mp, shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        let c = cstr("rootfs parent mount", &mp.to_string_lossy())?;
+        m::mount(None, &c, None, libc::MS_PRIVATE, None)
+            .ctx(|| format!("making {} (the mount holding the rootfs) private", mp.display()))?;
+    }
+    Ok(())
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let oct = b.get(i + 1..i + 4).filter(|d| c == b'\\' && d.iter().all(|x| (b'0'..=b'7').contains(x)));
+        match oct {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |acc, x| acc.wrapping_mul(8).wrapping_add(x - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
@@ -461,8 +513,14 @@ pub fn enter(root: &Root, plan: &Plan) -> Result<()> {
         m::mount(Some(c"."), c"/", None, libc::MS_MOVE, None).ctx(|| "moving the rootfs to /".to_string())?;
         rustix::process::chroot(".").ctx(|| "chroot".to_string())?;
     } else {
+        let old_root = rfs::open("/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| "opening the old root".to_string())?;
         rustix::process::pivot_root(".", ".").ctx(|| "pivot_root".to_string())?;
-        // The old root is now stacked under "."; detach it without propagating to the host.
+        // The old root is now stacked on the new one. "." still names the new root's tree,
+        // so step into the old root before making it a slave (what runc does): otherwise the
+        // recursive MS_SLAVE lands on the container's mounts and wipes the propagation the
+        // spec asked for, and the old root's unmount could propagate to the host.
+        rustix::process::fchdir(&old_root).ctx(|| "chdir to the old root".to_string())?;
         m::mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
             .ctx(|| "making the old root a slave".to_string())?;
         m::umount2(c".", libc::MNT_DETACH).ctx(|| "detaching the old root".to_string())?;
@@ -578,4 +636,19 @@ pub fn write_sysctls(plan: &Plan) -> Result<()> {
             .ctx(|| format!("linux.sysctl {}: writing {value:?}", key.replace('/', ".")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/tab\\011x\\134"), "/tab\tx\\");
+        // Not an escape: kept as is, no panic at the end of the string.
+        assert_eq!(unescape_mountinfo("/x\\04"), "/x\\04");
+        assert_eq!(unescape_mountinfo("/x\\"), "/x\\");
+        assert_eq!(unescape_mountinfo("/x\\9999"), "/x\\9999");
+    }
 }
