@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn error_of_a_peer_that_died_with_unread_messages() {
         let (parent, child) = Channel::pair().unwrap();
-        parent.send(&Msg::Go, None).unwrap();
+        parent.send(&Msg::Go(String::new()), None).unwrap();
         child.send(&Msg::Error("mount failed".into()), None).unwrap();
         // Closed with Go unread: the parent's socket gets ECONNRESET pending.
         drop(child);
