@@ -57,7 +57,39 @@ struct Global {
     systemd_cgroup: bool,
 }
 
+/// How many descriptors from 3 on the caller passes on purpose: `--preserve-fds N` plus
+/// systemd socket activation (`LISTEN_FDS` for our pid).
+fn passed_fds() -> u32 {
+    let mut n = 0u32;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        let a = a.to_string_lossy().into_owned();
+        if a == "--" {
+            break;
+        }
+        let v = if a == "--preserve-fds" {
+            args.next().map(|v| v.to_string_lossy().into_owned())
+        } else {
+            a.strip_prefix("--preserve-fds=").map(str::to_string)
+        };
+        if let Some(v) = v {
+            n = n.max(v.parse().unwrap_or(0));
+        }
+    }
+    let listen: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let for_us =
+        std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok()).is_none_or(|p| p == std::process::id());
+    n.saturating_add(if for_us { listen } else { 0 })
+}
+
 fn main() -> ExitCode {
+    // Before anything opens a descriptor: whatever the caller leaked to us beyond stdio and
+    // the descriptors passed on purpose is closed, so no container process can ever see it
+    // (CVE-2024-21626 was a leaked host directory descriptor).
+    // SAFETY: this is the first statement of main: no descriptor above stdio is owned by
+    // anything yet (std opens none before main; the logger opens its file later), and the
+    // ones passed on purpose are kept.
+    let _ = unsafe { berth_sys::close_from(3u32.saturating_add(passed_fds())) };
     let mut parser = lexopt::Parser::from_env();
     let (global, cmd) = match parse_global(&mut parser) {
         Ok(Some(x)) => x,

@@ -280,7 +280,11 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let forked = clone3(flags, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
+            // The init keeps only what it uses: no parent-side descriptor (least of all a
+            // host directory like the cgroup dir, cf. CVE-2024-21626) survives into it.
             drop(parent_chan);
+            drop(unified);
+            drop(console_parent);
             crate::init::run(&plan, &child_chan, fifo, opts.stdio.as_ref())
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),

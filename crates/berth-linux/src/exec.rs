@@ -269,6 +269,8 @@ fn run(
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(pchan);
+            drop(unified);
+            drop(console_parent);
             child(&init, child_ns, plan, seccomp, &cchan, console_child.as_ref(), opts.stdio.as_ref())
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),

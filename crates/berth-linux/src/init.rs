@@ -257,7 +257,7 @@ pub fn exec_process(
     // Every descriptor not meant for the process becomes close-on-exec, including any a
     // caller leaked into the runtime (CVE-2024-21626); preserved ones are kept open.
     let first = 3 + p.preserve_fds;
-    berth_sys::close_range(first, u32::MAX, berth_sys::CLOSE_RANGE_CLOEXEC).ctx(|| "close_range".to_string())?;
+    berth_sys::cloexec_range(first, u32::MAX).ctx(|| "close_range".to_string())?;
     for fd in 3..first {
         berth_sys::keep_on_exec(fd as i32).ctx(|| format!("--preserve-fds: descriptor {fd}"))?;
     }
