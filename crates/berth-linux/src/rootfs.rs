@@ -183,14 +183,13 @@ fn target_dir(root: &Root, dest: &str, strict: bool) -> Result<OwnedFd> {
     }
 }
 
+/// Targets that must be reached without following any symlink: /proc and /sys (LSM label and
+/// sysctl writes go there) and /dev (device nodes and the /dev/null used for masking).
 fn is_strict(dest: &str, fstype: &str) -> bool {
     let d = dest.trim_end_matches('/');
     fstype == "proc"
         || fstype == "sysfs"
-        || d == "/proc"
-        || d == "/sys"
-        || d.starts_with("/proc/")
-        || d.starts_with("/sys/")
+        || ["/proc", "/sys", "/dev"].iter().any(|p| d == *p || d.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
 fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
