@@ -28,7 +28,11 @@ pub fn prepare(plan: &Plan) -> Result<Root> {
     let prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     m::mount(None, slash, None, prop | libc::MS_REC, None)
         .ctx(|| "making the container's mount tree non-propagating".to_string())?;
-    make_parent_mount_private(&plan.rootfs)?;
+    // Only a shared propagation leaves mounts peered with the host's (it is applied
+    // recursively above); the default, rslave, does not, and then mountinfo is not read.
+    if prop & libc::MS_SHARED != 0 {
+        make_parent_mount_private(&plan.rootfs)?;
+    }
     let rootfs = cstr("root.path", &plan.rootfs.to_string_lossy())?;
     m::mount(Some(&rootfs), &rootfs, None, libc::MS_BIND | libc::MS_REC, None)
         .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
