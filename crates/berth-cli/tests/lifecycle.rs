@@ -568,7 +568,7 @@ fn state_transitions_creating_created_running_stopped() {
     assert_eq!(st["bundle"], b.dir());
     assert_eq!(st["rootfs"], json!(b.rootfs()));
     assert_rfc3339(st["created"].as_str().unwrap());
-    assert!(st["owner"].is_string(), "{st}");
+    assert_eq!(st["owner"], "root", "{st}");
     assert_eq!(st["annotations"]["org.example.key"], "value");
     // Created: the process has not run yet.
     assert_eq!(env.output_of(&b, &id), "");

@@ -119,6 +119,21 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// The name of `uid` in the host's /etc/passwd (runc shows it as the container's owner), or
+/// `#uid` when it has none.
+fn user_name(uid: u32) -> String {
+    fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
 fn ensure_root(root: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -129,7 +144,11 @@ fn ensure_root(root: &Path) -> Result<()> {
 
 /// Loads and validates `<bundle>/config.json`, logging runc-style warnings.
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
-    let loaded = berth_spec::load_bundle(bundle).map_err(|e| Error::Invalid(e.to_string()))?;
+    let loaded = berth_spec::load_bundle(bundle).map_err(|e| match e {
+        // An I/O error already names the file; a content error is located inside it.
+        berth_spec::SpecError::Io { .. } => Error::Invalid(e.to_string()),
+        _ => Error::Invalid(format!("{}: {e}", bundle.join("config.json").display())),
+    })?;
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
@@ -308,7 +327,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         bundle: bundle.clone(),
         rootfs: plan.rootfs.clone(),
         created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
-        owner: String::new(),
+        owner: user_name(rustix::process::geteuid().as_raw()),
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup: cg.clone(),
         own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
