@@ -868,3 +868,39 @@ fn spec_writes_runcs_default_and_refuses_to_overwrite() {
     fs::File::open(dir.path().join("config.json")).unwrap().read_to_string(&mut s).unwrap();
     assert_eq!(s, "{\"mine\": true}");
 }
+
+#[test]
+fn joins_an_existing_user_namespace_by_path() {
+    // A holder container owns a user namespace mapping 0 -> 100000 (like a pod sandbox); a
+    // second container joins it by path and gets new pid/mount/... namespaces owned by it.
+    let env = Env::new();
+    let mut holder = env.bundle(&["sleep", "100000"]);
+    holder.push("/linux/namespaces", json!({"type": "user"}));
+    holder.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    holder.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    let hid = env.id("userns-holder");
+    let hpid = env.run_detached(&holder, &hid);
+    let mut b = env.bundle(&["sh", "-c", "echo pid=$$; cat /proc/self/uid_map; readlink /proc/self/ns/user"]);
+    b.push("/linux/namespaces", json!({"type": "user", "path": format!("/proc/{hpid}/ns/user")}));
+    let id = env.id("userns-join");
+    let out = env.berth(&["run", "--bundle", b.dir(), &id]);
+    let text = out.ok();
+    let want_ns = fs::read_link(format!("/proc/{hpid}/ns/user")).unwrap();
+    assert!(text.contains("pid=1\n"), "not pid 1 in a new pid namespace: {text}");
+    assert!(text.contains("0     100000      65536"), "{text}");
+    assert!(text.contains(&*want_ns.to_string_lossy()), "did not join {}: {text}", want_ns.display());
+    // Detached: the init is a direct child of the caller (its subreaper here) and runs as the
+    // mapped host uid.
+    let mut b2 = env.bundle(&["sleep", "100000"]);
+    b2.push("/linux/namespaces", json!({"type": "user", "path": format!("/proc/{hpid}/ns/user")}));
+    let id2 = env.id("userns-join-d");
+    let pid = env.run_detached(&b2, &id2);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("100000")), "{status}");
+    assert_eq!(env.berth(&["exec", &id2, "id", "-u"]).ok(), "0\n");
+    env.berth(&["delete", "-f", &id2]).ok();
+    env.reap(pid);
+    env.berth(&["delete", "-f", &hid]).ok();
+    env.reap(hpid);
+    env.finish();
+}

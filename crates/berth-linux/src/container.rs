@@ -297,7 +297,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     };
     let flags = plan.clone_flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
     let forked = clone3(flags, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
-    let (pid, pidfd) = match forked {
+    let (mut pid, pidfd) = match forked {
         Forked::Child => {
             // The init keeps only what it uses: no parent-side descriptor (least of all a
             // host directory like the cgroup dir, cf. CVE-2024-21626) survives into it.
@@ -320,7 +320,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         write_id_maps(pid, &plan, rootless)?;
     }
     let start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
-    let st = ContainerState {
+    let mut st = ContainerState {
         id: opts.id.clone(),
         pid,
         start_time,
@@ -330,7 +330,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         owner: user_name(rustix::process::geteuid().as_raw()),
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup: cg.clone(),
-        own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
+        own_pidns: plan.own_pidns(),
         spec,
     };
     let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
@@ -345,6 +345,21 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     loop {
         match parent_chan.recv().ctx(|| "waiting for the container init".to_string())? {
             Some((Msg::Ready, _)) => break,
+            Some((Msg::InitPid(init), _)) => {
+                // The child forked the real init into a new pid namespace and exits: reap it
+                // and follow the init instead.
+                let (old, _) = guard.child.take().ok_or_else(|| Error::Init("lost the init".into()))?;
+                let _ = rustix::process::waitpid(Pid::from_raw(old), rustix::process::WaitOptions::empty());
+                let p = Pid::from_raw(init).ok_or_else(|| Error::Init(format!("bad init pid {init}")))?;
+                let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                    .ctx(|| "opening a pidfd for the init".to_string())?;
+                guard.child = Some((init, fd));
+                pid = init;
+                st.pid = init;
+                st.start_time = state::proc_stat(init).map(|s| s.1).unwrap_or(0);
+                let go = String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned();
+                parent_chan.send(&Msg::Go(go), None).ctx(|| "signalling the container init".to_string())?;
+            }
             Some((Msg::Hooks, _)) => {
                 let json = hook_state(&st, ContainerStatus::Creating);
                 let hooks = st.spec.hooks().clone().unwrap_or_default();

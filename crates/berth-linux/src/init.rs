@@ -90,11 +90,49 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         rustix::thread::set_thread_res_uid(rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT)
             .ctx(|| "setresuid(0) in the user namespace (is uid 0 mapped?)".to_string())?;
     }
+    if let Some(user) = &plan.join_user {
+        // The user namespace first: it gives us the capabilities to join or create the others
+        // as its root. Cgroups must be joined before we possibly fork the real init below.
+        if state.is_none() {
+            state = Some(wait_go(chan)?);
+        }
+        let fd = rfs::open(user, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening user namespace {}", user.display()))?;
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::User))
+            .ctx(|| format!("joining user namespace {}", user.display()))?;
+        rustix::thread::set_thread_res_gid(rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT)
+            .ctx(|| format!("setresgid(0) in user namespace {} (is gid 0 mapped?)", user.display()))?;
+        rustix::thread::set_thread_res_uid(rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT)
+            .ctx(|| format!("setresuid(0) in user namespace {} (is uid 0 mapped?)", user.display()))?;
+    }
     for (path, _bit) in &plan.join {
         let fd = rfs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .ctx(|| format!("opening namespace {}", path.display()))?;
         rustix::thread::move_into_link_name_space(fd.as_fd(), None)
             .ctx(|| format!("joining namespace {}", path.display()))?;
+    }
+    if plan.unshare_after_user != 0 {
+        berth_sys::process::unshare_namespaces(plan.unshare_after_user)
+            .ctx(|| "creating namespaces in the joined user namespace".to_string())?;
+    }
+    if plan.fork_for_pidns {
+        // unshare(CLONE_NEWPID) only applies to children: fork the real init into it. With
+        // CLONE_PARENT it is the runtime's child, like an init cloned directly.
+        berth_sys::process::unshare_namespaces(libc::CLONE_NEWPID as u64)
+            .ctx(|| "creating the pid namespace".to_string())?;
+        let flags = berth_sys::process::CLONE_PARENT | berth_sys::process::CLONE_CLEAR_SIGHAND;
+        match berth_sys::process::clone3(flags, None).ctx(|| "forking the init into its pid namespace".to_string())? {
+            berth_sys::process::Forked::Parent { pid, .. } => {
+                let _ = chan.send(&Msg::InitPid(pid), None);
+                exit_immediately(0)
+            }
+            berth_sys::process::Forked::Child => {
+                // pdeathsig is not inherited; the runtime sends the state again with our pid.
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                    .ctx(|| "setting pdeathsig".to_string())?;
+                state = Some(wait_go(chan)?);
+            }
+        }
     }
     if plan.unshare_cgroupns {
         berth_sys::process::unshare_namespaces(libc::CLONE_NEWCGROUP as u64)

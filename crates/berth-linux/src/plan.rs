@@ -177,6 +177,15 @@ pub struct Plan {
     pub unshare_cgroupns: bool,
     /// A new user namespace (the child waits for its id maps).
     pub new_userns: bool,
+    /// An existing user namespace to join. The child joins it first and then unshares
+    /// `unshare_after_user`, so the new namespaces are owned by it (a clone from the parent
+    /// would make them owned by the host's user namespace).
+    pub join_user: Option<PathBuf>,
+    /// Namespaces the child creates with unshare after joining `join_user`.
+    pub unshare_after_user: u64,
+    /// With `join_user` and a new pid namespace: the child unshares it and forks the real
+    /// init (with CLONE_PARENT, so it is still the caller's child).
+    pub fork_for_pidns: bool,
     /// uid_map / gid_map contents written by the parent.
     pub uid_map: String,
     /// See `uid_map`.
@@ -216,6 +225,19 @@ pub struct Plan {
     pub seccomp: Option<berth_seccomp::CompiledFilter>,
     /// User namespaces for idmapped mounts, by index in `mounts` (created by the parent).
     pub idmap_userns: Vec<(usize, OwnedFd)>,
+}
+
+impl Plan {
+    /// The init runs in a user namespace (created or joined): device nodes must be bound from
+    /// the host since mknod is not permitted there.
+    pub fn in_userns(&self) -> bool {
+        self.new_userns || self.join_user.is_some()
+    }
+
+    /// The container has its own pid namespace.
+    pub fn own_pidns(&self) -> bool {
+        self.clone_flags & libc::CLONE_NEWPID as u64 != 0 || self.fork_for_pidns
+    }
 }
 
 /// Default devices every container gets (runc's list), mode 0666, owned by root.
@@ -364,9 +386,10 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     let mut join = Vec::new();
     let (mut join_pid, mut join_time) = (None, None);
     let mut new_userns = false;
+    let mut join_user = None;
     let mut unshare_cgroupns = false;
     let mut has_mntns = false;
-    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+    for ns in linux.namespaces().iter().flatten() {
         let bit = ns.typ() as u64;
         if ns.typ() == LinuxNamespaceType::Mount {
             has_mntns = true;
@@ -375,11 +398,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
             Some(p) if !p.as_os_str().is_empty() => match ns.typ() {
                 LinuxNamespaceType::Pid => join_pid = Some(p.clone()),
                 LinuxNamespaceType::Time => join_time = Some(p.clone()),
-                LinuxNamespaceType::User => {
-                    return Err(Error::Invalid(format!(
-                        "linux.namespaces[{i}].path: joining an existing user namespace is not supported yet"
-                    )))
-                }
+                LinuxNamespaceType::User => join_user = Some(p.clone()),
                 _ => join.push((p.clone(), bit)),
             },
             _ => match ns.typ() {
@@ -394,6 +413,18 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     }
     if !has_mntns {
         return Err(Error::Invalid("linux.namespaces: a mount namespace is required to set up the rootfs".into()));
+    }
+    let (mut unshare_after_user, mut fork_for_pidns) = (0, false);
+    if join_user.is_some() {
+        let pid = libc::CLONE_NEWPID as u64;
+        fork_for_pidns = clone_flags & pid != 0;
+        unshare_after_user = clone_flags & !pid & !berth_sys::process::CLONE_NEWTIME;
+        if clone_flags & berth_sys::process::CLONE_NEWTIME != 0 {
+            return Err(Error::Invalid(
+                "linux.namespaces: a new time namespace together with a joined user namespace is not supported".into(),
+            ));
+        }
+        clone_flags = 0;
     }
     let time_offsets = if clone_flags & berth_sys::process::CLONE_NEWTIME != 0 {
         linux.time_offsets().as_ref().filter(|m| !m.is_empty()).map(|m| {
@@ -529,6 +560,9 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         join,
         join_pid,
         join_time,
+        join_user,
+        unshare_after_user,
+        fork_for_pidns,
         time_offsets,
         unshare_cgroupns,
         new_userns,

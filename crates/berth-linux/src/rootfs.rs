@@ -458,7 +458,7 @@ fn create_device(root: &Root, plan: &Plan, d: &DevicePlan) -> Result<()> {
     let pfd = root.mkdir_all(&parent, 0o755)?;
     let dir = rfs::openat(&pfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .ctx(|| format!("opening the parent of {}", d.path))?;
-    if plan.new_userns {
+    if plan.in_userns() {
         // mknod is not permitted in a user namespace: bind the host's node instead.
         match rfs::openat(
             &dir,

@@ -35,6 +35,9 @@ pub enum Msg {
     Abort(String),
     /// Child → parent: the seccomp notify fd is attached.
     SeccompFd,
+    /// Child → parent: the real init is this pid (forked into a new pid namespace after
+    /// joining a user namespace); the sender exits.
+    InitPid(i32),
 }
 
 impl Msg {
@@ -48,13 +51,15 @@ impl Msg {
             Msg::HooksDone => b'h',
             Msg::Abort(_) => b'A',
             Msg::SeccompFd => b'N',
+            Msg::InitPid(_) => b'P',
         }
     }
 
-    fn payload(&self) -> &[u8] {
+    fn payload(&self) -> Vec<u8> {
         match self {
-            Msg::Error(s) | Msg::Abort(s) | Msg::Go(s) => s.as_bytes(),
-            _ => &[],
+            Msg::Error(s) | Msg::Abort(s) | Msg::Go(s) => s.as_bytes().to_vec(),
+            Msg::InitPid(p) => p.to_string().into_bytes(),
+            _ => Vec::new(),
         }
     }
 
@@ -69,6 +74,9 @@ impl Msg {
             Some(b'h') => Msg::HooksDone,
             Some(b'A') => Msg::Abort(text()),
             Some(b'N') => Msg::SeccompFd,
+            Some(b'P') => Msg::InitPid(
+                text().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed init pid"))?,
+            ),
             _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed setup message")),
         })
     }
