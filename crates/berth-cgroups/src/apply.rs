@@ -224,7 +224,7 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
         return 0;
     }
-    1 + (shares.saturating_sub(2) * 9999) / 262_142
+    1 + shares.saturating_sub(2).saturating_mul(9999) / 262_142
 }
 
 /// runc's `ConvertBlkIOToIOWeightValue`: [10, 1000] onto [1, 10000].

@@ -80,10 +80,13 @@ pub(crate) fn read_raw(path: &Path) -> io::Result<String> {
     loop {
         let n = retry(|| rustix::io::read(&fd, &mut chunk[..]))?;
         let Some(got) = chunk.get(..n) else { break };
-        if got.is_empty() {
+        out.extend_from_slice(got);
+        // cgroupfs and procfs files are seq_files, which fill the buffer
+        // unless they hit the end, and regular files only read short at
+        // EOF: a short read saves the final zero-length `read`.
+        if n < chunk.len() {
             break;
         }
-        out.extend_from_slice(got);
     }
     String::from_utf8(out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

@@ -4,6 +4,7 @@
 //! conmon and containerd's runc shim can drive berth unchanged. The process stays
 //! single-threaded: it clones the container init itself (see docs/architecture.md).
 
+mod hcs_config;
 mod logger;
 
 use std::ffi::OsString;
@@ -29,6 +30,11 @@ Commands:
   kill       send a signal to a container's init (or all its processes)
   exec       run a new process inside a running container
   ps         list the processes of a container
+  pause      freeze every process of a container
+  resume     thaw a paused container
+  events     print resource statistics and OOM events
+  update     change the resource limits of a running container
+  hcs-config print the Windows HCS document a spec translates to (dry run)
   delete     delete a container
   list       list containers
 
@@ -51,24 +57,56 @@ struct Global {
     systemd_cgroup: bool,
 }
 
+/// How many descriptors from 3 on the caller passes on purpose: `--preserve-fds N` plus
+/// systemd socket activation (`LISTEN_FDS` for our pid).
+fn passed_fds() -> u32 {
+    let mut n = 0u32;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        let a = a.to_string_lossy().into_owned();
+        if a == "--" {
+            break;
+        }
+        let v = if a == "--preserve-fds" {
+            args.next().map(|v| v.to_string_lossy().into_owned())
+        } else {
+            a.strip_prefix("--preserve-fds=").map(str::to_string)
+        };
+        if let Some(v) = v {
+            n = n.max(v.parse().unwrap_or(0));
+        }
+    }
+    let listen: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let for_us =
+        std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok()).is_none_or(|p| p == std::process::id());
+    n.saturating_add(if for_us { listen } else { 0 })
+}
+
 fn main() -> ExitCode {
+    // Before anything opens a descriptor: whatever the caller leaked to us beyond stdio and
+    // the descriptors passed on purpose is closed, so no container process can ever see it
+    // (CVE-2024-21626 was a leaked host directory descriptor).
+    // SAFETY: this is the first statement of main: no descriptor above stdio is owned by
+    // anything yet (std opens none before main; the logger opens its file later), and the
+    // ones passed on purpose are kept.
+    let _ = unsafe { berth_sys::close_from(3u32.saturating_add(passed_fds())) };
     let mut parser = lexopt::Parser::from_env();
     let (global, cmd) = match parse_global(&mut parser) {
         Ok(Some(x)) => x,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", message(&e));
             return ExitCode::from(1);
         }
     };
     if let Err(e) = logger::init(global.log.as_deref(), global.log_format, global.debug) {
-        eprintln!("berth: {e:#}");
+        eprintln!("berth: {}", message(&e));
         return ExitCode::from(1);
     }
     match dispatch(&global, &cmd, parser) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = message(&e);
             log::error!("{msg}");
             // With --log the error is in the file (the containerd shim reads it there); the
             // user on a terminal still wants to see it.
@@ -80,9 +118,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// The error and its causes joined with ": ", skipping a cause the text already ends with
+/// (berth_linux's I/O errors print their source themselves, so `{:#}` would repeat it).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
     let mut g = Global {
-        root: PathBuf::from("/run/berth"),
+        root: default_root(),
         log: None,
         log_format: logger::Format::Text,
         debug: false,
@@ -127,6 +182,19 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
     }
 }
 
+/// `/run/berth` for root; for an unprivileged user `$XDG_RUNTIME_DIR/berth` (as runc does),
+/// else a per-user directory under /tmp.
+fn default_root() -> PathBuf {
+    let uid = berth_linux::seal::euid();
+    if uid == 0 {
+        return PathBuf::from("/run/berth");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("berth"),
+        _ => PathBuf::from(format!("/tmp/berth-{uid}")),
+    }
+}
+
 fn version() -> String {
     format!(
         "berth version {}\ncommit: {}\nspec: {}\n",
@@ -139,6 +207,9 @@ fn version() -> String {
 fn dispatch(g: &Global, cmd: &str, mut p: lexopt::Parser) -> Result<i32> {
     if g.systemd_cgroup && matches!(cmd, "create" | "run" | "update") {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported; berth manages cgroups through cgroupfs (drop the flag, e.g. SystemdCgroup=false in containerd, --cgroup-manager cgroupfs in podman)");
+    }
+    if matches!(cmd, "create" | "run" | "exec") {
+        berth_linux::seal::ensure_sealed()?;
     }
     match cmd {
         "spec" => cmd_spec(&mut p),
@@ -158,6 +229,19 @@ fn dispatch(g: &Global, cmd: &str, mut p: lexopt::Parser) -> Result<i32> {
         "kill" => cmd_kill(g, &mut p),
         "exec" => cmd_exec(g, &mut p),
         "ps" => cmd_ps(g, &mut p),
+        "hcs-config" => cmd_hcs_config(&mut p),
+        "pause" => {
+            let id = one_id(&mut p, "pause")?;
+            berth_linux::resources::pause(&g.root, &id)?;
+            Ok(0)
+        }
+        "resume" => {
+            let id = one_id(&mut p, "resume")?;
+            berth_linux::resources::resume(&g.root, &id)?;
+            Ok(0)
+        }
+        "events" => cmd_events(g, &mut p),
+        "update" => cmd_update(g, &mut p),
         "delete" => cmd_delete(g, &mut p),
         "list" | "ps-all" => cmd_list(g, &mut p),
         "help" => {
@@ -189,20 +273,43 @@ fn one_id(p: &mut lexopt::Parser, cmd: &str) -> Result<String> {
 
 fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
     let mut bundle = PathBuf::from(".");
+    let mut rootless = false;
+    let mut seccomp = false;
     while let Some(arg) = p.next()? {
         match arg {
             Short('b') | Long("bundle") => bundle = PathBuf::from(p.value()?),
-            Long("rootless") => {}
+            Long("rootless") => rootless = true,
+            Long("seccomp") => seccomp = true,
             other => return Err(other.unexpected().into()),
         }
     }
     let path = bundle.join("config.json");
-    if path.exists() {
-        bail!("File {} exists. Remove it first", path.display());
-    }
-    let spec = berth_spec::default_spec();
-    let json = serde_json::to_string_pretty(&spec).context("encoding the default spec")?;
-    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    let json = if rootless || seccomp {
+        let mut spec = berth_spec::default_spec();
+        if rootless {
+            let (uid, gid) = (berth_linux::seal::euid(), berth_linux::seal::egid());
+            berth_spec::to_rootless(&mut spec, uid, gid);
+        }
+        if seccomp {
+            if let Some(linux) = spec.linux_mut() {
+                linux.set_seccomp(Some(berth_seccomp::default_profile()));
+            }
+        }
+        serde_json::to_string_pretty(&spec).context("encoding the default spec")? + "\n"
+    } else {
+        // runc's exact bytes: re-serializing a parsed Spec would shuffle the capability lists
+        // (oci-spec keeps them in a HashSet).
+        berth_spec::DEFAULT_SPEC_JSON.to_string()
+    };
+    // create_new: never overwrite, even in a race.
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("File {} exists. Remove it first", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    };
+    f.write_all(json.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
 }
 
@@ -422,4 +529,130 @@ fn cmd_ps(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
     }
     container::print(buf.as_bytes())?;
     Ok(0)
+}
+
+fn cmd_hcs_config(p: &mut lexopt::Parser) -> Result<i32> {
+    let mut bundle = PathBuf::from(".");
+    let mut lcow_options = Vec::new();
+    let mut process = false;
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('b') | Long("bundle") => bundle = PathBuf::from(p.value()?),
+            Long("lcow-kernel-dir") => lcow_options.push(hcs_config::lcow_kernel_dir(&os(p.value()?)?)),
+            Long("lcow-option") => lcow_options.push(os(p.value()?)?),
+            Long("process") => process = true,
+            Value(v) if id.is_none() => id = Some(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow!("hcs-config: missing container id"))?;
+    let out = hcs_config::run(hcs_config::HcsConfigArgs { bundle, id, lcow_options, process })?;
+    container::print(format!("{out}\n").as_bytes())?;
+    Ok(0)
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    // Go duration syntax as runc takes it: 5s, 500ms, 1m, 1.5s.
+    let t = s.trim();
+    let (num, unit) = t.find(|c: char| c.is_ascii_alphabetic()).map_or((t, "s"), |i| (&t[..i], &t[i..]));
+    let n: f64 = num.parse().map_err(|_| anyhow!("--interval {s:?}: not a duration"))?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("--interval {s:?}: unknown unit {unit:?}"),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        bail!("--interval {s:?}: must be positive");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn cmd_events(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    let mut once = false;
+    let mut interval = std::time::Duration::from_secs(5);
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("stats") => once = true,
+            Long("interval") => interval = parse_duration(&os(p.value()?)?)?,
+            Value(v) if id.is_none() => id = Some(os(v)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow!("events: missing container id"))?;
+    berth_linux::resources::events(&g.root, &id, once, interval, |line| {
+        container::print(format!("{line}\n").as_bytes())
+    })?;
+    Ok(0)
+}
+
+fn cmd_update(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
+    use berth_linux::resources::parse_size;
+    let mut file: Option<String> = None;
+    let mut id = None;
+    let mut v = serde_json::json!({});
+    let set = |v: &mut serde_json::Value, section: &str, key: &str, val: serde_json::Value| {
+        v[section][key] = val;
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('r') | Long("resources") => file = Some(os(p.value()?)?),
+            Long("memory") => set(
+                &mut v,
+                "memory",
+                "limit",
+                parse_size(&os(p.value()?)?).map_err(|e| anyhow!("--memory {e}"))?.into(),
+            ),
+            Long("memory-swap") => set(
+                &mut v,
+                "memory",
+                "swap",
+                parse_size(&os(p.value()?)?).map_err(|e| anyhow!("--memory-swap {e}"))?.into(),
+            ),
+            Long("memory-reservation") => set(
+                &mut v,
+                "memory",
+                "reservation",
+                parse_size(&os(p.value()?)?).map_err(|e| anyhow!("--memory-reservation {e}"))?.into(),
+            ),
+            Long("cpu-shares") => set(&mut v, "cpu", "shares", num::<u64>(p, "--cpu-shares")?.into()),
+            Long("cpu-quota") => set(&mut v, "cpu", "quota", num::<i64>(p, "--cpu-quota")?.into()),
+            Long("cpu-period") => set(&mut v, "cpu", "period", num::<u64>(p, "--cpu-period")?.into()),
+            Long("cpu-rt-runtime") => set(&mut v, "cpu", "realtimeRuntime", num::<i64>(p, "--cpu-rt-runtime")?.into()),
+            Long("cpu-rt-period") => set(&mut v, "cpu", "realtimePeriod", num::<u64>(p, "--cpu-rt-period")?.into()),
+            Long("cpuset-cpus") => set(&mut v, "cpu", "cpus", os(p.value()?)?.into()),
+            Long("cpuset-mems") => set(&mut v, "cpu", "mems", os(p.value()?)?.into()),
+            Long("pids-limit") => set(&mut v, "pids", "limit", num::<i64>(p, "--pids-limit")?.into()),
+            Long("blkio-weight") => set(&mut v, "blockIO", "weight", num::<u16>(p, "--blkio-weight")?.into()),
+            Value(x) if id.is_none() => id = Some(os(x)?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow!("update: missing container id"))?;
+    let json = match file.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading resources from stdin")?;
+            serde_json::from_str(&s).context("--resources: invalid JSON")?
+        }
+        Some(path) => {
+            let s = std::fs::read_to_string(path).with_context(|| format!("--resources {path}"))?;
+            serde_json::from_str(&s).with_context(|| format!("--resources {path}: invalid JSON"))?
+        }
+        None => v,
+    };
+    let resources: berth_linux::oci::LinuxResources =
+        serde_json::from_value(json).context("--resources: not a LinuxResources document")?;
+    berth_linux::resources::update(&g.root, &id, &resources)?;
+    Ok(0)
+}
+
+fn num<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> Result<T> {
+    let v = os(p.value()?)?;
+    v.parse().map_err(|_| anyhow!("{flag} {v:?}: not a valid number"))
 }

@@ -119,6 +119,21 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// The name of `uid` in the host's /etc/passwd (runc shows it as the container's owner), or
+/// `#uid` when it has none.
+fn user_name(uid: u32) -> String {
+    fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
 fn ensure_root(root: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -129,7 +144,11 @@ fn ensure_root(root: &Path) -> Result<()> {
 
 /// Loads and validates `<bundle>/config.json`, logging runc-style warnings.
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
-    let loaded = berth_spec::load_bundle(bundle).map_err(|e| Error::Invalid(e.to_string()))?;
+    let loaded = berth_spec::load_bundle(bundle).map_err(|e| match e {
+        // An I/O error already names the file; a content error is located inside it.
+        berth_spec::SpecError::Io { .. } => Error::Invalid(e.to_string()),
+        _ => Error::Invalid(format!("{}: {e}", bundle.join("config.json").display())),
+    })?;
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
@@ -154,6 +173,28 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
     rules.extend(berth_cgroups::default_allowed_devices());
     res.set_devices(Some(rules));
     Some(res)
+}
+
+/// Creates the container's cgroups. An unprivileged caller usually cannot (cgroups are not
+/// delegated to it), so rootless containers run without them, with a warning when the spec
+/// asked for limits that therefore do not apply (runc behaves the same).
+fn create_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
+    let attempt = || -> std::result::Result<berth_cgroups::Cgroup, berth_cgroups::CgroupError> {
+        let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
+        cg.create(effective_resources(spec).as_ref())?;
+        Ok(cg)
+    };
+    match attempt() {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) if rootless => {
+            if linux.resources().is_some() {
+                log::warn!("rootless: cgroups are not available ({e}); linux.resources is ignored");
+            }
+            Ok(None)
+        }
+        Err(e) => Err(Error::Cgroup(e.to_string())),
+    }
 }
 
 /// Runs `create` or `run`.
@@ -195,18 +236,28 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     }
 
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
-    let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &opts.id)
-        .map_err(|e| Error::Cgroup(e.to_string()))?;
-    let resources = effective_resources(&spec);
-    cg.create(resources.as_ref()).map_err(|e| Error::Cgroup(e.to_string()))?;
-    guard.cgroup = Some(cg.clone());
-    plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
+    let rootless = !rustix::process::geteuid().is_root();
+    let cg = match create_cgroup(&spec, &opts.id, rootless)? {
+        Some(cg) => {
+            guard.cgroup = Some(cg.clone());
+            plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
+            Some(cg)
+        }
+        None => None,
+    };
     if let Some(sc) = linux.seccomp() {
         let cache = opts.root.join(".cache").join("seccomp");
         plan.seccomp =
             Some(berth_seccomp::compile_cached(sc, &cache).map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?);
     }
 
+    for mp in &plan.mounts {
+        if let Some((u, g, _)) = &mp.idmap {
+            let fd = crate::userns::mapped_userns(u, g)
+                .map_err(|e| Error::Invalid(format!("mounts[{}]: idmap: {e}", mp.index)))?;
+            plan.idmap_userns.push((mp.index, fd));
+        }
+    }
     let fifo = if mode == LaunchMode::Create {
         let p = dir.join(EXEC_FIFO);
         let c = crate::paths::cstr("exec fifo", &p.to_string_lossy())?;
@@ -237,7 +288,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
 
     let (parent_chan, child_chan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
-    let unified = match cg.unified_dir() {
+    let unified = match cg.as_ref().and_then(|c| c.unified_dir()) {
         Some(d) => Some(
             rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
                 .ctx(|| format!("opening {}", d.display()))?,
@@ -246,9 +297,13 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     };
     let flags = plan.clone_flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
     let forked = clone3(flags, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
-    let (pid, pidfd) = match forked {
+    let (mut pid, pidfd) = match forked {
         Forked::Child => {
+            // The init keeps only what it uses: no parent-side descriptor (least of all a
+            // host directory like the cgroup dir, cf. CVE-2024-21626) survives into it.
             drop(parent_chan);
+            drop(unified);
+            drop(console_parent);
             crate::init::run(&plan, &child_chan, fifo, opts.stdio.as_ref())
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
@@ -258,28 +313,53 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     drop(plan.console_socket.take());
     guard.child = Some((pid, pidfd));
 
-    cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
+    if let Some(cg) = &cg {
+        cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
+    }
     if plan.new_userns {
-        write_id_maps(pid, &plan)?;
+        write_id_maps(pid, &plan, rootless)?;
     }
     let start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
-    let st = ContainerState {
+    let mut st = ContainerState {
         id: opts.id.clone(),
         pid,
         start_time,
         bundle: bundle.clone(),
         rootfs: plan.rootfs.clone(),
         created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
-        owner: String::new(),
+        owner: user_name(rustix::process::geteuid().as_raw()),
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
-        cgroup: Some(cg.clone()),
-        own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
+        cgroup: cg.clone(),
+        own_pidns: plan.own_pidns(),
         spec,
     };
-    parent_chan.send(&Msg::Go, None).ctx(|| "signalling the container init".to_string())?;
+    let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
+        String::new()
+    } else {
+        String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned()
+    };
+    parent_chan
+        .send(&Msg::Go(go_state), None)
+        .ctx(|| "signalling the container init".to_string())
+        .map_err(|e| init_error(&parent_chan, e))?;
     loop {
         match parent_chan.recv().ctx(|| "waiting for the container init".to_string())? {
             Some((Msg::Ready, _)) => break,
+            Some((Msg::InitPid(init), _)) => {
+                // The child forked the real init into a new pid namespace and exits: reap it
+                // and follow the init instead.
+                let (old, _) = guard.child.take().ok_or_else(|| Error::Init("lost the init".into()))?;
+                let _ = rustix::process::waitpid(Pid::from_raw(old), rustix::process::WaitOptions::empty());
+                let p = Pid::from_raw(init).ok_or_else(|| Error::Init(format!("bad init pid {init}")))?;
+                let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                    .ctx(|| "opening a pidfd for the init".to_string())?;
+                guard.child = Some((init, fd));
+                pid = init;
+                st.pid = init;
+                st.start_time = state::proc_stat(init).map(|s| s.1).unwrap_or(0);
+                let go = String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned();
+                parent_chan.send(&Msg::Go(go), None).ctx(|| "signalling the container init".to_string())?;
+            }
             Some((Msg::Hooks, _)) => {
                 let json = hook_state(&st, ContainerStatus::Creating);
                 let hooks = st.spec.hooks().clone().unwrap_or_default();
@@ -293,7 +373,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
                         )
                     });
                 match res {
-                    Ok(()) => parent_chan.send(&Msg::HooksDone, None).ctx(|| "resuming the init".to_string())?,
+                    Ok(()) => parent_chan
+                        .send(&Msg::HooksDone, None)
+                        .ctx(|| "resuming the init".to_string())
+                        .map_err(|e| init_error(&parent_chan, e))?,
                     Err(e) => {
                         let _ = parent_chan.send(&Msg::Abort(e.to_string()), None);
                         return Err(e);
@@ -328,8 +411,25 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         guard.disarm();
         return Ok(Launched::Created { pid, pidfd, master });
     }
-    parent_chan.send(&Msg::Start, None).ctx(|| "starting the container".to_string())?;
+    // EOF means the init exec'd (the channel is close-on-exec); an error means a
+    // startContainer hook or the exec itself failed: report it, run poststop, clean up.
+    parent_chan
+        .send(&Msg::Start, None)
+        .ctx(|| "starting the container".to_string())
+        .map_err(|e| init_error(&parent_chan, e))?;
     let hooks = st.spec.hooks().clone().unwrap_or_default();
+    match parent_chan.recv().ctx(|| "waiting for the container process to start".to_string())? {
+        None => {}
+        Some((Msg::Error(m), _)) => {
+            crate::hooks::run_all_warn(
+                "poststop",
+                hooks.poststop().as_deref().unwrap_or_default(),
+                &hook_state(&st, ContainerStatus::Stopped),
+            );
+            return Err(Error::Init(m));
+        }
+        Some((other, _)) => return Err(Error::Init(format!("unexpected message from the init: {other:?}"))),
+    }
     crate::hooks::run_all_warn(
         "poststart",
         hooks.poststart().as_deref().unwrap_or_default(),
@@ -348,6 +448,15 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     };
     destroy(&opts.root, &st)?;
     Ok(Launched::Exited(code))
+}
+
+/// A send to the init failed (EPIPE): the init has exited, and the error it queued on the
+/// channel before exiting says why, which is what the user needs rather than "Broken pipe".
+fn init_error(chan: &Channel, send_err: Error) -> Error {
+    match chan.recv() {
+        Ok(Some((Msg::Error(m), _))) => Error::Init(m),
+        _ => send_err,
+    }
 }
 
 /// Joins the pid and time namespaces that apply to children (setns of those affects only
@@ -370,7 +479,13 @@ fn prepare_parent_namespaces(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-fn write_id_maps(pid: i32, plan: &Plan) -> Result<()> {
+fn write_id_maps(pid: i32, plan: &Plan, rootless: bool) -> Result<()> {
+    if rootless {
+        // An unprivileged writer may only map its own gid, and only after giving up
+        // setgroups in the new namespace (otherwise dropping groups could grant access).
+        let sg = format!("/proc/{pid}/setgroups");
+        fs::write(&sg, "deny").ctx(|| format!("writing {sg}"))?;
+    }
     let uid_path = format!("/proc/{pid}/uid_map");
     fs::write(&uid_path, &plan.uid_map).ctx(|| format!("linux.uidMappings: writing {uid_path}"))?;
     let gid_path = format!("/proc/{pid}/gid_map");
@@ -501,13 +616,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let st = match ContainerState::load(root, id) {
         Ok(st) => st,
         Err(Error::NotFound(_)) if force => {
-            // runc -f on a half-created container: remove whatever directory is left.
+            // runc -f on a half-created container removes whatever directory is left, and
+            // on a container that does not exist at all succeeds (containerd's shim relies
+            // on that when it cleans up after a failed create).
             let d = state::dir(root, id);
             if d.exists() {
                 fs::remove_dir_all(&d).ctx(|| format!("removing {}", d.display()))?;
-                return Ok(());
             }
-            return Err(Error::NotFound(id.to_string()));
+            return Ok(());
         }
         Err(e) => return Err(e),
     };

@@ -21,13 +21,14 @@ pub enum Error {
     #[error("{0}")]
     WrongState(String),
     /// A system call or file operation failed.
-    #[error("{context}: {source}")]
+    // The OS error is part of the message (not a `source`), so printing the error chain does
+    // not repeat it.
+    #[error("{context}: {err}")]
     Io {
         /// What was being done.
         context: String,
         /// The OS error.
-        #[source]
-        source: io::Error,
+        err: io::Error,
     },
     /// The container's init reported a failure during setup.
     #[error("{0}")]
@@ -43,7 +44,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An [`Error::Io`] with context.
     pub fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
-        Error::Io { context: context.into(), source: source.into() }
+        Error::Io { context: context.into(), err: source.into() }
     }
 }
 

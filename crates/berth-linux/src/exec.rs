@@ -269,6 +269,8 @@ fn run(
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(pchan);
+            drop(unified);
+            drop(console_parent);
             child(&init, child_ns, plan, seccomp, &cchan, console_child.as_ref(), opts.stdio.as_ref())
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
@@ -283,7 +285,7 @@ fn run(
     if let Some(cg) = cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| kill_child(Error::Cgroup(e.to_string())))?;
     }
-    pchan.send(&Msg::Go, None).ctx(|| "signalling the exec process".to_string()).map_err(kill_child)?;
+    pchan.send(&Msg::Go(String::new()), None).ctx(|| "signalling the exec process".to_string()).map_err(kill_child)?;
     loop {
         match pchan.recv() {
             Ok(None) => break,
@@ -341,7 +343,7 @@ fn child(
                 .ctx(|| "sending the PTY master".to_string())?;
         }
         match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
-            Some((Msg::Go, _)) => {}
+            Some((Msg::Go(_), _)) => {}
             other => return Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
         }
         crate::init::exec_process(plan, seccomp, |listener| {

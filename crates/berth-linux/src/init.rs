@@ -55,13 +55,17 @@ pub fn run(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&St
         Ok(Err(e)) => e.to_string(),
         Err(_) => "internal error: container init panicked".to_string(),
     };
-    let _ = chan.send(&Msg::Error(msg), None);
+    if chan.send(&Msg::Error(msg.clone()), None).is_err() {
+        // Nobody is listening any more (`create` returned and another process started us
+        // through the exec fifo): the container's stderr is where the error can be seen.
+        let _ = rustix::io::write(rustix::stdio::stderr(), format!("berth: {msg}\n").as_bytes());
+    }
     exit_immediately(1)
 }
 
-fn wait_go(chan: &Channel) -> Result<()> {
+fn wait_go(chan: &Channel) -> Result<String> {
     match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
-        Some((Msg::Go, _)) => Ok(()),
+        Some((Msg::Go(state), _)) => Ok(state),
         Some((Msg::Abort(m), _)) => Err(Error::Init(m)),
         other => Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
     }
@@ -75,10 +79,9 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     // Files and nodes we create get exactly the modes we ask for; the user's umask is
     // applied just before exec.
     rustix::process::umask(Mode::empty());
-    let mut have_go = false;
-    if plan.new_userns || plan.unshare_cgroupns {
-        wait_go(chan)?;
-        have_go = true;
+    let mut state = None;
+    if plan.new_userns || plan.unshare_cgroupns || !plan.create_container_hooks.is_empty() {
+        state = Some(wait_go(chan)?);
     }
     if plan.new_userns {
         // Become root of the new namespace so files we create are owned by the mapped root.
@@ -87,11 +90,49 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         rustix::thread::set_thread_res_uid(rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT)
             .ctx(|| "setresuid(0) in the user namespace (is uid 0 mapped?)".to_string())?;
     }
+    if let Some(user) = &plan.join_user {
+        // The user namespace first: it gives us the capabilities to join or create the others
+        // as its root. Cgroups must be joined before we possibly fork the real init below.
+        if state.is_none() {
+            state = Some(wait_go(chan)?);
+        }
+        let fd = rfs::open(user, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening user namespace {}", user.display()))?;
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::User))
+            .ctx(|| format!("joining user namespace {}", user.display()))?;
+        rustix::thread::set_thread_res_gid(rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT)
+            .ctx(|| format!("setresgid(0) in user namespace {} (is gid 0 mapped?)", user.display()))?;
+        rustix::thread::set_thread_res_uid(rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT)
+            .ctx(|| format!("setresuid(0) in user namespace {} (is uid 0 mapped?)", user.display()))?;
+    }
     for (path, _bit) in &plan.join {
         let fd = rfs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .ctx(|| format!("opening namespace {}", path.display()))?;
         rustix::thread::move_into_link_name_space(fd.as_fd(), None)
             .ctx(|| format!("joining namespace {}", path.display()))?;
+    }
+    if plan.unshare_after_user != 0 {
+        berth_sys::process::unshare_namespaces(plan.unshare_after_user)
+            .ctx(|| "creating namespaces in the joined user namespace".to_string())?;
+    }
+    if plan.fork_for_pidns {
+        // unshare(CLONE_NEWPID) only applies to children: fork the real init into it. With
+        // CLONE_PARENT it is the runtime's child, like an init cloned directly.
+        berth_sys::process::unshare_namespaces(libc::CLONE_NEWPID as u64)
+            .ctx(|| "creating the pid namespace".to_string())?;
+        let flags = berth_sys::process::CLONE_PARENT | berth_sys::process::CLONE_CLEAR_SIGHAND;
+        match berth_sys::process::clone3(flags, None).ctx(|| "forking the init into its pid namespace".to_string())? {
+            berth_sys::process::Forked::Parent { pid, .. } => {
+                let _ = chan.send(&Msg::InitPid(pid), None);
+                exit_immediately(0)
+            }
+            berth_sys::process::Forked::Child => {
+                // pdeathsig is not inherited; the runtime sends the state again with our pid.
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                    .ctx(|| "setting pdeathsig".to_string())?;
+                state = Some(wait_go(chan)?);
+            }
+        }
     }
     if plan.unshare_cgroupns {
         berth_sys::process::unshare_namespaces(libc::CLONE_NEWCGROUP as u64)
@@ -110,6 +151,11 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         root.mkdir_all(&plan.process.cwd, 0o755).map_err(|e| Error::Invalid(format!("process.cwd: {e}")))?;
     }
     if plan.runtime_hooks {
+        // The hooks run with the init in its cgroups (runc's order), and the runtime's Go,
+        // which says so, must be read before HooksDone or the two would cross.
+        if state.is_none() {
+            state = Some(wait_go(chan)?);
+        }
         chan.send(&Msg::Hooks, None).ctx(|| "requesting hooks".to_string())?;
         match chan.recv().ctx(|| "waiting for hooks".to_string())? {
             Some((Msg::HooksDone, _)) => {}
@@ -117,11 +163,18 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
             other => return Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
         }
     }
+    if !plan.create_container_hooks.is_empty() {
+        let json = state.as_deref().unwrap_or_default();
+        crate::hooks::run_all("createContainer", &plan.create_container_hooks, json.as_bytes())?;
+    }
     rootfs::enter(&root, plan)?;
     drop(root);
     if plan.process.terminal {
         crate::tty::setup_console(plan)?;
     }
+    // Before finish(): the default spec makes /proc/sys read-only, so runc writes sysctls
+    // before applying readonlyPaths, and so do we.
+    rootfs::write_sysctls(plan)?;
     rootfs::finish(plan)?;
     if let Some(h) = &plan.hostname {
         rustix::system::sethostname(h.as_bytes()).ctx(|| "hostname: sethostname".to_string())?;
@@ -129,13 +182,13 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if let Some(d) = &plan.domainname {
         rustix::system::setdomainname(d.as_bytes()).ctx(|| "domainname: setdomainname".to_string())?;
     }
-    rootfs::write_sysctls(plan)?;
     if let Some(p) = plan.personality {
         berth_sys::personality(p).ctx(|| "linux.personality".to_string())?;
     }
-    if !have_go {
-        wait_go(chan)?;
-    }
+    let state = match state {
+        Some(s) => s,
+        None => wait_go(chan)?,
+    };
     // From here on a parent crash must not kill the container: `create` returns as soon as it
     // reads Ready. If the parent dies before that, sending Ready fails and we exit.
     rustix::process::set_parent_process_death_signal(None).ctx(|| "clearing pdeathsig".to_string())?;
@@ -164,8 +217,24 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
                 None => Err(Error::Init("runtime went away before start".into())),
                 Some((other, _)) => Err(Error::Init(format!("unexpected message {other:?}"))),
             },
+        }?;
+        if !plan.start_container_hooks.is_empty() {
+            let json = with_status(&state, "created");
+            crate::hooks::run_all("startContainer", &plan.start_container_hooks, &json)?;
         }
+        Ok(())
     })
+}
+
+/// The state JSON with its `status` replaced.
+fn with_status(state: &str, status: &str) -> Vec<u8> {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            v["status"] = serde_json::Value::String(status.to_string());
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+        Err(_) => state.as_bytes().to_vec(),
+    }
 }
 
 /// Applies the process settings shared by init and exec, calls `ready`, then execs.
@@ -226,7 +295,7 @@ pub fn exec_process(
     // Every descriptor not meant for the process becomes close-on-exec, including any a
     // caller leaked into the runtime (CVE-2024-21626); preserved ones are kept open.
     let first = 3 + p.preserve_fds;
-    berth_sys::close_range(first, u32::MAX, berth_sys::CLOSE_RANGE_CLOEXEC).ctx(|| "close_range".to_string())?;
+    berth_sys::cloexec_range(first, u32::MAX).ctx(|| "close_range".to_string())?;
     for fd in 3..first {
         berth_sys::keep_on_exec(fd as i32).ctx(|| format!("--preserve-fds: descriptor {fd}"))?;
     }
@@ -249,7 +318,14 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
         rustix::thread::set_keep_capabilities(true).ctx(|| "PR_SET_KEEPCAPS".to_string())?;
     }
     let groups: Vec<rustix::fs::Gid> = p.additional_gids.iter().map(|g| rustix::fs::Gid::from_raw(*g)).collect();
-    rustix::thread::set_thread_groups(&groups).ctx(|| "process.user.additionalGids: setgroups".to_string())?;
+    match rustix::thread::set_thread_groups(&groups) {
+        Ok(()) => {}
+        // In a user namespace set up by an unprivileged user setgroups is denied; with no
+        // groups requested there is nothing to do (the kernel shows inherited ones as the
+        // overflow gid and they cannot be dropped there).
+        Err(rustix::io::Errno::PERM) if groups.is_empty() && setgroups_denied() => {}
+        Err(e) => return Err(Error::io("process.user.additionalGids: setgroups", e)),
+    }
     let gid = rustix::fs::Gid::from_raw(p.gid);
     rustix::thread::set_thread_res_gid(gid, gid, gid).ctx(|| format!("process.user.gid: setresgid({})", p.gid))?;
     let uid = rustix::fs::Uid::from_raw(p.uid);
@@ -278,6 +354,10 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
 /// chdir to the process cwd, resolved inside the root without magic links, then check with

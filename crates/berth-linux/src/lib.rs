@@ -24,10 +24,16 @@ pub mod init;
 pub mod mountopts;
 pub mod paths;
 pub mod plan;
+pub mod resources;
 pub mod rootfs;
+pub mod seal;
 pub mod signals;
 pub mod state;
 pub mod sync;
 pub mod tty;
+pub mod userns;
 
 pub use error::{Error, Result};
+
+/// Re-export of the OCI types the API takes.
+pub use oci_spec::runtime as oci;

@@ -5,7 +5,6 @@
 //! syscalls in order, errors that depend on input surface before any namespace exists, and
 //! the same plan can be reused for `exec` (which shares the process part).
 
-use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -45,6 +44,9 @@ pub struct MountPlan {
     pub opts: MountOptions,
     /// How to mount.
     pub kind: MountKind,
+    /// Idmapped mount: (uid_map, gid_map, recursive), from the mount's `uidMappings`/
+    /// `gidMappings` (or the container's with a bare `idmap` option).
+    pub idmap: Option<(String, String, bool)>,
 }
 
 /// One hierarchy to expose under a `cgroup` mount.
@@ -175,6 +177,15 @@ pub struct Plan {
     pub unshare_cgroupns: bool,
     /// A new user namespace (the child waits for its id maps).
     pub new_userns: bool,
+    /// An existing user namespace to join. The child joins it first and then unshares
+    /// `unshare_after_user`, so the new namespaces are owned by it (a clone from the parent
+    /// would make them owned by the host's user namespace).
+    pub join_user: Option<PathBuf>,
+    /// Namespaces the child creates with unshare after joining `join_user`.
+    pub unshare_after_user: u64,
+    /// With `join_user` and a new pid namespace: the child unshares it and forks the real
+    /// init (with CLONE_PARENT, so it is still the caller's child).
+    pub fork_for_pidns: bool,
     /// uid_map / gid_map contents written by the parent.
     pub uid_map: String,
     /// See `uid_map`.
@@ -201,14 +212,32 @@ pub struct Plan {
     pub personality: Option<libc::c_ulong>,
     /// The user process.
     pub process: ProcessPlan,
-    /// Create mode: path of the exec fifo the init waits on.
-    pub exec_fifo: Option<CString>,
     /// A connected `--console-socket` to send the PTY master to.
     pub console_socket: Option<OwnedFd>,
-    /// Spec has createContainer hooks or prestart/createRuntime hooks (extra sync round).
+    /// Spec has prestart/createRuntime hooks (the parent runs them: one extra round trip).
     pub runtime_hooks: bool,
+    /// createContainer hooks (run by the init in the container's namespaces, before
+    /// pivot_root).
+    pub create_container_hooks: Vec<oci_spec::runtime::Hook>,
+    /// startContainer hooks (run by the init after start, before the user process).
+    pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
     /// The compiled `linux.seccomp` filter (compiled in the parent, installed by the child).
     pub seccomp: Option<berth_seccomp::CompiledFilter>,
+    /// User namespaces for idmapped mounts, by index in `mounts` (created by the parent).
+    pub idmap_userns: Vec<(usize, OwnedFd)>,
+}
+
+impl Plan {
+    /// The init runs in a user namespace (created or joined): device nodes must be bound from
+    /// the host since mknod is not permitted there.
+    pub fn in_userns(&self) -> bool {
+        self.new_userns || self.join_user.is_some()
+    }
+
+    /// The container has its own pid namespace.
+    pub fn own_pidns(&self) -> bool {
+        self.clone_flags & libc::CLONE_NEWPID as u64 != 0 || self.fork_for_pidns
+    }
 }
 
 /// Default devices every container gets (runc's list), mode 0666, owned by root.
@@ -265,11 +294,11 @@ where
 {
     let mut mask = 0u64;
     for c in caps.into_iter().flatten() {
-        let name = c.to_string();
-        let name = if name.starts_with("CAP_") { name } else { format!("CAP_{}", name.to_ascii_uppercase()) };
-        match crate::caps::number(&name) {
-            Some(n) => mask |= 1u64 << n,
-            None => log::warn!("{field}: unknown capability {name:?}: ignored"),
+        let n = berth_spec::capability_to_number(*c);
+        if n <= crate::caps::last_cap() {
+            mask |= 1u64 << n;
+        } else {
+            log::warn!("{field}: {c} is unknown to this kernel: ignored");
         }
     }
     Ok(mask)
@@ -357,9 +386,10 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     let mut join = Vec::new();
     let (mut join_pid, mut join_time) = (None, None);
     let mut new_userns = false;
+    let mut join_user = None;
     let mut unshare_cgroupns = false;
     let mut has_mntns = false;
-    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+    for ns in linux.namespaces().iter().flatten() {
         let bit = ns.typ() as u64;
         if ns.typ() == LinuxNamespaceType::Mount {
             has_mntns = true;
@@ -368,11 +398,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
             Some(p) if !p.as_os_str().is_empty() => match ns.typ() {
                 LinuxNamespaceType::Pid => join_pid = Some(p.clone()),
                 LinuxNamespaceType::Time => join_time = Some(p.clone()),
-                LinuxNamespaceType::User => {
-                    return Err(Error::Invalid(format!(
-                        "linux.namespaces[{i}].path: joining an existing user namespace is not supported yet"
-                    )))
-                }
+                LinuxNamespaceType::User => join_user = Some(p.clone()),
                 _ => join.push((p.clone(), bit)),
             },
             _ => match ns.typ() {
@@ -387,6 +413,18 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     }
     if !has_mntns {
         return Err(Error::Invalid("linux.namespaces: a mount namespace is required to set up the rootfs".into()));
+    }
+    let (mut unshare_after_user, mut fork_for_pidns) = (0, false);
+    if join_user.is_some() {
+        let pid = libc::CLONE_NEWPID as u64;
+        fork_for_pidns = clone_flags & pid != 0;
+        unshare_after_user = clone_flags & !pid & !berth_sys::process::CLONE_NEWTIME;
+        if clone_flags & berth_sys::process::CLONE_NEWTIME != 0 {
+            return Err(Error::Invalid(
+                "linux.namespaces: a new time namespace together with a joined user namespace is not supported".into(),
+            ));
+        }
+        clone_flags = 0;
     }
     let time_offsets = if clone_flags & berth_sys::process::CLONE_NEWTIME != 0 {
         linux.time_offsets().as_ref().filter(|m| !m.is_empty()).map(|m| {
@@ -439,7 +477,33 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         if is_bind {
             opts.flags |= libc::MS_BIND;
         }
-        mounts.push(MountPlan { index, destination, source, fstype, opts, kind });
+        let idmap = if m.uid_mappings().is_some() || m.gid_mappings().is_some() || opts.idmap.is_some() {
+            if !is_bind {
+                return Err(Error::Invalid(format!(
+                    "mounts[{index}]: idmapped mounts are supported for bind mounts only"
+                )));
+            }
+            // An idmapped mount shows a file owned by on-disk id X as the id the mount's user
+            // namespace maps X to, so the namespace's map lines are "hostID containerID
+            // size": the OCI pair swapped.
+            let swapped = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+                m.into_iter()
+                    .flatten()
+                    .map(|x| format!("{} {} {}\n", x.host_id(), x.container_id(), x.size()))
+                    .collect()
+            };
+            let u = swapped(m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref()));
+            let g = swapped(m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref()));
+            if u.is_empty() || g.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "mounts[{index}]: an idmapped mount needs uidMappings and gidMappings (on the mount or in linux)"
+                )));
+            }
+            Some((u, g, opts.idmap == Some(true) || opts.is_recursive()))
+        } else {
+            None
+        };
+        mounts.push(MountPlan { index, destination, source, fstype, opts, kind, idmap });
     }
 
     let mut devices = default_devices();
@@ -481,8 +545,9 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     let runtime_hooks = hooks.is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
     });
+    let create_container_hooks = hooks.and_then(|h| h.create_container().clone()).unwrap_or_default();
+    let start_container_hooks = hooks.and_then(|h| h.start_container().clone()).unwrap_or_default();
 
     Ok(Plan {
         id: id.to_string(),
@@ -495,6 +560,9 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         join,
         join_pid,
         join_time,
+        join_user,
+        unshare_after_user,
+        fork_for_pidns,
         time_offsets,
         unshare_cgroupns,
         new_userns,
@@ -511,9 +579,11 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         sysctl,
         personality,
         process: process_plan,
-        exec_fifo: None,
         console_socket: None,
         runtime_hooks,
+        create_container_hooks,
+        start_container_hooks,
         seccomp: None,
+        idmap_userns: Vec::new(),
     })
 }

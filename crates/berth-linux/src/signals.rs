@@ -123,10 +123,9 @@ impl Forwarder {
                 let status = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty())
                     .ctx(|| "waiting for the container".to_string())?;
                 let code = match status {
-                    Some((_, st)) => st
-                        .exit_status()
-                        .or_else(|| st.terminating_signal().map(|s| 128 + s))
-                        .unwrap_or(255),
+                    Some((_, st)) => {
+                        st.exit_status().or_else(|| st.terminating_signal().map(|s| 128 + s)).unwrap_or(255)
+                    }
                     None => 255,
                 };
                 break code;

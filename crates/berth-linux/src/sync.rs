@@ -18,8 +18,9 @@ use rustix::net::{
 /// A message on the setup channel.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Msg {
-    /// Parent → child: cgroups joined, id maps written; setup may go on.
-    Go,
+    /// Parent → child: cgroups joined, id maps written; setup may go on. Carries the state
+    /// JSON for hooks that run inside the container (empty when there are none).
+    Go(String),
     /// Child → parent: setup finished, waiting for start.
     Ready,
     /// Child → parent: setup failed.
@@ -34,12 +35,15 @@ pub enum Msg {
     Abort(String),
     /// Child → parent: the seccomp notify fd is attached.
     SeccompFd,
+    /// Child → parent: the real init is this pid (forked into a new pid namespace after
+    /// joining a user namespace); the sender exits.
+    InitPid(i32),
 }
 
 impl Msg {
     fn tag(&self) -> u8 {
         match self {
-            Msg::Go => b'G',
+            Msg::Go(_) => b'G',
             Msg::Ready => b'R',
             Msg::Error(_) => b'E',
             Msg::Start => b'S',
@@ -47,20 +51,22 @@ impl Msg {
             Msg::HooksDone => b'h',
             Msg::Abort(_) => b'A',
             Msg::SeccompFd => b'N',
+            Msg::InitPid(_) => b'P',
         }
     }
 
-    fn payload(&self) -> &[u8] {
+    fn payload(&self) -> Vec<u8> {
         match self {
-            Msg::Error(s) | Msg::Abort(s) => s.as_bytes(),
-            _ => &[],
+            Msg::Error(s) | Msg::Abort(s) | Msg::Go(s) => s.as_bytes().to_vec(),
+            Msg::InitPid(p) => p.to_string().into_bytes(),
+            _ => Vec::new(),
         }
     }
 
     fn decode(buf: &[u8]) -> io::Result<Msg> {
         let text = || String::from_utf8_lossy(buf.get(1..).unwrap_or_default()).into_owned();
         Ok(match buf.first() {
-            Some(b'G') => Msg::Go,
+            Some(b'G') => Msg::Go(text()),
             Some(b'R') => Msg::Ready,
             Some(b'E') => Msg::Error(text()),
             Some(b'S') => Msg::Start,
@@ -68,6 +74,9 @@ impl Msg {
             Some(b'h') => Msg::HooksDone,
             Some(b'A') => Msg::Abort(text()),
             Some(b'N') => Msg::SeccompFd,
+            Some(b'P') => Msg::InitPid(
+                text().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed init pid"))?,
+            ),
             _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed setup message")),
         })
     }
@@ -116,11 +125,17 @@ impl Channel {
         let mut buf = vec![0u8; MAX];
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let mut reset_seen = false;
         let n = loop {
             let mut iov = [io::IoSliceMut::new(&mut buf)];
             match recvmsg(&self.0, &mut iov, &mut anc, RecvFlags::CMSG_CLOEXEC) {
                 Ok(r) => break r.bytes,
                 Err(rustix::io::Errno::INTR) => continue,
+                // A peer that exits with unread messages (an init failing before it read Go)
+                // leaves ECONNRESET pending, and the kernel reports it before the messages
+                // still queued for us, such as that init's Error. The error is cleared once
+                // reported: read on.
+                Err(rustix::io::Errno::CONNRESET) if !reset_seen => reset_seen = true,
                 Err(e) => return Err(e.into()),
             }
         };
@@ -165,5 +180,17 @@ mod tests {
         assert!(fd.is_some());
         drop(b);
         assert!(a.recv().unwrap().is_none());
+    }
+
+    #[test]
+    fn error_of_a_peer_that_died_with_unread_messages() {
+        let (parent, child) = Channel::pair().unwrap();
+        parent.send(&Msg::Go(String::new()), None).unwrap();
+        child.send(&Msg::Error("mount failed".into()), None).unwrap();
+        // Closed with Go unread: the parent's socket gets ECONNRESET pending.
+        drop(child);
+        let (m, _) = parent.recv().unwrap().unwrap();
+        assert_eq!(m, Msg::Error("mount failed".into()));
+        assert!(parent.recv().unwrap().is_none());
     }
 }

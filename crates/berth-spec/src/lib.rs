@@ -21,6 +21,7 @@ mod default;
 mod error;
 mod locate;
 mod parse;
+mod rootless;
 mod validate;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ use oci_spec::runtime::{Process, Spec};
 pub use caps::{capability_name, capability_number, capability_to_number, CAPABILITIES, LAST_CAPABILITY};
 pub use default::{default_spec, DEFAULT_SPEC_JSON};
 pub use error::SpecError;
+pub use rootless::to_rootless;
 pub use validate::validate_with_warnings;
 
 /// A parsed document and the warnings its leniencies produced.

@@ -97,7 +97,9 @@ fn refuse_if_threaded() -> io::Result<()> {
 pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
     refuse_if_threaded()?;
     let mut pidfd: libc::c_int = -1;
-    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    // With CLONE_PARENT the kernel requires exit_signal 0 and uses the caller's own.
+    let exit_signal = if flags & CLONE_PARENT != 0 { 0 } else { libc::SIGCHLD as u64 };
+    let mut args = CloneArgs { flags, exit_signal, ..Default::default() };
     if flags & CLONE_PIDFD != 0 {
         args.pidfd = (&raw mut pidfd) as u64;
     }
@@ -148,6 +150,14 @@ unsafe impl Sync for CStringArray {}
 impl CStringArray {
     /// Builds the array; fails if a string contains a NUL byte.
     pub fn new<S: AsRef<str>>(items: &[S]) -> Result<Self, std::ffi::NulError> {
+        let owned = items.iter().map(|s| CString::new(s.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        let mut ptrs: Vec<*const libc::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        Ok(CStringArray { owned, ptrs })
+    }
+
+    /// Builds the array from raw bytes (arguments need not be UTF-8); fails on a NUL byte.
+    pub fn from_bytes<B: AsRef<[u8]>>(items: &[B]) -> Result<Self, std::ffi::NulError> {
         let owned = items.iter().map(|s| CString::new(s.as_ref())).collect::<Result<Vec<_>, _>>()?;
         let mut ptrs: Vec<*const libc::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
