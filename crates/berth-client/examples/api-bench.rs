@@ -107,7 +107,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 fn bench(tmp: &Path, cycles: usize, idle: usize) -> Result<(), Box<dyn std::error::Error>> {
     let rootfs = rootfs(tmp)?;
     let mut cfg = Config::new(tmp.join("state"));
-    let sibling = std::env::current_exe()?.ancestors().skip(1).take(2).map(|d| d.join("berth-monitor")).find(|p| p.is_file());
+    let sibling =
+        std::env::current_exe()?.ancestors().skip(1).take(2).map(|d| d.join("berth-monitor")).find(|p| p.is_file());
     cfg.helper = match &sibling {
         Some(p) => Helper::Path(p.clone()),
         None => Helper::CurrentExe,

@@ -390,6 +390,13 @@ impl Client {
         out
     }
 
+    /// Waits until every event queued so far for container `id` has been handed to the sink
+    /// (or `timeout` passes; returns false then). Works for deleted containers too: an
+    /// engine can use it to make sure it saw everything before shutting down.
+    pub fn flush_events(&self, id: &str, timeout: Duration) -> bool {
+        self.shared.queue.wait_idle(id, timeout)
+    }
+
     /// Waits until the init of `id` has exited (or `timeout` passes: `Ok(None)`). Returns its
     /// exit code and time. The exit is known when the monitor reported it; its event may still
     /// be waiting for output to drain.

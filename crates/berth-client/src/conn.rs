@@ -52,11 +52,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(fd: OwnedFd) -> Arc<Conn> {
-        Arc::new(Conn {
-            fd: RwLock::new(Some(fd)),
-            next: AtomicU64::new(1),
-            pending: Mutex::default(),
-        })
+        Arc::new(Conn { fd: RwLock::new(Some(fd)), next: AtomicU64::new(1), pending: Mutex::default() })
     }
 
     /// A connection that is already closed (unit tests, containers whose monitor is gone).

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,15 +25,17 @@ fn exec_collect(c: &Client, id: &str, exec_id: &str, args: &[&str], with_stdin: 
 
 #[test]
 fn lifecycle_stdio_and_exit_code() {
-    // The sink records whether stdout had reached EOF when the exit event arrived: output
-    // must drain fully before the exit event.
-    let eof_seen_at_exit = Arc::new(Mutex::new(None));
-    let eof_flag: Arc<Mutex<Option<Arc<AtomicBool>>>> = Arc::new(Mutex::new(None));
-    let (flag2, seen2) = (eof_flag.clone(), eof_seen_at_exit.clone());
+    // The sink records whether the engine had read all of stdout when the exit event
+    // arrived: output must drain fully before the exit event. (The reader appends each chunk
+    // before it reads again, and only that next read can see EOF.)
+    let complete_at_exit = Arc::new(Mutex::new(None));
+    type Shared<T> = Arc<Mutex<T>>;
+    let out_buf: Shared<Option<Shared<Vec<u8>>>> = Arc::new(Mutex::new(None));
+    let (buf2, seen2) = (out_buf.clone(), complete_at_exit.clone());
     let rec = Recorder::with_hook(move |_, e, _| {
         if e == EventType::Exit {
-            let f = flag2.lock().unwrap().clone();
-            *seen2.lock().unwrap() = f.map(|f| f.load(Ordering::SeqCst));
+            let b = buf2.lock().unwrap().clone();
+            *seen2.lock().unwrap() = b.map(|b| b.lock().unwrap().ends_with(b"filler-line-1999\n"));
         }
     });
     let c = client_with(rec.clone());
@@ -42,8 +43,16 @@ fn lifecycle_stdio_and_exit_code() {
     let script = "read line; echo \"out:$line\"; i=0; while [ $i -lt 2000 ]; do echo filler-line-$i; i=$((i+1)); done; echo err >&2; exit 3";
     c.create(&id, &spec(&["sh", "-c", script]), None).unwrap();
     assert_eq!(c.status(&id).unwrap(), Status::Created);
-    let (pid, mut io) = start_collect(&c, &id, true);
-    *eof_flag.lock().unwrap() = Some(io.stdout_eof.clone());
+    // A slow reader: when the process exits, most of its output is still in the pipe.
+    let mut slot = None;
+    let pid = c
+        .start(&id, None, true, &mut |io| {
+            slot = Some(Collected::from_with(io, 256, Duration::from_millis(1)));
+            Ok(())
+        })
+        .unwrap();
+    let mut io = slot.unwrap();
+    *out_buf.lock().unwrap() = Some(io.stdout.clone());
     assert!(pid > 0);
     let mut stdin = io.stdin.take().expect("stdin writer");
     stdin.write_all(b"hi\n").unwrap();
@@ -53,7 +62,7 @@ fn lifecycle_stdio_and_exit_code() {
     assert_eq!(exit.info.exit_code, 3);
     assert_eq!(exit.info.pid, pid);
     assert!(exit.info.exited_at.is_some());
-    assert_eq!(*eof_seen_at_exit.lock().unwrap(), Some(true), "the exit event came before stdout drained");
+    assert_eq!(*complete_at_exit.lock().unwrap(), Some(true), "the exit event came before stdout drained");
     let (out, err) = io.finish();
     assert!(out.starts_with("out:hi\nfiller-line-0\n"), "{out:?}");
     assert!(out.ends_with("filler-line-1999\n"), "output was cut: {} bytes", out.len());
@@ -91,8 +100,8 @@ fn fifty_containers_with_execs_in_parallel() {
             exec_collect(&c, &id, "e2", &["true"], false);
             rec.wait_exit(&id, "e1");
             rec.wait_exit(&id, "e2");
+            // Write, then drop the writer: dropping closes stdin, so `cat` exits.
             init_io.stdin.take().unwrap().write_all(format!("init-{i}\n").as_bytes()).unwrap();
-            drop(init_io.stdin.take());
             let exit = rec.wait_exit(&id, &id);
             assert_eq!(exit.info.exit_code, 0);
             assert_eq!(exec_io.finish().0, format!("{msg}\n"));
@@ -165,6 +174,7 @@ fn exec_after_the_init_exited_is_refused() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(!attached);
     rec.wait_exit(&id, &id);
+    assert!(c.flush_events(&id, LONG));
     assert!(rec.trace(&id).iter().all(|t| !t.contains(":x")));
     c.delete(&id).unwrap();
 }
@@ -363,6 +373,7 @@ fn deleting_a_created_container_tears_it_down() {
     }
     assert!(!c.root().join(&id).exists());
     // It never started, so there is no exit event either.
+    assert!(c.flush_events(&id, LONG));
     assert_eq!(rec.trace(&id), ["create:init"]);
 }
 
@@ -519,19 +530,19 @@ fn a_second_client_can_take_a_container_over() {
     let mut io2 = slot.unwrap();
 
     // The first client no longer speaks for the container, and did not invent an exit.
-    eventually("the first client to notice", || {
-        c1.resume(&id).is_err_and(|e| e.kind() == ErrorKind::Unavailable)
-    });
-    assert_eq!(rec1.trace(&id), ["create:init", "start:init"]);
+    eventually("the first client to notice", || c1.resume(&id).is_err_and(|e| e.kind() == ErrorKind::Unavailable));
+    rec1.wait_for(&id, "create and start", |evs| evs.len() >= 2);
     // A pipe reads EOF once every writer is closed: the first client's handle is one of them
     // (after a crash it would be gone with its process).
     drop(stdin1.take());
 
-    io2.stdin.take().unwrap().write_all(b"via-second\n").unwrap();
+    let mut w2 = io2.stdin.take().unwrap();
+    w2.write_all(b"via-second\n").unwrap();
     c2.close_stdin(&id, &id).unwrap();
     assert_eq!(rec2.wait_exit(&id, &id).info.exit_code, 0);
     assert_eq!(io2.finish().0, "via-second\n");
     assert_eq!(rec2.trace(&id), ["exit:init"]);
     c2.delete(&id).unwrap();
-    assert!(rec1.trace(&id).iter().all(|t| !t.starts_with("exit")));
+    assert!(c1.flush_events(&id, LONG));
+    assert_eq!(rec1.trace(&id), ["create:init", "start:init"], "the first client invented events");
 }

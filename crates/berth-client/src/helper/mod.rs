@@ -13,7 +13,9 @@ pub(crate) mod monitor;
 pub(crate) mod zygote;
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::Command;
 
 use crate::wire::HELPER_ARG;
 
@@ -47,8 +49,31 @@ pub fn main() -> ! {
     std::process::exit(code)
 }
 
+/// Set in the helper's environment once leaked descriptors are gone (see [`shed_leaked_fds`]).
+const CLEAN_ENV: &str = "BERTH_HELPER_CLEAN";
+
+/// Descriptors the engine leaked to us (not close-on-exec) would live on in the helper and in
+/// every monitor for as long as they run. Closing descriptors we did not open needs `unsafe`;
+/// instead they are marked close-on-exec and the helper executes itself once more, which
+/// closes them. Costs one exec per helper start (not per container).
+fn shed_leaked_fds() {
+    if std::env::var_os(CLEAN_ENV).is_some() {
+        std::env::remove_var(CLEAN_ENV);
+        return;
+    }
+    if let Err(e) = berth_sys::cloexec_range(3, u32::MAX) {
+        log::warn!("helper: marking inherited descriptors close-on-exec: {e}");
+        return;
+    }
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    let err = Command::new("/proc/self/exe").arg0(arg0).args(args).env(CLEAN_ENV, "1").exec();
+    log::warn!("helper: re-executing to drop inherited descriptors failed: {err}");
+}
+
 fn main_with_args(args: Vec<PathBuf>) -> i32 {
     init_logger();
+    shed_leaked_fds();
     match args.as_slice() {
         [root] => zygote::run(root),
         _ => {

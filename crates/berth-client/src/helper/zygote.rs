@@ -179,9 +179,6 @@ pub(crate) fn run(root: &Path) -> i32 {
 }
 
 fn setup(root: &Path) -> std::io::Result<Option<Zygote>> {
-    // Descriptors the engine leaked (not close-on-exec) would otherwise live on in every
-    // monitor and container init for as long as they run.
-    berth_sys::close_range(3, u32::MAX, 0)?;
     let mut set = SigSet::empty();
     set.add(libc::SIGCHLD)?;
     sig::set_mask(&set)?;

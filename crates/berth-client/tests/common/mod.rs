@@ -221,6 +221,12 @@ pub struct Collected {
 impl Collected {
     /// Starts reader threads for `io`.
     pub fn from(io: ProcessIo) -> Collected {
+        Self::from_with(io, 4096, Duration::ZERO)
+    }
+
+    /// Starts reader threads reading `chunk` bytes at a time and pausing `pause` after each
+    /// chunk: a slow engine, so output is still unread when the process exits.
+    pub fn from_with(io: ProcessIo, chunk: usize, pause: Duration) -> Collected {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout_eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -228,11 +234,14 @@ impl Collected {
         let spawn =
             |mut r: Box<dyn Read + Send>, buf: Arc<Mutex<Vec<u8>>>, eof: Option<Arc<std::sync::atomic::AtomicBool>>| {
                 std::thread::spawn(move || {
-                    let mut chunk = [0u8; 4096];
+                    let mut chunk = vec![0u8; chunk];
                     loop {
                         match r.read(&mut chunk) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => buf.lock().unwrap().extend_from_slice(&chunk[..n]),
+                        }
+                        if !pause.is_zero() {
+                            std::thread::sleep(pause);
                         }
                     }
                     if let Some(e) = eof {
