@@ -521,9 +521,7 @@ fn a_second_client_can_take_a_container_over() {
         .unwrap();
 
     let rec2 = Recorder::new();
-    let mut cfg = Config::new(c1.root());
-    cfg.helper = Helper::Path(env!("CARGO_BIN_EXE_berth-monitor").into());
-    let c2 = Client::new(cfg, rec2.clone()).unwrap();
+    let c2 = client_on(c1.root(), rec2.clone());
     assert_eq!(c2.helper_pid(), c1.helper_pid(), "one helper per state root");
     let mut slot = None;
     assert_eq!(c2.restore(&id, &mut collect_into(&mut slot)).unwrap(), (true, Some(pid)));

@@ -180,7 +180,7 @@ impl EventSink for Recorder {
 /// test does not leave containers, monitors or a helper running.
 pub struct TestClient {
     client: Option<Client>,
-    _root: tempfile::TempDir,
+    _root: Option<tempfile::TempDir>,
 }
 
 impl std::ops::Deref for TestClient {
@@ -205,7 +205,14 @@ pub fn client_with(sink: Arc<dyn EventSink>) -> TestClient {
     let root = tempfile::Builder::new().prefix("berth-client-root").tempdir().expect("tempdir");
     let mut cfg = Config::new(root.path());
     cfg.helper = Helper::Path(PathBuf::from(env!("CARGO_BIN_EXE_berth-monitor")));
-    TestClient { client: Some(Client::new(cfg, sink).expect("client")), _root: root }
+    TestClient { client: Some(Client::new(cfg, sink).expect("client")), _root: Some(root) }
+}
+
+/// A second [`TestClient`] on an existing state root.
+pub fn client_on(root: &Path, sink: Arc<dyn EventSink>) -> TestClient {
+    let mut cfg = Config::new(root);
+    cfg.helper = Helper::Path(PathBuf::from(env!("CARGO_BIN_EXE_berth-monitor")));
+    TestClient { client: Some(Client::new(cfg, sink).expect("client")), _root: None }
 }
 
 /// Output of one process, collected by threads.
