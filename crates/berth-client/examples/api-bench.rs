@@ -1,9 +1,10 @@
 //! Benchmark of the embedding API: create + start + wait + delete of `/bin/true`, and the
 //! memory of a monitor.
 //!
-//! `cargo run --release --example api-bench -- [CYCLES] [IDLE_CONTAINERS]`
-//! (or `bench/api-cycle`). Builds a busybox rootfs from the host's /bin/busybox in a temporary
-//! directory. Uses `berth-monitor` next to this binary when it was built
+//! `cargo run --release --example api-bench -- [CYCLES] [IDLE_CONTAINERS] [BUNDLE]`
+//! (or `bench/api-cycle`). With BUNDLE, its config.json is used (its rootfs needs `true` and
+//! `sleep`); otherwise a busybox rootfs is built from the host's /bin/busybox in a temporary
+//! directory and runc's default spec is used. Uses `berth-monitor` next to this binary when it was built
 //! (`cargo build --release -p berth-client --bins`), otherwise this binary as the helper.
 //!
 //! Prints per-phase and total latency (median, p90, p99) and, with IDLE_CONTAINERS idle
@@ -49,12 +50,8 @@ fn rootfs(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(rootfs)
 }
 
-fn spec(rootfs: &Path, args: &[&str]) -> oci_spec::runtime::Spec {
-    let mut s = berth_spec::default_spec();
-    if let Some(mut root) = s.root().clone() {
-        root.set_path(rootfs.to_path_buf());
-        s.set_root(Some(root));
-    }
+fn spec(base: &oci_spec::runtime::Spec, args: &[&str]) -> oci_spec::runtime::Spec {
+    let mut s = base.clone();
     if let Some(mut p) = s.process().clone() {
         p.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
         p.set_terminal(Some(false));
@@ -92,10 +89,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let cycles: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(300);
     let idle: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20);
+    let bundle = args.next().map(PathBuf::from);
 
     let tmp = std::env::temp_dir().join(format!("berth-api-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let result = bench(&tmp, cycles, idle);
+    let result = bench(&tmp, cycles, idle, bundle.as_deref());
     if std::env::var_os("BERTH_BENCH_KEEP").is_some() {
         println!("kept {} (helper log: state/.berth-helper.log)", tmp.display());
     } else {
@@ -104,8 +102,29 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
-fn bench(tmp: &Path, cycles: usize, idle: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let rootfs = rootfs(tmp)?;
+fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
+    let base = match bundle {
+        Some(b) => {
+            let b = std::fs::canonicalize(b)?;
+            let mut s = berth_spec::load_bundle(&b)?.spec;
+            if let Some(mut root) = s.root().clone() {
+                if root.path().is_relative() {
+                    root.set_path(b.join(root.path()));
+                    s.set_root(Some(root));
+                }
+            }
+            s
+        }
+        None => {
+            let rootfs = rootfs(tmp)?;
+            let mut s = berth_spec::default_spec();
+            if let Some(mut root) = s.root().clone() {
+                root.set_path(rootfs);
+                s.set_root(Some(root));
+            }
+            s
+        }
+    };
     let mut cfg = Config::new(tmp.join("state"));
     let sibling =
         std::env::current_exe()?.ancestors().skip(1).take(2).map(|d| d.join("berth-monitor")).find(|p| p.is_file());
@@ -115,7 +134,7 @@ fn bench(tmp: &Path, cycles: usize, idle: usize) -> Result<(), Box<dyn std::erro
     };
     println!("helper: {}", sibling.as_ref().map_or("this binary".to_string(), |p| p.display().to_string()));
     let client = Client::new(cfg, Arc::new(Quiet))?;
-    let truth = spec(&rootfs, &["/bin/true"]);
+    let truth = spec(&base, &["/bin/true"]);
 
     let (mut total, mut create, mut start, mut wait, mut delete) = (vec![], vec![], vec![], vec![], vec![]);
     let warmup = 20;
@@ -149,7 +168,7 @@ fn bench(tmp: &Path, cycles: usize, idle: usize) -> Result<(), Box<dyn std::erro
     line("total", total);
 
     if idle > 0 {
-        let sleeper = spec(&rootfs, &["sleep", "1000000"]);
+        let sleeper = spec(&base, &["sleep", "1000000"]);
         let ids: Vec<String> = (0..idle).map(|i| format!("idle-{i}")).collect();
         for id in &ids {
             client.create(id, &sleeper, None)?;

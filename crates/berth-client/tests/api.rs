@@ -544,3 +544,34 @@ fn a_second_client_can_take_a_container_over() {
     assert!(c1.flush_events(&id, LONG));
     assert_eq!(rec1.trace(&id), ["create:init", "start:init"], "the first client invented events");
 }
+
+#[test]
+fn restore_when_the_monitor_is_gone() {
+    let rec1 = Recorder::new();
+    let c1 = client_with(rec1.clone());
+    let id = id("orphan");
+    c1.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    let (pid, _io) = start_collect(&c1, &id, false);
+    let mon = c1.monitor_pid(&id).unwrap();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(mon as i32).unwrap(), rustix::process::Signal::KILL)
+        .unwrap();
+    rec1.wait_exit(&id, &id);
+    assert!(alive(pid), "the container outlives its monitor until someone cleans up");
+
+    // A new client finds the container without a monitor: nothing can supervise it, so it
+    // is killed and reported stopped with an unknown status.
+    let rec2 = Recorder::new();
+    let c2 = client_on(c1.root(), rec2.clone());
+    assert_eq!(c2.restore(&id, &mut |_| panic!("no stdio for a dead container")).unwrap(), (false, Some(pid)));
+    let exit = rec2.wait_exit(&id, &id);
+    assert_eq!(exit.info.exit_code, u32::MAX);
+    assert!(exit.info.error.is_some());
+    assert_eq!(c2.status(&id).unwrap(), Status::Stopped);
+    assert_eq!(c2.delete_task(&id).unwrap().0, u32::MAX);
+    c2.delete(&id).unwrap();
+    eventually("the orphaned init to die", || !alive(pid));
+    assert!(!c2.root().join(&id).exists());
+    for d in cgroup_dirs(&id) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
