@@ -80,6 +80,15 @@ fn line(name: &str, mut v: Vec<Duration>) {
     );
 }
 
+/// utime + stime + cutime + cstime of this process, in clock ticks.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: field 14 of stat is index 11 here.
+    (11..15).map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok())).sum()
+}
+
 fn proc_kb(pid: u32, file: &str, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     s.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
@@ -133,8 +142,14 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
         None => Helper::CurrentExe,
     };
     println!("helper: {}", sibling.as_ref().map_or("this binary".to_string(), |p| p.display().to_string()));
-    let client = Client::new(cfg, Arc::new(Quiet))?;
     let truth = spec(&base, &["/bin/true"]);
+    let cpu_before = cpu_ticks();
+    // The cycles run on a client (and helper) of their own: once it is dropped the helper has
+    // been reaped, and the CPU time of everything involved (this process, the helper, the
+    // monitors, the containers) is in this process's own and children's times.
+    let mut cycle_cfg = cfg.clone();
+    cycle_cfg.root = tmp.join("state-cycles");
+    let client = Client::new(cycle_cfg, Arc::new(Quiet))?;
 
     let (mut total, mut create, mut start, mut wait, mut delete) = (vec![], vec![], vec![], vec![], vec![]);
     let warmup = 20;
@@ -166,6 +181,15 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
     line("wait (exit known)", wait);
     line("delete", delete);
     line("total", total);
+    drop(client);
+    if let (Some(a), Some(b)) = (cpu_before, cpu_ticks()) {
+        let ms = (b - a) as f64 * 1000.0 / rustix::param::clock_ticks_per_second().max(1) as f64;
+        println!(
+            "CPU time per cycle       {:.2} ms (engine, helper, monitors and containers; warm-up included)",
+            ms / (warmup + cycles) as f64
+        );
+    }
+    let client = Client::new(cfg, Arc::new(Quiet))?;
 
     if idle > 0 {
         let sleeper = spec(&base, &["sleep", "1000000"]);
@@ -186,11 +210,16 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
         // Let everything settle (lazily freed memory, exited setup processes).
         std::thread::sleep(Duration::from_millis(300));
         let mut pss = Vec::new();
+        let mut uss = Vec::new();
         let mut rss = Vec::new();
         let mut threads = Vec::new();
         for id in &ids {
             let pid = client.monitor_pid(id)?;
             pss.push(proc_kb(pid, "smaps_rollup", "Pss:").unwrap_or(0));
+            uss.push(
+                proc_kb(pid, "smaps_rollup", "Private_Clean:").unwrap_or(0)
+                    + proc_kb(pid, "smaps_rollup", "Private_Dirty:").unwrap_or(0),
+            );
             rss.push(proc_kb(pid, "status", "VmRSS:").unwrap_or(0));
             threads.push(proc_kb(pid, "status", "Threads:").unwrap_or(0));
         }
@@ -202,6 +231,11 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
             pss.get(pss.len() / 2).copied().unwrap_or(0),
             pss.last().copied().unwrap_or(0),
             pss.iter().sum::<u64>()
+        );
+        uss.sort_unstable();
+        println!(
+            "monitor USS  median {} KiB   (private pages: what each further monitor adds; PSS tends to it)",
+            uss.get(uss.len() / 2).copied().unwrap_or(0)
         );
         println!(
             "monitor RSS  median {} KiB   threads per monitor: {:?}",

@@ -67,7 +67,10 @@ fn shed_leaked_fds() {
     }
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
-    let err = Command::new("/proc/self/exe").arg0(arg0).args(args).env(CLEAN_ENV, "1").exec();
+    // By its path, so the process keeps its name (`/proc/self/exe` would make it "exe");
+    // through /proc/self/exe only if the binary was replaced or removed meanwhile.
+    let exe = std::env::current_exe().ok().filter(|p| p.is_file()).unwrap_or_else(|| "/proc/self/exe".into());
+    let err = Command::new(exe).arg0(arg0).args(args).env(CLEAN_ENV, "1").exec();
     log::warn!("helper: re-executing to drop inherited descriptors failed: {err}");
 }
 

@@ -203,6 +203,11 @@ pub(crate) fn run(root: &Path, id: &str, conn: OwnedFd) -> i32 {
     // group shared with the helper. Subreaper: processes orphaned inside a container that
     // shares the host pid namespace are reparented here and reaped.
     let _ = rustix::process::setsid();
+    // `ps` tells monitors apart by name (the command line is the helper's): "bm:" + the id,
+    // truncated by the kernel to 15 bytes.
+    if let Ok(name) = std::ffi::CString::new(format!("bm:{id}")) {
+        let _ = rustix::thread::set_name(&name);
+    }
     if let Err(e) = rustix::process::set_child_subreaper(Some(Pid::INIT)) {
         log::warn!("monitor {id}: cannot become a subreaper: {e}");
     }
