@@ -575,3 +575,30 @@ fn restore_when_the_monitor_is_gone() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
 }
+
+/// moby's daemon calls DeleteTask and Delete from inside its exit event handler; that must
+/// neither deadlock nor fail.
+#[test]
+fn the_sink_may_call_back_into_the_client() {
+    let client: Arc<Mutex<std::sync::Weak<TestClient>>> = Arc::default();
+    let done: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (c2, d2) = (client.clone(), done.clone());
+    let rec = Recorder::with_hook(move |cid, e, info| {
+        if e == EventType::Exit && info.process_id == cid {
+            if let Some(c) = c2.lock().unwrap().upgrade() {
+                let (code, _) = c.delete_task(cid).unwrap();
+                c.delete(cid).unwrap();
+                d2.lock().unwrap().push(format!("{cid} {code}"));
+            }
+        }
+    });
+    let c = Arc::new(client_with(rec.clone()));
+    *client.lock().unwrap() = Arc::downgrade(&c);
+    let id = id("callback");
+    c.create(&id, &spec(&["sh", "-c", "exit 4"]), None).unwrap();
+    start_collect(&c, &id, false);
+    rec.wait_exit(&id, &id);
+    assert_eq!(*done.lock().unwrap(), [format!("{id} 4")]);
+    assert!(c.status(&id).unwrap_err().is_not_found());
+    assert!(!c.root().join(&id).exists());
+}

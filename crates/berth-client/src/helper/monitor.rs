@@ -457,7 +457,9 @@ impl Monitor<'_> {
         if self.peer.as_ref().is_some_and(|p| p.ready && !p.broken) {
             let msg = Msg::Event { event: ev.clone() };
             self.send(&msg, Vec::new(), Some(ev));
-        } else {
+        } else if !(ev.kind == EventType::Oom && self.held.back().is_some_and(|h| h.kind == EventType::Oom)) {
+            // Held for the next client. Repeated OOMs collapse into one, so what is held is
+            // bounded by the number of processes.
             self.held.push_back(ev);
         }
     }
