@@ -214,8 +214,9 @@ pub struct Plan {
     pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
     /// The compiled `linux.seccomp` filter (compiled in the parent, installed by the child).
     pub seccomp: Option<berth_seccomp::CompiledFilter>,
-    /// User namespaces for idmapped mounts, by index in `mounts` (created by the parent).
-    pub idmap_userns: Vec<(usize, OwnedFd)>,
+    /// Detached, already idmapped trees for idmapped bind mounts, by index in `mounts`
+    /// (made by the parent in the host's user namespace; the init only attaches them).
+    pub idmap_trees: Vec<(usize, OwnedFd)>,
 }
 
 /// Default devices every container gets (runc's list), mode 0666, owned by root.
@@ -546,6 +547,6 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         create_container_hooks,
         start_container_hooks,
         seccomp: None,
-        idmap_userns: Vec::new(),
+        idmap_trees: Vec::new(),
     })
 }
