@@ -229,14 +229,7 @@ fn dev_console_symlinked_to_a_procfs_file_is_refused() {
     let id = env.id("console");
     let sock = b.file("console.sock");
     let listener = UnixListener::bind(&sock).unwrap();
-    let (out, master) = std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            env.detached(&b, &id, &["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.dir(), &id])
-        });
-        let (conn, _) = listener.accept().unwrap();
-        let master = recv_fd(&conn);
-        (h.join().unwrap(), master)
-    });
+    let (out, master) = create_with_console(&env, &b, &id, &listener);
     // runc refuses this since 1.2.8 (O_NOFOLLOW on the mount target); so does berth.
     out.fails_with("/dev/console in the rootfs is a symlink");
     assert!(master.is_none(), "a PTY master was sent although setup failed");
@@ -245,14 +238,7 @@ fn dev_console_symlinked_to_a_procfs_file_is_refused() {
     // untouched (what a runtime that followed the link would have covered with the PTY).
     fs::remove_file(b.rootfs().join("dev/console")).unwrap();
     let id = env.id("console-ok");
-    let (out, master) = std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            env.detached(&b, &id, &["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.dir(), &id])
-        });
-        let (conn, _) = listener.accept().unwrap();
-        let master = recv_fd(&conn);
-        (h.join().unwrap(), master)
-    });
+    let (out, master) = create_with_console(&env, &b, &id, &listener);
     out.ok();
     let pid = env.pid_of(&id);
     env.berth(&["start", &id]).ok();
@@ -260,6 +246,41 @@ fn dev_console_symlinked_to_a_procfs_file_is_refused() {
     assert_eq!(env.reap(pid), 0, "{text}");
     assert_eq!(text.replace('\r', ""), "regular empty file\ncharacter special file\n");
     env.finish();
+}
+
+/// Accepts a connection on `listener` unless `give_up` says the peer cannot come any more
+/// (or the patience deadline passed), so that a runtime failing before it connects fails the
+/// test instead of hanging it.
+fn accept_unless(listener: &UnixListener, give_up: impl Fn() -> bool) -> Option<std::os::unix::net::UnixStream> {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                conn.set_nonblocking(false).unwrap();
+                return Some(conn);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if give_up() || std::time::Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// `berth create --console-socket` (detached), receiving the PTY master it sends, if any.
+fn create_with_console(env: &Env, b: &Bundle, id: &str, listener: &UnixListener) -> (Out, Option<OwnedFd>) {
+    let sock = listener.local_addr().unwrap().as_pathname().unwrap().to_path_buf();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            env.detached(b, id, &["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.dir(), id])
+        });
+        let master = accept_unless(listener, || h.is_finished()).and_then(|conn| recv_fd(&conn));
+        (h.join().unwrap(), master)
+    })
 }
 
 /// Receives one descriptor sent over a connected unix socket.
@@ -382,6 +403,14 @@ fn rename_exchange_race_on_mount_destinations_never_escapes_the_root() {
     );
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (mut ok, mut via_link, mut failed) = (0, 0, Vec::new());
+    /// Stops the racer when the loop ends, also by a failed assertion (the scope would
+    /// otherwise wait for the racer forever).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let swaps = std::thread::scope(|s| {
         let racer = s.spawn(|| {
             let dir = fs::File::open(&vol_path).unwrap();
@@ -392,6 +421,7 @@ fn rename_exchange_race_on_mount_destinations_never_escapes_the_root() {
             }
             n
         });
+        let stopper = Stop(&stop);
         for i in 0..RUNS {
             let id = env.id(&format!("race{i}"));
             let out = env.berth(&["run", "--bundle", b.dir(), &id]);
@@ -416,7 +446,7 @@ fn rename_exchange_race_on_mount_destinations_never_escapes_the_root() {
                 failed.push(out.stderr);
             }
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stopper);
         racer.join().unwrap()
     });
     assert!(swaps > 0, "the racer never ran");
@@ -516,6 +546,50 @@ fn a_host_directory_leaked_by_berths_caller_never_reaches_the_container() {
     // Control: the shell really did hand fd 7 (the host's /) to berth.
     let out = Command::new("sh").arg("-c").arg("exec 7</; readlink /proc/self/fd/7").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/\n");
+    env.finish();
+}
+
+#[test]
+fn a_host_directory_passed_on_purpose_still_cannot_become_the_cwd() {
+    // With --preserve-fds the container's process really does hold a host directory as fd 3
+    // (the negative control below walks through it into the host's /). That is the
+    // caller's choice for the process to use; the runtime must still never start the process
+    // *in* it, for run as for exec.
+    let env = Env::new();
+    let via_sh = |args: &str| -> Out {
+        let script = format!("exec 3</; exec {BERTH} --root {} {args}", env.root().display());
+        let o = Command::new("sh").arg("-c").arg(&script).stdin(Stdio::null()).output().unwrap();
+        Out {
+            cmd: script,
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    let host_entry = "usr"; // in the host's /, not in the busybox rootfs
+    assert!(Path::new("/").join(host_entry).is_dir() && !shared_rootfs().join(host_entry).exists());
+    let probe = format!("ls /proc/$$/fd/3/ | grep -qx {host_entry} && echo HOST-ROOT-REACHABLE; echo STARTED");
+    // Control: fd 3 reaches the host's / from inside the container.
+    let b = env.bundle(&["sh", "-c", &probe]);
+    let out = via_sh(&format!("run --preserve-fds 1 --bundle {} {}", b.dir(), env.id("passed-ctl")));
+    assert!(out.ok().contains("HOST-ROOT-REACHABLE"), "the control cannot see the host through fd 3: {out:?}");
+    // run with cwd /proc/self/fd/3
+    let mut b = env.bundle(&["sh", "-c", &probe]);
+    b.set("/process/cwd", json!("/proc/self/fd/3"));
+    let id = env.id("passed-run");
+    let out = via_sh(&format!("run --preserve-fds 1 --bundle {} {id}", b.dir()));
+    out.fails_with("process.cwd");
+    assert!(!out.stdout.contains("STARTED"), "{out:?}");
+    LeakProbe::with_bundle(&id, env.root(), &b).assert_clean();
+    // exec --cwd /proc/self/fd/3
+    let b = env.bundle(&["sleep", "100000"]);
+    let id = env.id("passed-exec");
+    let pid = env.run_detached(&b, &id);
+    let out = via_sh(&format!("exec --preserve-fds 1 --cwd /proc/self/fd/3 {id} sh -c 'echo STARTED; pwd'"));
+    out.fails_with("process.cwd");
+    assert!(!out.stdout.contains("STARTED"), "{out:?}");
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
     env.finish();
 }
 
@@ -1071,7 +1145,7 @@ struct AgentReport {
 /// listener fd, then answers `answers` notifications with `-errno`.
 fn seccomp_agent(listener: &UnixListener, answers: usize, errno: i32) -> AgentReport {
     use std::io::Read;
-    let (mut conn, _) = listener.accept().unwrap();
+    let mut conn = accept_unless(listener, || false).expect("the runtime never connected to listenerPath");
     let mut first = [0u8; 4096];
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut anc = RecvAncillaryBuffer::new(&mut space);
