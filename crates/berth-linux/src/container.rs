@@ -253,9 +253,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
 
     for mp in &plan.mounts {
         if let Some((u, g, _)) = &mp.idmap {
-            let fd = crate::userns::mapped_userns(u, g)
-                .map_err(|e| Error::Invalid(format!("mounts[{}]: idmap: {e}", mp.index)))?;
-            plan.idmap_userns.push((mp.index, fd));
+            let tree = crate::userns::mapped_userns(u, g)
+                .and_then(|ns| crate::rootfs::bind_tree(mp, Some(&ns)))
+                .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): idmap: {e}", mp.index, mp.destination)))?;
+            plan.idmap_trees.push((mp.index, tree));
         }
     }
     let fifo = if mode == LaunchMode::Create {

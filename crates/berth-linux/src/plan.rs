@@ -223,8 +223,9 @@ pub struct Plan {
     pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
     /// The compiled `linux.seccomp` filter (compiled in the parent, installed by the child).
     pub seccomp: Option<berth_seccomp::CompiledFilter>,
-    /// User namespaces for idmapped mounts, by index in `mounts` (created by the parent).
-    pub idmap_userns: Vec<(usize, OwnedFd)>,
+    /// Detached, already idmapped trees for idmapped bind mounts, by index in `mounts`
+    /// (made by the parent in the host's user namespace; the init only attaches them).
+    pub idmap_trees: Vec<(usize, OwnedFd)>,
 }
 
 impl Plan {
@@ -483,17 +484,13 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
                     "mounts[{index}]: idmapped mounts are supported for bind mounts only"
                 )));
             }
-            // An idmapped mount shows a file owned by on-disk id X as the id the mount's user
-            // namespace maps X to, so the namespace's map lines are "hostID containerID
-            // size": the OCI pair swapped.
-            let swapped = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-                m.into_iter()
-                    .flatten()
-                    .map(|x| format!("{} {} {}\n", x.host_id(), x.container_id(), x.size()))
-                    .collect()
-            };
-            let u = swapped(m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref()));
-            let g = swapped(m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref()));
+            // An idmapped mount presents a file owned by on-disk id X as the id its user
+            // namespace maps X to (map_id_down), so the OCI pair is written as is,
+            // "containerID hostID size": containerID is the id on disk, hostID the id the
+            // mount presents. That is runc's reading (tests/integration/idmap.bats: a file
+            // owned by 0 under {0 -> 100000} shows as 100000 without a user namespace).
+            let u = map(m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref()));
+            let g = map(m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref()));
             if u.is_empty() || g.is_empty() {
                 return Err(Error::Invalid(format!(
                     "mounts[{index}]: an idmapped mount needs uidMappings and gidMappings (on the mount or in linux)"
@@ -584,6 +581,6 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         create_container_hooks,
         start_container_hooks,
         seccomp: None,
-        idmap_userns: Vec::new(),
+        idmap_trees: Vec::new(),
     })
 }

@@ -101,20 +101,24 @@ fn unescape_mountinfo(s: &str) -> String {
 fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
     match mp.kind {
         MountKind::Bind { dir } => {
-            let userns = plan.idmap_userns.iter().find(|(i, _)| *i == mp.index).map(|(_, fd)| fd);
-            mount_bind(root, mp, dir, userns)
+            let premade = plan.idmap_trees.iter().find(|(i, _)| *i == mp.index).map(|(_, fd)| fd);
+            mount_bind(root, mp, dir, premade)
         }
         MountKind::Fs => mount_fs(root, plan, mp),
         MountKind::Cgroup => mount_cgroup(root, plan, mp),
     }
 }
 
-fn mount_bind(root: &Root, mp: &MountPlan, dir: bool, userns: Option<&OwnedFd>) -> Result<()> {
-    let target = if dir { root.mkdir_all(&mp.destination, 0o755)? } else { root.create_file(&mp.destination)? };
-    let src_path = cstr("source", &mp.source)?;
+/// A detached copy of a bind mount's source with the mount's attributes and, given a user
+/// namespace, its id mapping: what [`mount_bind`] attaches.
+///
+/// Idmapped trees are made by the runtime parent, in the host's user namespace, and handed
+/// to the init ([`Plan::idmap_trees`]): `MOUNT_ATTR_IDMAP` needs CAP_SYS_ADMIN in the user
+/// namespace of the source's filesystem (the host's), which an init inside a new user
+/// namespace does not have.
+pub fn bind_tree(mp: &MountPlan, userns: Option<&OwnedFd>) -> Result<OwnedFd> {
     let src = rfs::open(mp.source.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .ctx(|| format!("opening bind source {}", mp.source))?;
-    let _ = src_path;
     let mut flags = m::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32;
     if mp.opts.is_recursive() {
         flags |= m::AT_RECURSIVE;
@@ -144,6 +148,19 @@ fn mount_bind(root: &Root, mp: &MountPlan, dir: bool, userns: Option<&OwnedFd>) 
             )
         })?;
     }
+    Ok(tree)
+}
+
+fn mount_bind(root: &Root, mp: &MountPlan, dir: bool, premade: Option<&OwnedFd>) -> Result<()> {
+    let target = if dir { root.mkdir_all(&mp.destination, 0o755)? } else { root.create_file(&mp.destination)? };
+    let made;
+    let tree = match premade {
+        Some(t) => t,
+        None => {
+            made = bind_tree(mp, None)?;
+            &made
+        }
+    };
     m::move_mount(tree.as_fd(), c"", target.as_fd(), c"", m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH)
         .ctx(|| format!("attaching the bind mount of {}", mp.source))?;
     for p in &mp.opts.propagation {

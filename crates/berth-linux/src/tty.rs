@@ -65,7 +65,19 @@ pub fn setup_console(plan: &Plan) -> Result<()> {
     let (master, slave, name) = open_pty(plan.process.console_size)?;
     // /dev/console is the slave, bind-mounted like runc does.
     let root = Root::open(Path::new("/"))?;
-    let console = root.create_file("/dev/console")?;
+    // Never through a symlink (CVE-2025-52565): with the image's own /dev, /dev/console ->
+    // /proc/sys/kernel/core_pattern would put the PTY over that procfs file and leave
+    // /dev/console pointing at it. runc refuses the same way (O_NOFOLLOW).
+    let console = match root.resolve_no_symlinks("/dev/console") {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => root.create_file("/dev/console")?,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::Invalid(
+                "/dev/console in the rootfs is a symlink; refusing to mount the terminal through it".into(),
+            ))
+        }
+        Err(e) => return Err(Error::io("resolving /dev/console", e)),
+    };
     berth_sys::mount::mount(Some(&proc_fd(slave.as_fd())), &proc_fd(console.as_fd()), None, libc::MS_BIND, None)
         .ctx(|| "bind-mounting /dev/console".to_string())?;
     make_controlling(&slave)?;
