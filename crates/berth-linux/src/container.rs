@@ -271,20 +271,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     } else {
         None
     };
-    let mut console_parent = None;
-    if let Some(sock) = &opts.console_socket {
-        plan.console_socket = Some(crate::tty::connect_console_socket(sock)?);
-    } else if plan.process.terminal {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .ctx(|| "creating the console socket pair".to_string())?;
-        plan.console_socket = Some(b);
-        console_parent = Some(a);
-    }
+    let (console_parent, console_child) =
+        crate::tty::console_endpoints(opts.console_socket.as_deref(), plan.process.terminal)?;
+    plan.console_socket = console_child;
     prepare_parent_namespaces(&plan)?;
     let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
 
@@ -399,7 +388,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         }
     }
     let mut master = None;
-    if let Some(a) = console_parent.take() {
+    if let Some(a) = console_parent {
         let (_, m) = crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?;
         master = Some(m);
     }

@@ -125,3 +125,24 @@ pub fn connect_console_socket(path: &Path) -> Result<OwnedFd> {
     rustix::net::connect(&sock, &addr).ctx(|| format!("connecting to --console-socket {}", path.display()))?;
     Ok(sock)
 }
+
+/// Where a new process's PTY master goes: `(ours, the process's)`. With `--console-socket`
+/// the process sends it there and we keep nothing; with a terminal but no socket we keep
+/// one end of a private pair and receive the master ourselves (foreground `run`, `exec -t`,
+/// the embedding library).
+pub fn console_endpoints(socket: Option<&Path>, terminal: bool) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    if let Some(p) = socket {
+        return Ok((None, Some(connect_console_socket(p)?)));
+    }
+    if !terminal {
+        return Ok((None, None));
+    }
+    let (ours, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .ctx(|| "creating the console socket pair".to_string())?;
+    Ok((Some(ours), Some(theirs)))
+}
