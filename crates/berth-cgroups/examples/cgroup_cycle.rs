@@ -8,10 +8,7 @@ use std::time::Instant;
 use berth_cgroups::{default_allowed_devices, Cgroup};
 
 fn main() {
-    let n: u32 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+    let n: u32 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let mut r: oci_spec::runtime::LinuxResources = serde_json::from_str(
         r#"{"memory": {"limit": 268435456}, "cpu": {"shares": 1024}, "pids": {"limit": 1024},
             "devices": [{"allow": false, "access": "rwm"}]}"#,

@@ -60,17 +60,11 @@ fn v2_fixture(extra: &[(&str, &str)], skip: &[&str]) -> Fixture {
             std::fs::write(dir.join(f), c).unwrap();
         }
     }
-    let controllers = [
-        "cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc",
-    ];
+    let controllers = ["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"];
     let cg = Cgroup {
         mode: Mode::Unified,
         v1: Vec::new(),
-        v2: Some(V2Dir {
-            mount,
-            path: dir.clone(),
-            controllers: controllers.iter().map(|s| s.to_string()).collect(),
-        }),
+        v2: Some(V2Dir { mount, path: dir.clone(), controllers: controllers.iter().map(|s| s.to_string()).collect() }),
     };
     Fixture { _tmp: tmp, cg, dir }
 }
@@ -86,22 +80,10 @@ fn v1_fixture(hier: &[(&str, &[(&str, &str)])]) -> Fixture {
         for (f, c) in *files {
             std::fs::write(dir.join(f), c).unwrap();
         }
-        v1.push(V1Dir {
-            controllers: ctrl.split(',').map(str::to_owned).collect(),
-            mount,
-            path: dir,
-        });
+        v1.push(V1Dir { controllers: ctrl.split(',').map(str::to_owned).collect(), mount, path: dir });
     }
     let dir = tmp.path().to_path_buf();
-    Fixture {
-        _tmp: tmp,
-        cg: Cgroup {
-            mode: Mode::Legacy,
-            v1,
-            v2: None,
-        },
-        dir,
-    }
+    Fixture { _tmp: tmp, cg: Cgroup { mode: Mode::Legacy, v1, v2: None }, dir }
 }
 
 /// Runs `f` and returns the writes it made as (path below `base`, value).
@@ -109,10 +91,8 @@ fn journal<T>(base: &Path, f: impl FnOnce() -> T) -> (T, Vec<(String, String)>) 
     JOURNAL.with(|j| *j.borrow_mut() = Some(Vec::new()));
     let out = f();
     let writes = JOURNAL.with(|j| j.borrow_mut().take().unwrap_or_default());
-    let writes = writes
-        .into_iter()
-        .map(|(p, v)| (p.strip_prefix(base).unwrap_or(&p).display().to_string(), v))
-        .collect();
+    let writes =
+        writes.into_iter().map(|(p, v)| (p.strip_prefix(base).unwrap_or(&p).display().to_string(), v)).collect();
     (out, writes)
 }
 
@@ -124,15 +104,11 @@ fn apply_fresh(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
 }
 
 fn no_devices(ops: Vec<Op>) -> Vec<Op> {
-    ops.into_iter()
-        .filter(|o| !matches!(o, Op::DevicesV1 { .. } | Op::DevicesV2 { .. }))
-        .collect()
+    ops.into_iter().filter(|o| !matches!(o, Op::DevicesV1 { .. } | Op::DevicesV2 { .. })).collect()
 }
 
 // ---- conversions -------------------------------------------------------
@@ -153,12 +129,8 @@ fn conversions_match_runc() {
     assert_eq!(swap_to_v2(500, -1), Ok(500));
     assert_eq!(swap_to_v2(300, 100), Ok(200));
     assert_eq!(swap_to_v2(100, 100), Ok(0));
-    assert!(swap_to_v2(100, 0)
-        .unwrap_err()
-        .contains("without a memory limit"));
-    assert!(swap_to_v2(50, 100)
-        .unwrap_err()
-        .contains("cannot set swap below the memory limit"));
+    assert!(swap_to_v2(100, 0).unwrap_err().contains("without a memory limit"));
+    assert!(swap_to_v2(50, 100).unwrap_err().contains("cannot set swap below the memory limit"));
 }
 
 // ---- cgroup v2 ---------------------------------------------------------
@@ -166,74 +138,36 @@ fn conversions_match_runc() {
 #[test]
 fn v2_memory_limits_swap_and_reservation() {
     let fx = v2_fixture(&[], &[]);
-    let r = res(
-        r#"{"memory": {"limit": 67108864, "swap": 100663296, "reservation": 33554432, "kernel": 5}}"#,
-    );
+    let r = res(r#"{"memory": {"limit": 67108864, "swap": 100663296, "reservation": 33554432, "kernel": 5}}"#);
     let (out, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &r));
     out.unwrap();
-    assert_eq!(
-        w,
-        pairs(&[
-            ("memory.swap.max", "33554432"),
-            ("memory.max", "67108864"),
-            ("memory.low", "33554432")
-        ])
-    );
+    assert_eq!(w, pairs(&[("memory.swap.max", "33554432"), ("memory.max", "67108864"), ("memory.low", "33554432")]));
     // -1: unlimited memory and, when swap is not given, unlimited swap.
-    let (out, w) = journal(&fx.dir, || {
-        apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": -1}}"#))
-    });
+    let (out, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": -1}}"#)));
     out.unwrap();
-    assert_eq!(
-        w,
-        pairs(&[("memory.swap.max", "max"), ("memory.max", "max")])
-    );
+    assert_eq!(w, pairs(&[("memory.swap.max", "max"), ("memory.max", "max")]));
     // memory == memory+swap: no swap at all.
-    let (out, w) = journal(&fx.dir, || {
-        apply_fresh(
-            &fx.cg,
-            &res(r#"{"memory": {"limit": 1048576, "swap": 1048576}}"#),
-        )
-    });
+    let (out, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": 1048576, "swap": 1048576}}"#)));
     out.unwrap();
-    assert_eq!(
-        w,
-        pairs(&[("memory.swap.max", "0"), ("memory.max", "1048576")])
-    );
-    let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"swap": 1048576}}"#))
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        e,
-        "linux.resources.memory.swap: unable to set a swap limit without a memory limit"
-    );
+    assert_eq!(w, pairs(&[("memory.swap.max", "0"), ("memory.max", "1048576")]));
+    let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"swap": 1048576}}"#)).unwrap_err().to_string();
+    assert_eq!(e, "linux.resources.memory.swap: unable to set a swap limit without a memory limit");
 }
 
 #[test]
 fn v2_swap_without_swap_accounting() {
     let fx = v2_fixture(&[], &["memory.swap.max"]);
     // "max" and "0" are dropped (with a warning for "0"), like runc.
-    for json in [
-        r#"{"memory": {"limit": -1}}"#,
-        r#"{"memory": {"limit": 4096, "swap": 4096}}"#,
-    ] {
+    for json in [r#"{"memory": {"limit": -1}}"#, r#"{"memory": {"limit": 4096, "swap": 4096}}"#] {
         let (out, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &res(json)));
         out.unwrap();
         assert_eq!(w.len(), 1, "{json}: {w:?}");
         assert_eq!(w[0].0, "memory.max");
     }
     // A real swap limit cannot be honoured: error naming the file.
-    let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": 4096, "swap": 8192}}"#))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("linux.resources.memory.swap: writing "),
-        "{e}"
-    );
-    assert!(
-        e.contains("memory.swap.max: No such file or directory"),
-        "{e}"
-    );
+    let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": 4096, "swap": 8192}}"#)).unwrap_err().to_string();
+    assert!(e.starts_with("linux.resources.memory.swap: writing "), "{e}");
+    assert!(e.contains("memory.swap.max: No such file or directory"), "{e}");
 }
 
 #[test]
@@ -241,37 +175,16 @@ fn v2_memory_knobs_without_an_equivalent_are_errors() {
     let fx = v2_fixture(&[], &[]);
     let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"disableOOMKiller": true}}"#)).unwrap_err();
     assert!(matches!(e, CgroupError::Unsupported { .. }));
-    assert_eq!(
-        e.to_string(),
-        "linux.resources.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer"
-    );
+    assert_eq!(e.to_string(), "linux.resources.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer");
     apply_fresh(&fx.cg, &res(r#"{"memory": {"disableOOMKiller": false}}"#)).unwrap();
-    let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"useHierarchy": false}}"#))
-        .unwrap_err()
-        .to_string();
+    let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"useHierarchy": false}}"#)).unwrap_err().to_string();
     assert!(e.contains("always hierarchical"), "{e}");
     // swappiness: only the host-wide value can be "honoured".
-    let host: u64 = std::fs::read_to_string("/proc/sys/vm/swappiness")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    apply_fresh(
-        &fx.cg,
-        &res(&format!(r#"{{"memory": {{"swappiness": {host}}}}}"#)),
-    )
-    .unwrap();
+    let host: u64 = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap().trim().parse().unwrap();
+    apply_fresh(&fx.cg, &res(&format!(r#"{{"memory": {{"swappiness": {host}}}}}"#))).unwrap();
     let other = if host == 0 { 1 } else { host - 1 };
-    let e = apply_fresh(
-        &fx.cg,
-        &res(&format!(r#"{{"memory": {{"swappiness": {other}}}}}"#)),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.starts_with("linux.resources.memory.swappiness: cgroup v2 has no per-cgroup swappiness"),
-        "{e}"
-    );
+    let e = apply_fresh(&fx.cg, &res(&format!(r#"{{"memory": {{"swappiness": {other}}}}}"#))).unwrap_err().to_string();
+    assert!(e.starts_with("linux.resources.memory.swappiness: cgroup v2 has no per-cgroup swappiness"), "{e}");
 }
 
 #[test]
@@ -280,17 +193,14 @@ fn v2_check_before_update_compares_with_current_usage() {
     let r = res(r#"{"memory": {"limit": 41943040, "checkBeforeUpdate": true}}"#);
     let (out, w) = journal(&fx.dir, || fx.cg.update(&r));
     let e = out.unwrap_err().to_string();
-    assert!(e.starts_with("linux.resources.memory.limit: rejecting limit 41943040: at or below current usage 52428800"), "{e}");
+    assert!(
+        e.starts_with("linux.resources.memory.limit: rejecting limit 41943040: at or below current usage 52428800"),
+        "{e}"
+    );
     assert!(w.is_empty(), "nothing may be written: {w:?}");
-    fx.cg
-        .update(&res(
-            r#"{"memory": {"limit": 104857600, "checkBeforeUpdate": true}}"#,
-        ))
-        .unwrap();
+    fx.cg.update(&res(r#"{"memory": {"limit": 104857600, "checkBeforeUpdate": true}}"#)).unwrap();
     // Without the flag the kernel decides (it reclaims or OOMs).
-    fx.cg
-        .update(&res(r#"{"memory": {"limit": 41943040}}"#))
-        .unwrap();
+    fx.cg.update(&res(r#"{"memory": {"limit": 41943040}}"#)).unwrap();
 }
 
 #[test]
@@ -313,40 +223,25 @@ fn v2_cpu_weight_max_burst_idle() {
         ])
     );
     // Fresh cgroup, quota only: runc's default period.
-    let (_, w) = journal(&fx.dir, || {
-        apply_fresh(&fx.cg, &res(r#"{"cpu": {"quota": -1}}"#))
-    });
+    let (_, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &res(r#"{"cpu": {"quota": -1}}"#)));
     assert_eq!(w, pairs(&[("cpu.max", "max 100000")]));
     // Update naming one half keeps the other half from the live value.
     std::fs::write(fx.dir.join("cpu.max"), "max 250000\n").unwrap();
-    let (_, w) = journal(&fx.dir, || {
-        fx.cg.update(&res(r#"{"cpu": {"quota": 50000}}"#))
-    });
+    let (_, w) = journal(&fx.dir, || fx.cg.update(&res(r#"{"cpu": {"quota": 50000}}"#)));
     assert_eq!(w, pairs(&[("cpu.max", "50000 250000")]));
     std::fs::write(fx.dir.join("cpu.max"), "20000 100000\n").unwrap();
-    let (_, w) = journal(&fx.dir, || {
-        fx.cg.update(&res(r#"{"cpu": {"period": 50000}}"#))
-    });
+    let (_, w) = journal(&fx.dir, || fx.cg.update(&res(r#"{"cpu": {"period": 50000}}"#)));
     assert_eq!(w, pairs(&[("cpu.max", "20000 50000")]));
 }
 
 #[test]
 fn v2_realtime_is_an_error_naming_the_field() {
     let fx = v2_fixture(&[], &[]);
-    let e = apply_fresh(&fx.cg, &res(r#"{"cpu": {"realtimeRuntime": 950000}}"#))
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        e,
-        "linux.resources.cpu.realtimeRuntime: cgroup v2 has no real-time group scheduling interface"
-    );
-    let e = apply_fresh(&fx.cg, &res(r#"{"cpu": {"realtimePeriod": 1000000}}"#))
-        .unwrap_err()
-        .to_string();
+    let e = apply_fresh(&fx.cg, &res(r#"{"cpu": {"realtimeRuntime": 950000}}"#)).unwrap_err().to_string();
+    assert_eq!(e, "linux.resources.cpu.realtimeRuntime: cgroup v2 has no real-time group scheduling interface");
+    let e = apply_fresh(&fx.cg, &res(r#"{"cpu": {"realtimePeriod": 1000000}}"#)).unwrap_err().to_string();
     assert!(e.starts_with("linux.resources.cpu.realtimePeriod:"), "{e}");
-    let e = apply_fresh(&fx.cg, &res(r#"{"cpu": {"idle": 2}}"#))
-        .unwrap_err()
-        .to_string();
+    let e = apply_fresh(&fx.cg, &res(r#"{"cpu": {"idle": 2}}"#)).unwrap_err().to_string();
     assert_eq!(e, "linux.resources.cpu.idle: 2 is not 0 or 1");
 }
 
@@ -370,73 +265,41 @@ fn v2_io_weight_and_io_max() {
             ("io.max", "8:0 wiops=max"),
         ])
     );
-    let e = apply_fresh(&fx.cg, &res(r#"{"blockIO": {"leafWeight": 300}}"#))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("linux.resources.blockIO.leafWeight: cgroup v2 has no leaf weight"),
-        "{e}"
-    );
-    let e = apply_fresh(&fx.cg, &res(r#"{"blockIO": {"weight": 5}}"#))
-        .unwrap_err()
-        .to_string();
+    let e = apply_fresh(&fx.cg, &res(r#"{"blockIO": {"leafWeight": 300}}"#)).unwrap_err().to_string();
+    assert!(e.starts_with("linux.resources.blockIO.leafWeight: cgroup v2 has no leaf weight"), "{e}");
+    let e = apply_fresh(&fx.cg, &res(r#"{"blockIO": {"weight": 5}}"#)).unwrap_err().to_string();
     assert!(e.contains("below the minimum of 10"), "{e}");
     // Per-device weights need BFQ on v2; without it the error names the file.
-    let e = apply_fresh(
-        &fx.cg,
-        &res(r#"{"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 300}]}}"#),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.starts_with("linux.resources.blockIO.weightDevice[0].weight: writing "),
-        "{e}"
-    );
+    let e = apply_fresh(&fx.cg, &res(r#"{"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 300}]}}"#))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("linux.resources.blockIO.weightDevice[0].weight: writing "), "{e}");
     assert!(e.contains("io.bfq.weight: No such file"), "{e}");
-    let e = apply_fresh(
-        &fx.cg,
-        &res(r#"{"blockIO": {"throttleReadBpsDevice": [{"major": -1, "minor": 0, "rate": 1}]}}"#),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.starts_with(
-            "linux.resources.blockIO.throttleReadBpsDevice[0]: -1:0 is not a device number"
-        ),
-        "{e}"
-    );
+    let e =
+        apply_fresh(&fx.cg, &res(r#"{"blockIO": {"throttleReadBpsDevice": [{"major": -1, "minor": 0, "rate": 1}]}}"#))
+            .unwrap_err()
+            .to_string();
+    assert!(e.starts_with("linux.resources.blockIO.throttleReadBpsDevice[0]: -1:0 is not a device number"), "{e}");
 }
 
 #[test]
 fn v2_bfq_takes_the_weight_unconverted() {
     let fx = v2_fixture(&[("io.bfq.weight", "default 100")], &[]);
-    let r = res(
-        r#"{"blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 300}]}}"#,
-    );
+    let r = res(r#"{"blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 300}]}}"#);
     let (out, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &r));
     out.unwrap();
-    assert_eq!(
-        w,
-        pairs(&[("io.bfq.weight", "500"), ("io.bfq.weight", "8:0 300")])
-    );
+    assert_eq!(w, pairs(&[("io.bfq.weight", "500"), ("io.bfq.weight", "8:0 300")]));
 }
 
 #[test]
 fn v2_pids_hugetlb_rdma() {
     let fx = v2_fixture(&[], &[]);
     for (limit, want) in [(0, "max"), (-1, "max"), (-7, "max"), (10, "10")] {
-        let (_, w) = journal(&fx.dir, || {
-            apply_fresh(
-                &fx.cg,
-                &res(&format!(r#"{{"pids": {{"limit": {limit}}}}}"#)),
-            )
-        });
+        let (_, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &res(&format!(r#"{{"pids": {{"limit": {limit}}}}}"#))));
         assert_eq!(w, pairs(&[("pids.max", want)]), "limit {limit}");
     }
-    let r = res(
-        r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}, {"pageSize": "1GB", "limit": -1}],
-            "rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 4}, "mlx5_0": {"hcaObjects": 9}}}"#,
-    );
+    let r = res(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}, {"pageSize": "1GB", "limit": -1}],
+            "rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 4}, "mlx5_0": {"hcaObjects": 9}}}"#);
     let (out, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &r));
     out.unwrap();
     // 1GB has no rsvd file in the fixture: skipped (old kernels lack it).
@@ -450,16 +313,10 @@ fn v2_pids_hugetlb_rdma() {
             ("rdma.max", "mlx5_1 hca_handle=3 hca_object=4"),
         ])
     );
-    let e = apply_fresh(
-        &fx.cg,
-        &res(r#"{"hugepageLimits": [{"pageSize": "../2MB", "limit": 1}]}"#),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.starts_with("linux.resources.hugepageLimits[0].pageSize:"),
-        "{e}"
-    );
+    let e = apply_fresh(&fx.cg, &res(r#"{"hugepageLimits": [{"pageSize": "../2MB", "limit": 1}]}"#))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("linux.resources.hugepageLimits[0].pageSize:"), "{e}");
 }
 
 #[test]
@@ -473,28 +330,13 @@ fn v2_network_and_v1_only_settings_are_refused() {
 #[test]
 fn v2_unified_writes_each_line_and_needs_existing_files() {
     let fx = v2_fixture(&[], &[]);
-    let r = res(
-        r#"{"pids": {"limit": 5}, "unified": {"pids.max": "9", "io.max": "8:0 rbps=1\n8:16 wbps=2\n"}}"#,
-    );
+    let r = res(r#"{"pids": {"limit": 5}, "unified": {"pids.max": "9", "io.max": "8:0 rbps=1\n8:16 wbps=2\n"}}"#);
     let (out, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &r));
     out.unwrap();
     // unified is applied last, so it wins over the typed field.
-    assert_eq!(
-        w,
-        pairs(&[
-            ("pids.max", "5"),
-            ("io.max", "8:0 rbps=1"),
-            ("io.max", "8:16 wbps=2"),
-            ("pids.max", "9")
-        ])
-    );
-    let e = apply_fresh(&fx.cg, &res(r#"{"unified": {"memory.oom.group": "1"}}"#))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with(r#"linux.resources.unified["memory.oom.group"]: writing "#),
-        "{e}"
-    );
+    assert_eq!(w, pairs(&[("pids.max", "5"), ("io.max", "8:0 rbps=1"), ("io.max", "8:16 wbps=2"), ("pids.max", "9")]));
+    let e = apply_fresh(&fx.cg, &res(r#"{"unified": {"memory.oom.group": "1"}}"#)).unwrap_err().to_string();
+    assert!(e.starts_with(r#"linux.resources.unified["memory.oom.group"]: writing "#), "{e}");
     assert!(e.contains("No such file or directory"), "{e}");
 }
 
@@ -506,10 +348,7 @@ fn v2_devices_become_one_program() {
     d.extend(crate::default_allowed_devices());
     r.set_devices(Some(d));
     let ops = apply::plan(&fx.cg, &r, true, false).unwrap();
-    let progs: Vec<_> = ops
-        .iter()
-        .filter(|o| matches!(o, Op::DevicesV2 { .. }))
-        .collect();
+    let progs: Vec<_> = ops.iter().filter(|o| matches!(o, Op::DevicesV2 { .. })).collect();
     assert_eq!(progs.len(), 1);
     // Updates without devices leave the program alone.
     let ops = apply::plan(&fx.cg, &res(r#"{"pids": {"limit": 1}}"#), false, true).unwrap();
@@ -523,28 +362,27 @@ fn v2_stats_from_kernel_files() {
             ("memory.stat", "anon 1000\nfile 4096\nkernel 12\n"),
             ("memory.peak", "70000000"),
             ("memory.swap.current", "100"),
-            ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 7\nnr_throttled 2\nthrottled_usec 30\n"),
+            (
+                "cpu.stat",
+                "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 7\nnr_throttled 2\nthrottled_usec 30\n",
+            ),
             ("io.stat", "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"),
             ("pids.current", "3"),
             ("hugetlb.2MB.current", "2097152"),
             ("hugetlb.2MB.events", "max 4\n"),
             ("cpuset.cpus.effective", "0-2,5\n"),
-            ("cpu.pressure", "some avg10=1.50 avg60=0.00 avg300=0.00 total=12\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=3\n"),
+            (
+                "cpu.pressure",
+                "some avg10=1.50 avg60=0.00 avg300=0.00 total=12\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=3\n",
+            ),
         ],
         &[],
     );
     std::fs::write(fx.dir.join("pids.max"), "20\n").unwrap();
     let s = fx.cg.stats().unwrap();
+    assert_eq!((s.cpu.usage.total, s.cpu.usage.user, s.cpu.usage.kernel), (1_500_000, 1_000_000, 500_000));
     assert_eq!(
-        (s.cpu.usage.total, s.cpu.usage.user, s.cpu.usage.kernel),
-        (1_500_000, 1_000_000, 500_000)
-    );
-    assert_eq!(
-        (
-            s.cpu.throttling.periods,
-            s.cpu.throttling.throttled_periods,
-            s.cpu.throttling.throttled_time
-        ),
+        (s.cpu.throttling.periods, s.cpu.throttling.throttled_periods, s.cpu.throttling.throttled_time),
         (7, 2, 30_000)
     );
     assert_eq!(s.memory.cache, 4096);
@@ -564,10 +402,7 @@ fn v2_stats_from_kernel_files() {
     assert_eq!(s.cpuset.cpus, vec![0, 1, 2, 5]);
     assert_eq!(s.cpu.psi.as_ref().unwrap().some.avg10, 1.5);
     let v = serde_json::to_value(&s).unwrap();
-    assert_eq!(
-        v["blkio"]["ioServiceBytesRecursive"][0],
-        serde_json::json!({"major": 8, "op": "Read", "value": 4096})
-    );
+    assert_eq!(v["blkio"]["ioServiceBytesRecursive"][0], serde_json::json!({"major": 8, "op": "Read", "value": 4096}));
     assert_eq!(
         v["cpu"]["throttling"],
         serde_json::json!({"periods": 7, "throttledPeriods": 2, "throttledTime": 30000})
@@ -582,20 +417,13 @@ fn v2_oom_watcher_follows_memory_events_with_inotify() {
     let mut w = fx.cg.oom_watcher().unwrap();
     let pollable = |w: &crate::OomWatcher| {
         let mut fds = [rustix::event::PollFd::new(w, rustix::event::PollFlags::IN)];
-        let ts = rustix::time::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
         rustix::event::poll(&mut fds, Some(&ts)).unwrap() == 1
     };
     assert!(!pollable(&w));
     assert_eq!(w.read_events().unwrap(), 0);
     // What the kernel does on an OOM kill: rewrite memory.events in place.
-    std::fs::write(
-        fx.dir.join("memory.events"),
-        "low 0\nhigh 0\nmax 9\noom 2\noom_kill 2\n",
-    )
-    .unwrap();
+    std::fs::write(fx.dir.join("memory.events"), "low 0\nhigh 0\nmax 9\noom 2\noom_kill 2\n").unwrap();
     assert!(pollable(&w));
     assert_eq!(w.read_events().unwrap(), 2);
     assert!(!pollable(&w));
@@ -609,17 +437,8 @@ fn v2_oom_watcher_follows_memory_events_with_inotify() {
 #[test]
 fn v1_net_cls_net_prio_hugetlb_rdma() {
     let fx = v1_fixture(&[
-        (
-            "net_cls,net_prio",
-            &[("net_cls.classid", "0"), ("net_prio.ifpriomap", "")],
-        ),
-        (
-            "hugetlb",
-            &[
-                ("hugetlb.2MB.limit_in_bytes", ""),
-                ("hugetlb.2MB.rsvd.limit_in_bytes", ""),
-            ],
-        ),
+        ("net_cls,net_prio", &[("net_cls.classid", "0"), ("net_prio.ifpriomap", "")]),
+        ("hugetlb", &[("hugetlb.2MB.limit_in_bytes", ""), ("hugetlb.2MB.rsvd.limit_in_bytes", "")]),
         ("rdma", &[("rdma.max", "")]),
     ]);
     let r = res(
@@ -641,9 +460,7 @@ fn v1_net_cls_net_prio_hugetlb_rdma() {
         ])
     );
     // No v2 at all: unified is refused.
-    let e = apply_fresh(&fx.cg, &res(r#"{"unified": {"pids.max": "1"}}"#))
-        .unwrap_err()
-        .to_string();
+    let e = apply_fresh(&fx.cg, &res(r#"{"unified": {"pids.max": "1"}}"#)).unwrap_err().to_string();
     assert!(e.contains("this host has no cgroup v2 hierarchy"), "{e}");
 }
 
@@ -684,9 +501,7 @@ fn v1_memory_and_memsw_write_order() {
     ];
     let fx = v1_fixture(&[("memory", files)]);
     // Fresh cgroup (limits are unlimited): memory first.
-    let r = res(
-        r#"{"memory": {"limit": 33554432, "swap": 67108864, "disableOOMKiller": true, "swappiness": 0}}"#,
-    );
+    let r = res(r#"{"memory": {"limit": 33554432, "swap": 67108864, "disableOOMKiller": true, "swappiness": 0}}"#);
     let (out, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &r));
     out.unwrap();
     assert_eq!(
@@ -700,9 +515,7 @@ fn v1_memory_and_memsw_write_order() {
     );
     // Growing past the live memory limit (32 MiB now): memsw first.
     let (out, w) = journal(&fx.dir, || {
-        fx.cg.update(&res(
-            r#"{"memory": {"limit": 134217728, "swap": 268435456, "disableOOMKiller": false}}"#,
-        ))
+        fx.cg.update(&res(r#"{"memory": {"limit": 134217728, "swap": 268435456, "disableOOMKiller": false}}"#))
     });
     out.unwrap();
     assert_eq!(
@@ -714,32 +527,17 @@ fn v1_memory_and_memsw_write_order() {
         ])
     );
     // Unlimited memory lifts memsw too.
-    let (_, w) = journal(&fx.dir, || {
-        fx.cg.update(&res(r#"{"memory": {"limit": -1}}"#))
-    });
-    assert_eq!(
-        w,
-        pairs(&[
-            ("memory/c/memory.memsw.limit_in_bytes", "-1"),
-            ("memory/c/memory.limit_in_bytes", "-1")
-        ])
-    );
+    let (_, w) = journal(&fx.dir, || fx.cg.update(&res(r#"{"memory": {"limit": -1}}"#)));
+    assert_eq!(w, pairs(&[("memory/c/memory.memsw.limit_in_bytes", "-1"), ("memory/c/memory.limit_in_bytes", "-1")]));
 }
 
 #[test]
 fn v1_swap_without_swap_accounting() {
     let fx = v1_fixture(&[("memory", &[("memory.limit_in_bytes", "")])]);
-    let (_, w) = journal(&fx.dir, || {
-        apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": -1, "swap": -1}}"#))
-    });
+    let (_, w) = journal(&fx.dir, || apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": -1, "swap": -1}}"#)));
     assert_eq!(w, pairs(&[("memory/c/memory.limit_in_bytes", "-1")]));
-    let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": 4096, "swap": 8192}}"#))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("linux.resources.memory.swap: writing "),
-        "{e}"
-    );
+    let e = apply_fresh(&fx.cg, &res(r#"{"memory": {"limit": 4096, "swap": 8192}}"#)).unwrap_err().to_string();
+    assert!(e.starts_with("linux.resources.memory.swap: writing "), "{e}");
     assert!(e.contains("swapaccount=1"), "{e}");
 }
 
@@ -769,9 +567,7 @@ fn v1_cpu_realtime_and_shares() {
         ])
     );
     // Burst on a kernel without cfs_burst_us: error naming the file.
-    let e = apply_fresh(&fx.cg, &res(r#"{"cpu": {"burst": 10}}"#))
-        .unwrap_err()
-        .to_string();
+    let e = apply_fresh(&fx.cg, &res(r#"{"cpu": {"burst": 10}}"#)).unwrap_err().to_string();
     assert!(e.contains("cpu.cfs_burst_us: No such file"), "{e}");
 }
 
@@ -803,22 +599,15 @@ fn state_json_shape_is_stable() {
     );
     assert_eq!(
         cg.locate(crate::apply::Ctl::Cpu),
-        Some(crate::apply::Target::V1(Path::new(
-            "/sys/fs/cgroup/cpu,cpuacct/berth/c"
-        )))
+        Some(crate::apply::Target::V1(Path::new("/sys/fs/cgroup/cpu,cpuacct/berth/c")))
     );
     assert_eq!(
         cg.locate(crate::apply::Ctl::Hugetlb),
-        Some(crate::apply::Target::V2(Path::new(
-            "/sys/fs/cgroup/unified/berth/c"
-        )))
+        Some(crate::apply::Target::V2(Path::new("/sys/fs/cgroup/unified/berth/c")))
     );
     assert_eq!(cg.locate(crate::apply::Ctl::Memory), None);
     // Devices/freezer fall back to the v2 pseudo-controllers when v1 lacks them.
-    assert!(matches!(
-        cg.locate(crate::apply::Ctl::Devices),
-        Some(crate::apply::Target::V2(_))
-    ));
+    assert!(matches!(cg.locate(crate::apply::Ctl::Devices), Some(crate::apply::Target::V2(_))));
 }
 
 #[test]
@@ -827,16 +616,9 @@ fn unified_create_enables_controllers_on_every_ancestor() {
     let mount = tmp.path();
     std::fs::write(mount.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
     std::fs::write(mount.join("cgroup.subtree_control"), "pids\n").unwrap();
-    let l = crate::layout::Layout {
-        mode: Mode::Unified,
-        v1: Vec::new(),
-        v2: Some(mount.to_path_buf()),
-    };
+    let l = crate::layout::Layout { mode: Mode::Unified, v1: Vec::new(), v2: Some(mount.to_path_buf()) };
     let cg = Cgroup::from_layout(&l, &crate::layout::SpecPath::Absolute("a/b".into())).unwrap();
-    assert_eq!(
-        cg.v2.as_ref().unwrap().controllers,
-        vec!["cpu", "memory", "pids"]
-    );
+    assert_eq!(cg.v2.as_ref().unwrap().controllers, vec!["cpu", "memory", "pids"]);
     // In a temp dir the new directories get no kernel files, so the walk
     // stops at `a` (its subtree_control is missing), and applying resources
     // fails (the device filter cannot attach to a non-cgroup directory),
@@ -851,42 +633,18 @@ fn unified_create_enables_controllers_on_every_ancestor() {
 
 #[test]
 fn devices_none_on_create_means_deny_all() {
-    let fx = v1_fixture(&[(
-        "devices",
-        &[
-            ("devices.allow", ""),
-            ("devices.deny", ""),
-            ("devices.list", "a *:* rwm"),
-        ],
-    )]);
-    let (out, w) = journal(&fx.dir, || {
-        apply::execute(&apply::plan(
-            &fx.cg,
-            &LinuxResources::default(),
-            true,
-            false,
-        )?)
-    });
+    let fx = v1_fixture(&[("devices", &[("devices.allow", ""), ("devices.deny", ""), ("devices.list", "a *:* rwm")])]);
+    let (out, w) = journal(&fx.dir, || apply::execute(&apply::plan(&fx.cg, &LinuxResources::default(), true, false)?));
     out.unwrap();
     assert_eq!(w, pairs(&[("devices/c/devices.deny", "a *:* rwm")]));
     // An update without devices leaves them alone.
     let (_, w) = journal(&fx.dir, || fx.cg.update(&LinuxResources::default()));
     assert!(w.is_empty());
     // An update from the live list only writes the difference.
-    std::fs::write(
-        fx.cg.v1[0].path.join("devices.list"),
-        "c 1:3 rwm\nc 1:5 rwm\n",
-    )
-    .unwrap();
+    std::fs::write(fx.cg.v1[0].path.join("devices.list"), "c 1:3 rwm\nc 1:5 rwm\n").unwrap();
     let r = res(
         r#"{"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rw"}]}"#,
     );
     let (_, w) = journal(&fx.dir, || fx.cg.update(&r));
-    assert_eq!(
-        w,
-        pairs(&[
-            ("devices/c/devices.deny", "c 1:5 rwm"),
-            ("devices/c/devices.allow", "c 1:7 rw")
-        ])
-    );
+    assert_eq!(w, pairs(&[("devices/c/devices.deny", "c 1:5 rwm"), ("devices/c/devices.allow", "c 1:7 rw")]));
 }

@@ -20,9 +20,7 @@ fn resolve(name: &str) -> (String, Cgroup) {
 }
 
 fn v1(cg: &Cgroup, ctrl: &str) -> PathBuf {
-    cg.v1_dir(ctrl)
-        .unwrap_or_else(|| panic!("{ctrl} is not mounted as v1 on this host"))
-        .to_path_buf()
+    cg.v1_dir(ctrl).unwrap_or_else(|| panic!("{ctrl} is not mounted as v1 on this host")).to_path_buf()
 }
 
 fn assert_gone(cg: &Cgroup) {
@@ -36,59 +34,29 @@ fn host_is_hybrid_with_hugetlb_on_v2() {
     // The rest of this file assumes the layout described in the header.
     assert_eq!(berth_cgroups::detect().unwrap(), Mode::Hybrid);
     let (_, cg) = resolve("layout");
-    for c in [
-        "cpu",
-        "cpuacct",
-        "cpuset",
-        "memory",
-        "devices",
-        "freezer",
-        "blkio",
-        "pids",
-        "name=systemd",
-    ] {
+    for c in ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd"] {
         assert!(cg.v1_dir(c).is_some(), "{c} should be a v1 hierarchy");
     }
     assert!(cg.v1_dir("hugetlb").is_none());
-    assert!(cg
-        .unified_dir()
-        .unwrap()
-        .starts_with("/sys/fs/cgroup/unified"));
+    assert!(cg.unified_dir().unwrap().starts_with("/sys/fs/cgroup/unified"));
 }
 
 #[test]
 fn resolve_follows_runc_path_semantics_and_touches_nothing() {
     let (path, cg) = resolve("resolve");
-    assert_eq!(
-        cg.v1_dir("memory").unwrap(),
-        Path::new(&format!("/sys/fs/cgroup/memory{path}"))
-    );
-    assert_eq!(
-        cg.v1_dir("name=systemd").unwrap(),
-        Path::new(&format!("/sys/fs/cgroup/systemd{path}"))
-    );
-    assert_eq!(
-        cg.unified_dir().unwrap(),
-        Path::new(&format!("/sys/fs/cgroup/unified{path}"))
-    );
+    assert_eq!(cg.v1_dir("memory").unwrap(), Path::new(&format!("/sys/fs/cgroup/memory{path}")));
+    assert_eq!(cg.v1_dir("name=systemd").unwrap(), Path::new(&format!("/sys/fs/cgroup/systemd{path}")));
+    assert_eq!(cg.unified_dir().unwrap(), Path::new(&format!("/sys/fs/cgroup/unified{path}")));
     assert_gone(&cg);
 
     let default = Cgroup::resolve(None, "c1").unwrap();
-    assert_eq!(
-        default.v1_dir("pids").unwrap(),
-        Path::new("/sys/fs/cgroup/pids/berth/c1")
-    );
+    assert_eq!(default.v1_dir("pids").unwrap(), Path::new("/sys/fs/cgroup/pids/berth/c1"));
 
     // Relative: below this process's own cgroup in each hierarchy.
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let mem_own = own
-        .lines()
-        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p))
-        .unwrap();
+    let mem_own = own.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p)).unwrap();
     let rel = Cgroup::resolve(Some("sub/leaf"), "x").unwrap();
-    let expect = PathBuf::from("/sys/fs/cgroup/memory")
-        .join(mem_own.trim_start_matches('/'))
-        .join("sub/leaf");
+    let expect = PathBuf::from("/sys/fs/cgroup/memory").join(mem_own.trim_start_matches('/')).join("sub/leaf");
     assert_eq!(rel.v1_dir("memory").unwrap(), expect);
 
     // The value survives state.json.
@@ -96,9 +64,7 @@ fn resolve_follows_runc_path_semantics_and_touches_nothing() {
     let back: Cgroup = serde_json::from_str(&json).unwrap();
     assert_eq!(back, cg);
 
-    let e = Cgroup::resolve(Some("system.slice:berth:x"), "x")
-        .unwrap_err()
-        .to_string();
+    let e = Cgroup::resolve(Some("system.slice:berth:x"), "x").unwrap_err().to_string();
     assert!(e.contains("systemd cgroup driver"), "{e}");
 }
 
@@ -138,14 +104,8 @@ fn create_routes_each_resource_to_its_hierarchy_then_destroy_removes_all() {
     let blkio = v1(&cg, "blkio");
     // No CFQ here, so the weight goes to BFQ's file.
     assert!(read(&blkio.join("blkio.bfq.weight")).contains("500"));
-    assert_eq!(
-        read(&blkio.join("blkio.throttle.read_bps_device")),
-        "254:0 1048576"
-    );
-    assert_eq!(
-        read(&blkio.join("blkio.throttle.write_iops_device")),
-        "254:0 100"
-    );
+    assert_eq!(read(&blkio.join("blkio.throttle.read_bps_device")), "254:0 1048576");
+    assert_eq!(read(&blkio.join("blkio.throttle.write_iops_device")), "254:0 100");
     // hugetlb is bound to cgroup2 on this host.
     let v2 = cg.unified_dir().unwrap();
     assert_eq!(read(&v2.join("hugetlb.2MB.max")), "4194304");
@@ -164,15 +124,10 @@ fn create_routes_each_resource_to_its_hierarchy_then_destroy_removes_all() {
 fn devices_v1_deny_blocks_open_and_update_reallows() {
     let (_, cg) = resolve("devv1");
     let t = TestCgroup::new(cg);
-    let mut r = with_default_devices(resources(
-        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
-    ));
+    let mut r = with_default_devices(resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#));
     let mut rules = r.devices().clone().unwrap();
     rules.push(
-        serde_json::from_str(
-            r#"{"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rw"}"#,
-        )
-        .unwrap(),
+        serde_json::from_str(r#"{"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rw"}"#).unwrap(),
     );
     r.set_devices(Some(rules));
     t.cg.create(Some(&r)).unwrap();
@@ -187,9 +142,7 @@ fn devices_v1_deny_blocks_open_and_update_reallows() {
     assert_eq!(p.read_line(), "null=denied urandom=1");
 
     // Live update back to the defaults: /dev/null opens again.
-    let back = with_default_devices(resources(
-        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
-    ));
+    let back = with_default_devices(resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#));
     t.cg.update(&back).unwrap();
     p.send("check");
     assert_eq!(p.read_line(), "null=ok urandom=1");
@@ -201,8 +154,7 @@ fn devices_v1_deny_blocks_open_and_update_reallows() {
 fn pids_limit_makes_fork_fail() {
     let (_, cg) = resolve("pids");
     let t = TestCgroup::new(cg);
-    t.cg.create(Some(&resources(r#"{"pids": {"limit": 1}}"#)))
-        .unwrap();
+    t.cg.create(Some(&resources(r#"{"pids": {"limit": 1}}"#))).unwrap();
     let mut p = Proc::spawn("/bin/busybox true && echo forked");
     t.cg.add_pid(p.pid(), false).unwrap();
     p.go();
@@ -212,8 +164,7 @@ fn pids_limit_makes_fork_fail() {
     assert!(!status.success());
 
     // Control: with the limit raised live, the same script forks.
-    t.cg.update(&resources(r#"{"pids": {"limit": 0}}"#))
-        .unwrap();
+    t.cg.update(&resources(r#"{"pids": {"limit": 0}}"#)).unwrap();
     assert_eq!(read(&t.cg.v1_dir("pids").unwrap().join("pids.max")), "max");
     let mut p = Proc::spawn("/bin/busybox true && echo forked");
     t.cg.add_pid(p.pid(), false).unwrap();
@@ -225,10 +176,7 @@ fn pids_limit_makes_fork_fail() {
 
 fn counting_proc(dir: &Path) -> (Proc, PathBuf) {
     let file = dir.join("count");
-    let p = Proc::spawn(&format!(
-        "i=0; while true; do i=$((i+1)); echo $i > {}; done",
-        file.display()
-    ));
+    let p = Proc::spawn(&format!("i=0; while true; do i=$((i+1)); echo $i > {}; done", file.display()));
     (p, file)
 }
 
@@ -261,80 +209,46 @@ fn freeze_stops_a_counting_process_and_thaw_resumes_it() {
 
     t.cg.thaw().unwrap();
     assert_eq!(t.cg.freezer_state().unwrap(), FreezerState::Thawed);
-    wait_until("counter to resume", || {
-        count(&file).is_some_and(|n| n > frozen_at)
-    });
+    wait_until("counter to resume", || count(&file).is_some_and(|n| n > frozen_at));
 }
 
 #[test]
 fn update_lowers_a_memory_limit_live_and_refuses_below_usage() {
     let (_, cg) = resolve("memupd");
     let t = TestCgroup::new(cg.clone());
-    t.cg.create(Some(&resources(r#"{"memory": {"limit": 268435456}}"#)))
-        .unwrap();
+    t.cg.create(Some(&resources(r#"{"memory": {"limit": 268435456}}"#))).unwrap();
     // ~16 MiB of anonymous memory that cannot be reclaimed (no swap).
-    let mut p = Proc::spawn(
-        "a=x; i=0; while [ $i -lt 24 ]; do a=\"$a$a\"; i=$((i+1)); done; echo ready; read y",
-    );
+    let mut p = Proc::spawn("a=x; i=0; while [ $i -lt 24 ]; do a=\"$a$a\"; i=$((i+1)); done; echo ready; read y");
     t.cg.add_pid(p.pid(), false).unwrap();
     p.go();
     assert_eq!(p.read_line(), "ready");
 
-    t.cg.update(&resources(r#"{"memory": {"limit": 134217728}}"#))
-        .unwrap();
+    t.cg.update(&resources(r#"{"memory": {"limit": 134217728}}"#)).unwrap();
     let mem = v1(&cg, "memory");
     assert_eq!(read(&mem.join("memory.limit_in_bytes")), "134217728");
 
-    let err =
-        t.cg.update(&resources(
-            r#"{"memory": {"limit": 4194304, "swap": 4194304}}"#,
-        ))
-        .unwrap_err();
+    let err = t.cg.update(&resources(r#"{"memory": {"limit": 4194304, "swap": 4194304}}"#)).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{msg}");
-    assert!(
-        msg.contains("memory.limit_in_bytes: Device or resource busy"),
-        "{msg}"
-    );
-    assert!(
-        msg.starts_with("linux.resources.memory.limit: writing /sys/fs/cgroup/memory/"),
-        "{msg}"
-    );
+    assert!(msg.contains("memory.limit_in_bytes: Device or resource busy"), "{msg}");
+    assert!(msg.starts_with("linux.resources.memory.limit: writing /sys/fs/cgroup/memory/"), "{msg}");
     assert!(msg.contains("usage"), "{msg}");
     // The limit stayed where it was.
     assert_eq!(read(&mem.join("memory.limit_in_bytes")), "134217728");
 
     // Swap below the limit is refused before touching the cgroup.
-    let e =
-        t.cg.update(&resources(
-            r#"{"memory": {"limit": 67108864, "swap": 33554432}}"#,
-        ))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("linux.resources.memory.swap: cannot set swap below the memory limit"),
-        "{e}"
-    );
+    let e = t.cg.update(&resources(r#"{"memory": {"limit": 67108864, "swap": 33554432}}"#)).unwrap_err().to_string();
+    assert!(e.starts_with("linux.resources.memory.swap: cannot set swap below the memory limit"), "{e}");
     assert_eq!(read(&mem.join("memory.limit_in_bytes")), "134217728");
 
     // Raising memory and memsw together works in either order.
-    t.cg.update(&resources(
-        r#"{"memory": {"limit": 536870912, "swap": 1073741824}}"#,
-    ))
-    .unwrap();
+    t.cg.update(&resources(r#"{"memory": {"limit": 536870912, "swap": 1073741824}}"#)).unwrap();
     assert_eq!(read(&mem.join("memory.memsw.limit_in_bytes")), "1073741824");
-    t.cg.update(&resources(
-        r#"{"memory": {"limit": 201326592, "swap": 201326592}}"#,
-    ))
-    .unwrap();
+    t.cg.update(&resources(r#"{"memory": {"limit": 201326592, "swap": 201326592}}"#)).unwrap();
     assert_eq!(read(&mem.join("memory.memsw.limit_in_bytes")), "201326592");
     assert_eq!(read(&mem.join("memory.limit_in_bytes")), "201326592");
-    t.cg.update(&resources(r#"{"memory": {"limit": -1}}"#))
-        .unwrap();
-    assert_eq!(
-        read(&mem.join("memory.memsw.limit_in_bytes")),
-        read(&mem.join("memory.limit_in_bytes"))
-    );
+    t.cg.update(&resources(r#"{"memory": {"limit": -1}}"#)).unwrap();
+    assert_eq!(read(&mem.join("memory.memsw.limit_in_bytes")), read(&mem.join("memory.limit_in_bytes")));
     drop(p);
 }
 
@@ -342,10 +256,7 @@ fn update_lowers_a_memory_limit_live_and_refuses_below_usage() {
 fn oom_kill_under_a_small_limit_is_seen_by_the_watcher() {
     let (_, cg) = resolve("oom");
     let t = TestCgroup::new(cg);
-    t.cg.create(Some(&resources(
-        r#"{"memory": {"limit": 16777216, "swap": 16777216}}"#,
-    )))
-    .unwrap();
+    t.cg.create(Some(&resources(r#"{"memory": {"limit": 16777216, "swap": 16777216}}"#))).unwrap();
     let mut w = t.cg.oom_watcher().unwrap();
     assert_eq!(w.read_events().unwrap(), 0);
     assert_eq!(t.cg.oom_kill_count().unwrap(), 0);
@@ -354,10 +265,7 @@ fn oom_kill_under_a_small_limit_is_seen_by_the_watcher() {
     t.cg.add_pid(p.pid(), false).unwrap();
     p.go();
     let mut fds = [rustix::event::PollFd::new(&w, rustix::event::PollFlags::IN)];
-    let ts = rustix::time::Timespec {
-        tv_sec: 60,
-        tv_nsec: 0,
-    };
+    let ts = rustix::time::Timespec { tv_sec: 60, tv_nsec: 0 };
     let n = rustix::event::poll(&mut fds, Some(&ts)).unwrap();
     assert_eq!(n, 1, "no OOM notification within the hang deadline");
     assert!(w.read_events().unwrap() >= 1);
@@ -384,25 +292,14 @@ fn failed_create_removes_exactly_what_it_created() {
     std::fs::create_dir(&mem_base).unwrap();
 
     // Passes validation, fails in the kernel after the mkdirs (no 3MB pages).
-    let r = resources(
-        r#"{"pids": {"limit": 10}, "hugepageLimits": [{"pageSize": "3MB", "limit": 4194304}]}"#,
-    );
+    let r = resources(r#"{"pids": {"limit": 10}, "hugepageLimits": [{"pageSize": "3MB", "limit": 4194304}]}"#);
     let e = cg.create(Some(&r)).unwrap_err().to_string();
-    assert!(
-        e.starts_with("linux.resources.hugepageLimits[0].limit: writing /sys/fs/cgroup/unified"),
-        "{e}"
-    );
-    assert!(
-        e.contains("hugetlb.3MB.max: No such file or directory"),
-        "{e}"
-    );
+    assert!(e.starts_with("linux.resources.hugepageLimits[0].limit: writing /sys/fs/cgroup/unified"), "{e}");
+    assert!(e.contains("hugetlb.3MB.max: No such file or directory"), "{e}");
     assert!(e.contains("2MB"), "the hint lists supported sizes: {e}");
     assert_gone(&cg);
     for d in cg.dirs() {
-        let top = d
-            .ancestors()
-            .find(|a| a.ends_with(base.trim_start_matches('/')))
-            .unwrap();
+        let top = d.ancestors().find(|a| a.ends_with(base.trim_start_matches('/'))).unwrap();
         if top == mem_base {
             assert!(top.exists());
             assert!(!top.join("mid").exists());
@@ -413,17 +310,10 @@ fn failed_create_removes_exactly_what_it_created() {
     std::fs::remove_dir(&mem_base).unwrap();
 
     // A spec error creates nothing at all.
-    let e = cg
-        .create(Some(&resources(
-            r#"{"memory": {"limit": 100, "swap": 50}}"#,
-        )))
-        .unwrap_err();
+    let e = cg.create(Some(&resources(r#"{"memory": {"limit": 100, "swap": 50}}"#))).unwrap_err();
     assert!(matches!(e, CgroupError::Invalid { .. }), "{e}");
     for d in cg.dirs() {
-        let top = d
-            .ancestors()
-            .find(|a| a.ends_with(base.trim_start_matches('/')))
-            .unwrap();
+        let top = d.ancestors().find(|a| a.ends_with(base.trim_start_matches('/'))).unwrap();
         assert!(!top.exists());
     }
 }
@@ -468,10 +358,8 @@ fn signal_all_kills_a_process_tree() {
     let (_, cg) = resolve("killall");
     let t = TestCgroup::new(cg);
     // Background jobs get /dev/null as stdin: allow the default devices.
-    t.cg.create(Some(&with_default_devices(Default::default())))
-        .unwrap();
-    let mut p =
-        Proc::spawn("/bin/busybox sleep 1000 & /bin/busybox sleep 1000 & echo started; wait");
+    t.cg.create(Some(&with_default_devices(Default::default()))).unwrap();
+    let mut p = Proc::spawn("/bin/busybox sleep 1000 & /bin/busybox sleep 1000 & echo started; wait");
     t.cg.add_pid(p.pid(), false).unwrap();
     p.go();
     assert_eq!(p.read_line(), "started");
@@ -508,16 +396,14 @@ fn cpuset_is_initialised_from_the_parent_so_tasks_can_join() {
     let base = unique("cpuset");
     let cg = Cgroup::resolve(Some(&format!("{base}/a/b")), "x").unwrap();
     let t = TestCgroup::new(cg.clone());
-    t.cg.create(Some(&resources(r#"{"cpu": {"mems": "0"}}"#)))
-        .unwrap();
+    t.cg.create(Some(&resources(r#"{"cpu": {"mems": "0"}}"#))).unwrap();
     let leaf = v1(&cg, "cpuset");
     let root = read(Path::new("/sys/fs/cgroup/cpuset/cpuset.cpus"));
     assert_eq!(read(&leaf.join("cpuset.cpus")), root);
     assert_eq!(read(&leaf.parent().unwrap().join("cpuset.cpus")), root);
     assert_eq!(read(&leaf.join("cpuset.mems")), "0");
     let p = Proc::spawn("true");
-    t.cg.add_pid(p.pid(), false)
-        .expect("joining an initialised cpuset");
+    t.cg.add_pid(p.pid(), false).expect("joining an initialised cpuset");
     drop(p);
     drop(t);
     for d in cg.dirs() {
@@ -531,31 +417,16 @@ fn cpuset_is_initialised_from_the_parent_so_tasks_can_join() {
 fn values_this_host_cannot_express_are_errors_not_silent_drops() {
     let (_, cg) = resolve("unsupported");
     let cases = [
-        (
-            r#"{"network": {"classID": 42}}"#,
-            "linux.resources.network.classID: needs the cgroup v1 net_cls controller",
-        ),
-        (
-            r#"{"network": {"priorities": [{"name": "eth0", "priority": 1}]}}"#,
-            "net_prio",
-        ),
+        (r#"{"network": {"classID": 42}}"#, "linux.resources.network.classID: needs the cgroup v1 net_cls controller"),
+        (r#"{"network": {"priorities": [{"name": "eth0", "priority": 1}]}}"#, "net_prio"),
         (
             r#"{"unified": {"memory.high": "1000000"}}"#,
             "the memory controller is not in the cgroup v2 hierarchy on this host",
         ),
-        (
-            r#"{"rdma": {"mlx5_0": {"hcaHandles": 3}}}"#,
-            "the rdma controller is not available on this host",
-        ),
+        (r#"{"rdma": {"mlx5_0": {"hcaHandles": 3}}}"#, "the rdma controller is not available on this host"),
         (r#"{"unified": {"../x": "1"}}"#, "must be a file name"),
-        (
-            r#"{"cpu": {"shares": 1}}"#,
-            "linux.resources.cpu.shares: 1 is outside",
-        ),
-        (
-            r#"{"memory": {"swappiness": 101}}"#,
-            "linux.resources.memory.swappiness: 101 is outside 0-100",
-        ),
+        (r#"{"cpu": {"shares": 1}}"#, "linux.resources.cpu.shares: 1 is outside"),
+        (r#"{"memory": {"swappiness": 101}}"#, "linux.resources.memory.swappiness: 101 is outside 0-100"),
     ];
     for (json, want) in cases {
         let e = cg.create(Some(&resources(json))).unwrap_err().to_string();
@@ -568,31 +439,21 @@ fn values_this_host_cannot_express_are_errors_not_silent_drops() {
 fn unified_keys_reach_v2_controllers_on_a_hybrid_host() {
     let (_, cg) = resolve("unified");
     let t = TestCgroup::new(cg.clone());
-    t.cg.create(Some(&resources(
-        r#"{"unified": {"hugetlb.2MB.max": "2097152", "cgroup.max.descendants": "5"}}"#,
-    )))
-    .unwrap();
+    t.cg.create(Some(&resources(r#"{"unified": {"hugetlb.2MB.max": "2097152", "cgroup.max.descendants": "5"}}"#)))
+        .unwrap();
     let v2 = cg.unified_dir().unwrap();
     assert_eq!(read(&v2.join("hugetlb.2MB.max")), "2097152");
     assert_eq!(read(&v2.join("cgroup.max.descendants")), "5");
-    let e =
-        t.cg.update(&resources(r#"{"unified": {"hugetlb.4MB.max": "1"}}"#))
-            .unwrap_err()
-            .to_string();
-    assert!(
-        e.contains("hugetlb.4MB.max: No such file or directory"),
-        "{e}"
-    );
+    let e = t.cg.update(&resources(r#"{"unified": {"hugetlb.4MB.max": "1"}}"#)).unwrap_err().to_string();
+    assert!(e.contains("hugetlb.4MB.max: No such file or directory"), "{e}");
 }
 
 #[test]
 fn create_joins_an_existing_cgroup() {
     let (_, cg) = resolve("exists");
     let t = TestCgroup::new(cg.clone());
-    t.cg.create(Some(&resources(r#"{"pids": {"limit": 5}}"#)))
-        .unwrap();
-    t.cg.create(Some(&resources(r#"{"pids": {"limit": 7}}"#)))
-        .unwrap();
+    t.cg.create(Some(&resources(r#"{"pids": {"limit": 5}}"#))).unwrap();
+    t.cg.create(Some(&resources(r#"{"pids": {"limit": 7}}"#))).unwrap();
     assert_eq!(read(&v1(&cg, "pids").join("pids.max")), "7");
     // Devices were re-applied from the live state: still an allow-list.
     let list = read(&v1(&cg, "devices").join("devices.list"));
@@ -620,16 +481,7 @@ fn stats_have_runcs_events_shape() {
     assert_eq!(s.cpuset.cpus, vec![0, 1]);
     assert!(s.hugetlb.contains_key("2MB"));
     let v = serde_json::to_value(&s).unwrap();
-    for key in [
-        "cpu",
-        "cpuset",
-        "memory",
-        "pids",
-        "blkio",
-        "hugetlb",
-        "intel_rdt",
-        "network_interfaces",
-    ] {
+    for key in ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces"] {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
     assert!(v["memory"]["kernelTCP"].get("limit").is_some());
@@ -652,10 +504,7 @@ fn add_pid_and_join_self_from_a_child_process() {
         } else {
             cg.join_self().unwrap();
         }
-        println!(
-            "CGROUP-BEGIN\n{}CGROUP-END",
-            std::fs::read_to_string("/proc/self/cgroup").unwrap()
-        );
+        println!("CGROUP-BEGIN\n{}CGROUP-END", std::fs::read_to_string("/proc/self/cgroup").unwrap());
         return;
     }
     let (path, cg) = resolve("join");
@@ -663,28 +512,15 @@ fn add_pid_and_join_self_from_a_child_process() {
     t.cg.create(None).unwrap();
     for prepared in [false, true] {
         let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "add_pid_and_join_self_from_a_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("BERTH_CG_JOIN_CHILD", serde_json::to_string(&t.cg).unwrap());
+        cmd.args(["--exact", "add_pid_and_join_self_from_a_child_process", "--nocapture", "--test-threads=1"])
+            .env("BERTH_CG_JOIN_CHILD", serde_json::to_string(&t.cg).unwrap());
         if prepared {
             cmd.env("BERTH_CG_PREPARED", "1");
         }
         let out = cmd.output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let body = text
-            .split("CGROUP-BEGIN")
-            .nth(1)
-            .and_then(|s| s.split("CGROUP-END").next())
-            .unwrap();
+        assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        let body = text.split("CGROUP-BEGIN").nth(1).and_then(|s| s.split("CGROUP-END").next()).unwrap();
         let lines: Vec<&str> = body.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(lines.len(), 10, "{body}");
         for l in lines {

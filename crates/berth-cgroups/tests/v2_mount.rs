@@ -40,16 +40,15 @@ fn create_sets_hugetlb_and_destroy_removes_the_directory() {
     assert_eq!(cg.mode(), Mode::Unified);
     assert!(cg.v1_dir("memory").is_none());
     let t = TestCgroup::new(cg.clone());
-    t.cg.create(Some(&resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 6291456}, {"pageSize": "1GB", "limit": -1}]}"#)))
-        .unwrap();
+    t.cg.create(Some(&resources(
+        r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 6291456}, {"pageSize": "1GB", "limit": -1}]}"#,
+    )))
+    .unwrap();
     assert_eq!(read(&dir(&cg).join("hugetlb.2MB.max")), "6291456");
     assert_eq!(read(&dir(&cg).join("hugetlb.1GB.max")), "max");
     // The parent delegates hugetlb to us.
     assert!(read(&Path::new(MOUNT).join("cgroup.subtree_control")).contains("hugetlb"));
-    t.cg.update(&resources(
-        r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#,
-    ))
-    .unwrap();
+    t.cg.update(&resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#)).unwrap();
     assert_eq!(read(&dir(&cg).join("hugetlb.2MB.max")), "2097152");
     t.cg.destroy().unwrap();
     assert!(!dir(&cg).exists());
@@ -63,18 +62,9 @@ fn controllers_missing_from_v2_are_clear_errors_and_create_nothing() {
             r#"{"memory": {"limit": 1048576}}"#,
             "linux.resources.memory: the memory controller is not available on this host",
         ),
-        (
-            r#"{"pids": {"limit": 3}}"#,
-            "linux.resources.pids.limit: the pids controller is not available",
-        ),
-        (
-            r#"{"cpu": {"realtimeRuntime": 5}}"#,
-            "the cpu controller is not available",
-        ),
-        (
-            r#"{"unified": {"memory.high": "5"}}"#,
-            "the memory controller is not in the cgroup v2 hierarchy",
-        ),
+        (r#"{"pids": {"limit": 3}}"#, "linux.resources.pids.limit: the pids controller is not available"),
+        (r#"{"cpu": {"realtimeRuntime": 5}}"#, "the cpu controller is not available"),
+        (r#"{"unified": {"memory.high": "5"}}"#, "the memory controller is not in the cgroup v2 hierarchy"),
     ] {
         let e = cg.create(Some(&resources(json))).unwrap_err().to_string();
         assert!(e.contains(want), "{json}: {e}");
@@ -89,29 +79,18 @@ fn cgroup_freeze_stops_and_thaw_resumes() {
     t.cg.create(None).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("count");
-    let mut p = Proc::spawn(&format!(
-        "i=0; while true; do i=$((i+1)); echo $i > {}; done",
-        file.display()
-    ));
+    let mut p = Proc::spawn(&format!("i=0; while true; do i=$((i+1)); echo $i > {}; done", file.display()));
     t.cg.add_pid(p.pid(), false).unwrap();
     assert_eq!(t.cg.pids().unwrap(), vec![p.pid()]);
     p.go();
-    let n = |f: &Path| {
-        std::fs::read_to_string(f)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-    };
+    let n = |f: &Path| std::fs::read_to_string(f).ok().and_then(|s| s.trim().parse::<u64>().ok());
     wait_until("counting", || n(&file).is_some_and(|v| v > 10));
     t.cg.freeze().unwrap();
     assert_eq!(t.cg.freezer_state().unwrap(), FreezerState::Frozen);
     assert_eq!(read(&dir(&t.cg).join("cgroup.freeze")), "1");
     let a = std::fs::read_to_string(&file).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(
-        a,
-        std::fs::read_to_string(&file).unwrap(),
-        "frozen process kept counting"
-    );
+    assert_eq!(a, std::fs::read_to_string(&file).unwrap(), "frozen process kept counting");
     let at = a.trim().parse::<u64>().unwrap_or(0);
     t.cg.thaw().unwrap();
     assert_eq!(t.cg.freezer_state().unwrap(), FreezerState::Thawed);
@@ -123,8 +102,7 @@ fn sigkill_uses_cgroup_kill() {
     let cg = resolve("kill");
     let t = TestCgroup::new(cg);
     // Background jobs get /dev/null as stdin: allow the default devices.
-    t.cg.create(Some(&with_default_devices(Default::default())))
-        .unwrap();
+    t.cg.create(Some(&with_default_devices(Default::default()))).unwrap();
     let mut p = Proc::spawn("/bin/busybox sleep 1000 & echo started; wait");
     t.cg.add_pid(p.pid(), false).unwrap();
     p.go();
@@ -145,15 +123,10 @@ fn sigkill_uses_cgroup_kill() {
 fn ebpf_device_filter_denies_open_and_is_replaced_on_update() {
     let cg = resolve("devices");
     let t = TestCgroup::new(cg);
-    let mut r = with_default_devices(resources(
-        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
-    ));
+    let mut r = with_default_devices(resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#));
     let mut rules = r.devices().clone().unwrap();
     rules.push(
-        serde_json::from_str(
-            r#"{"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rw"}"#,
-        )
-        .unwrap(),
+        serde_json::from_str(r#"{"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rw"}"#).unwrap(),
     );
     r.set_devices(Some(rules));
     t.cg.create(Some(&r)).unwrap();
@@ -169,10 +142,7 @@ fn ebpf_device_filter_denies_open_and_is_replaced_on_update() {
     assert_eq!(p.read_line(), "null=denied urandom=1");
 
     // Update: the program is replaced (still exactly one) and /dev/null opens.
-    t.cg.update(&with_default_devices(resources(
-        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
-    )))
-    .unwrap();
+    t.cg.update(&with_default_devices(resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#))).unwrap();
     assert_eq!(attached_device_programs(dir(&t.cg)), 1);
     p.send("check");
     assert_eq!(p.read_line(), "null=ok urandom=1");
@@ -191,10 +161,7 @@ fn ebpf_device_filter_denies_open_and_is_replaced_on_update() {
 fn unified_keys_are_validated_and_written() {
     let cg = resolve("unified");
     let t = TestCgroup::new(cg);
-    t.cg.create(Some(&resources(
-        r#"{"unified": {"hugetlb.2MB.max": "4194304", "cgroup.max.depth": "2"}}"#,
-    )))
-    .unwrap();
+    t.cg.create(Some(&resources(r#"{"unified": {"hugetlb.2MB.max": "4194304", "cgroup.max.depth": "2"}}"#))).unwrap();
     assert_eq!(read(&dir(&t.cg).join("hugetlb.2MB.max")), "4194304");
     assert_eq!(read(&dir(&t.cg).join("cgroup.max.depth")), "2");
     for (json, want) in [
@@ -202,10 +169,7 @@ fn unified_keys_are_validated_and_written() {
         (r#"{"unified": {"a/b": "1"}}"#, "must be a file name"),
         (r#"{"unified": {"nodot": "1"}}"#, "<controller>.<file>"),
         (r#"{"unified": {"cgroup.procs": "1"}}"#, "moving processes"),
-        (
-            r#"{"unified": {"hugetlb.7MB.max": "1"}}"#,
-            "hugetlb.7MB.max: No such file or directory",
-        ),
+        (r#"{"unified": {"hugetlb.7MB.max": "1"}}"#, "hugetlb.7MB.max: No such file or directory"),
     ] {
         let e = t.cg.update(&resources(json)).unwrap_err().to_string();
         assert!(e.contains(want), "{json}: {e}");
@@ -216,10 +180,7 @@ fn unified_keys_are_validated_and_written() {
 fn stats_report_hugetlb_and_pressure_on_v2() {
     let cg = resolve("stats");
     let t = TestCgroup::new(cg);
-    t.cg.create(Some(&resources(
-        r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#,
-    )))
-    .unwrap();
+    t.cg.create(Some(&resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#))).unwrap();
     let s = t.cg.stats().unwrap();
     assert_eq!(s.hugetlb.get("2MB").map(|h| h.failcnt), Some(0));
     assert!(s.cpu.psi.is_some());

@@ -57,24 +57,56 @@ struct Global {
     systemd_cgroup: bool,
 }
 
+/// How many descriptors from 3 on the caller passes on purpose: `--preserve-fds N` plus
+/// systemd socket activation (`LISTEN_FDS` for our pid).
+fn passed_fds() -> u32 {
+    let mut n = 0u32;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        let a = a.to_string_lossy().into_owned();
+        if a == "--" {
+            break;
+        }
+        let v = if a == "--preserve-fds" {
+            args.next().map(|v| v.to_string_lossy().into_owned())
+        } else {
+            a.strip_prefix("--preserve-fds=").map(str::to_string)
+        };
+        if let Some(v) = v {
+            n = n.max(v.parse().unwrap_or(0));
+        }
+    }
+    let listen: u32 = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let for_us =
+        std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok()).is_none_or(|p| p == std::process::id());
+    n.saturating_add(if for_us { listen } else { 0 })
+}
+
 fn main() -> ExitCode {
+    // Before anything opens a descriptor: whatever the caller leaked to us beyond stdio and
+    // the descriptors passed on purpose is closed, so no container process can ever see it
+    // (CVE-2024-21626 was a leaked host directory descriptor).
+    // SAFETY: this is the first statement of main: no descriptor above stdio is owned by
+    // anything yet (std opens none before main; the logger opens its file later), and the
+    // ones passed on purpose are kept.
+    let _ = unsafe { berth_sys::close_from(3u32.saturating_add(passed_fds())) };
     let mut parser = lexopt::Parser::from_env();
     let (global, cmd) = match parse_global(&mut parser) {
         Ok(Some(x)) => x,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", message(&e));
             return ExitCode::from(1);
         }
     };
     if let Err(e) = logger::init(global.log.as_deref(), global.log_format, global.debug) {
-        eprintln!("berth: {e:#}");
+        eprintln!("berth: {}", message(&e));
         return ExitCode::from(1);
     }
     match dispatch(&global, &cmd, parser) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = message(&e);
             log::error!("{msg}");
             // With --log the error is in the file (the containerd shim reads it there); the
             // user on a terminal still wants to see it.
@@ -84,6 +116,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes joined with ": ", skipping a cause the text already ends with
+/// (berth_linux's I/O errors print their source themselves, so `{:#}` would repeat it).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
@@ -235,9 +284,6 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
         }
     }
     let path = bundle.join("config.json");
-    if path.exists() {
-        bail!("File {} exists. Remove it first", path.display());
-    }
     let json = if rootless || seccomp {
         let mut spec = berth_spec::default_spec();
         if rootless {
@@ -251,10 +297,19 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
         }
         serde_json::to_string_pretty(&spec).context("encoding the default spec")? + "\n"
     } else {
-        // runc's exact text: re-serialising would reorder the capability sets.
+        // runc's exact bytes: re-serializing a parsed Spec would shuffle the capability lists
+        // (oci-spec keeps them in a HashSet).
         berth_spec::DEFAULT_SPEC_JSON.to_string()
     };
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    // create_new: never overwrite, even in a race.
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("File {} exists. Remove it first", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    };
+    f.write_all(json.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
 }
 
@@ -530,7 +585,9 @@ fn cmd_events(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
         }
     }
     let id = id.ok_or_else(|| anyhow!("events: missing container id"))?;
-    berth_linux::resources::events(&g.root, &id, once, interval, |line| container::print(format!("{line}\n").as_bytes()))?;
+    berth_linux::resources::events(&g.root, &id, once, interval, |line| {
+        container::print(format!("{line}\n").as_bytes())
+    })?;
     Ok(0)
 }
 

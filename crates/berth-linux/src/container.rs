@@ -119,6 +119,21 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// The name of `uid` in the host's /etc/passwd (runc shows it as the container's owner), or
+/// `#uid` when it has none.
+fn user_name(uid: u32) -> String {
+    fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
 fn ensure_root(root: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -129,7 +144,11 @@ fn ensure_root(root: &Path) -> Result<()> {
 
 /// Loads and validates `<bundle>/config.json`, logging runc-style warnings.
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
-    let loaded = berth_spec::load_bundle(bundle).map_err(|e| Error::Invalid(e.to_string()))?;
+    let loaded = berth_spec::load_bundle(bundle).map_err(|e| match e {
+        // An I/O error already names the file; a content error is located inside it.
+        berth_spec::SpecError::Io { .. } => Error::Invalid(e.to_string()),
+        _ => Error::Invalid(format!("{}: {e}", bundle.join("config.json").display())),
+    })?;
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
@@ -234,9 +253,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
 
     for mp in &plan.mounts {
         if let Some((u, g, _)) = &mp.idmap {
-            let fd = crate::userns::mapped_userns(u, g)
-                .map_err(|e| Error::Invalid(format!("mounts[{}]: idmap: {e}", mp.index)))?;
-            plan.idmap_userns.push((mp.index, fd));
+            let tree = crate::userns::mapped_userns(u, g)
+                .and_then(|ns| crate::rootfs::bind_tree(mp, Some(&ns)))
+                .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): idmap: {e}", mp.index, mp.destination)))?;
+            plan.idmap_trees.push((mp.index, tree));
         }
     }
     let fifo = if mode == LaunchMode::Create {
@@ -251,20 +271,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     } else {
         None
     };
-    let mut console_parent = None;
-    if let Some(sock) = &opts.console_socket {
-        plan.console_socket = Some(crate::tty::connect_console_socket(sock)?);
-    } else if plan.process.terminal {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .ctx(|| "creating the console socket pair".to_string())?;
-        plan.console_socket = Some(b);
-        console_parent = Some(a);
-    }
+    let (console_parent, console_child) =
+        crate::tty::console_endpoints(opts.console_socket.as_deref(), plan.process.terminal)?;
+    plan.console_socket = console_child;
     prepare_parent_namespaces(&plan)?;
     let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
 
@@ -278,9 +287,13 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     };
     let flags = plan.clone_flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
     let forked = clone3(flags, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
-    let (pid, pidfd) = match forked {
+    let (mut pid, pidfd) = match forked {
         Forked::Child => {
+            // The init keeps only what it uses: no parent-side descriptor (least of all a
+            // host directory like the cgroup dir, cf. CVE-2024-21626) survives into it.
             drop(parent_chan);
+            drop(unified);
+            drop(console_parent);
             crate::init::run(&plan, &child_chan, fifo, opts.stdio.as_ref())
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
@@ -297,17 +310,17 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         write_id_maps(pid, &plan, rootless)?;
     }
     let start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
-    let st = ContainerState {
+    let mut st = ContainerState {
         id: opts.id.clone(),
         pid,
         start_time,
         bundle: bundle.clone(),
         rootfs: plan.rootfs.clone(),
         created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
-        owner: String::new(),
+        owner: user_name(rustix::process::geteuid().as_raw()),
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup: cg.clone(),
-        own_pidns: plan.clone_flags & libc::CLONE_NEWPID as u64 != 0,
+        own_pidns: plan.own_pidns(),
         spec,
     };
     let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
@@ -315,10 +328,28 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     } else {
         String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned()
     };
-    parent_chan.send(&Msg::Go(go_state), None).ctx(|| "signalling the container init".to_string())?;
+    parent_chan
+        .send(&Msg::Go(go_state), None)
+        .ctx(|| "signalling the container init".to_string())
+        .map_err(|e| init_error(&parent_chan, e))?;
     loop {
         match parent_chan.recv().ctx(|| "waiting for the container init".to_string())? {
             Some((Msg::Ready, _)) => break,
+            Some((Msg::InitPid(init), _)) => {
+                // The child forked the real init into a new pid namespace and exits: reap it
+                // and follow the init instead.
+                let (old, _) = guard.child.take().ok_or_else(|| Error::Init("lost the init".into()))?;
+                let _ = rustix::process::waitpid(Pid::from_raw(old), rustix::process::WaitOptions::empty());
+                let p = Pid::from_raw(init).ok_or_else(|| Error::Init(format!("bad init pid {init}")))?;
+                let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                    .ctx(|| "opening a pidfd for the init".to_string())?;
+                guard.child = Some((init, fd));
+                pid = init;
+                st.pid = init;
+                st.start_time = state::proc_stat(init).map(|s| s.1).unwrap_or(0);
+                let go = String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned();
+                parent_chan.send(&Msg::Go(go), None).ctx(|| "signalling the container init".to_string())?;
+            }
             Some((Msg::Hooks, _)) => {
                 let json = hook_state(&st, ContainerStatus::Creating);
                 let hooks = st.spec.hooks().clone().unwrap_or_default();
@@ -332,7 +363,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
                         )
                     });
                 match res {
-                    Ok(()) => parent_chan.send(&Msg::HooksDone, None).ctx(|| "resuming the init".to_string())?,
+                    Ok(()) => parent_chan
+                        .send(&Msg::HooksDone, None)
+                        .ctx(|| "resuming the init".to_string())
+                        .map_err(|e| init_error(&parent_chan, e))?,
                     Err(e) => {
                         let _ = parent_chan.send(&Msg::Abort(e.to_string()), None);
                         return Err(e);
@@ -354,7 +388,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         }
     }
     let mut master = None;
-    if let Some(a) = console_parent.take() {
+    if let Some(a) = console_parent {
         let (_, m) = crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?;
         master = Some(m);
     }
@@ -367,9 +401,12 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         guard.disarm();
         return Ok(Launched::Created { pid, pidfd, master });
     }
-    parent_chan.send(&Msg::Start, None).ctx(|| "starting the container".to_string())?;
     // EOF means the init exec'd (the channel is close-on-exec); an error means a
     // startContainer hook or the exec itself failed: report it, run poststop, clean up.
+    parent_chan
+        .send(&Msg::Start, None)
+        .ctx(|| "starting the container".to_string())
+        .map_err(|e| init_error(&parent_chan, e))?;
     let hooks = st.spec.hooks().clone().unwrap_or_default();
     match parent_chan.recv().ctx(|| "waiting for the container process to start".to_string())? {
         None => {}
@@ -401,6 +438,15 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     };
     destroy(&opts.root, &st)?;
     Ok(Launched::Exited(code))
+}
+
+/// A send to the init failed (EPIPE): the init has exited, and the error it queued on the
+/// channel before exiting says why, which is what the user needs rather than "Broken pipe".
+fn init_error(chan: &Channel, send_err: Error) -> Error {
+    match chan.recv() {
+        Ok(Some((Msg::Error(m), _))) => Error::Init(m),
+        _ => send_err,
+    }
 }
 
 /// Joins the pid and time namespaces that apply to children (setns of those affects only
@@ -560,13 +606,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let st = match ContainerState::load(root, id) {
         Ok(st) => st,
         Err(Error::NotFound(_)) if force => {
-            // runc -f on a half-created container: remove whatever directory is left.
+            // runc -f on a half-created container removes whatever directory is left, and
+            // on a container that does not exist at all succeeds (containerd's shim relies
+            // on that when it cleans up after a failed create).
             let d = state::dir(root, id);
             if d.exists() {
                 fs::remove_dir_all(&d).ctx(|| format!("removing {}", d.display()))?;
-                return Ok(());
             }
-            return Err(Error::NotFound(id.to_string()));
+            return Ok(());
         }
         Err(e) => return Err(e),
     };

@@ -239,22 +239,7 @@ fn run(
         )
         .ctx(|| "joining the container's pid namespace".to_string())?;
     }
-    let console = match &opts.console_socket {
-        Some(p) => Some(crate::tty::connect_console_socket(p)?),
-        None => None,
-    };
-    let (console_parent, console_child) = if plan.terminal && console.is_none() {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .ctx(|| "creating the console socket pair".to_string())?;
-        (Some(a), Some(b))
-    } else {
-        (None, console)
-    };
+    let (console_parent, console_child) = crate::tty::console_endpoints(opts.console_socket.as_deref(), plan.terminal)?;
     let cg = st.cgroup.as_ref();
     let unified = match cg.and_then(|c| c.unified_dir()) {
         Some(d) => Some(
@@ -269,6 +254,8 @@ fn run(
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(pchan);
+            drop(unified);
+            drop(console_parent);
             child(&init, child_ns, plan, seccomp, &cchan, console_child.as_ref(), opts.stdio.as_ref())
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),

@@ -90,11 +90,49 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         rustix::thread::set_thread_res_uid(rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT)
             .ctx(|| "setresuid(0) in the user namespace (is uid 0 mapped?)".to_string())?;
     }
+    if let Some(user) = &plan.join_user {
+        // The user namespace first: it gives us the capabilities to join or create the others
+        // as its root. Cgroups must be joined before we possibly fork the real init below.
+        if state.is_none() {
+            state = Some(wait_go(chan)?);
+        }
+        let fd = rfs::open(user, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening user namespace {}", user.display()))?;
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::User))
+            .ctx(|| format!("joining user namespace {}", user.display()))?;
+        rustix::thread::set_thread_res_gid(rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT)
+            .ctx(|| format!("setresgid(0) in user namespace {} (is gid 0 mapped?)", user.display()))?;
+        rustix::thread::set_thread_res_uid(rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT)
+            .ctx(|| format!("setresuid(0) in user namespace {} (is uid 0 mapped?)", user.display()))?;
+    }
     for (path, _bit) in &plan.join {
         let fd = rfs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .ctx(|| format!("opening namespace {}", path.display()))?;
         rustix::thread::move_into_link_name_space(fd.as_fd(), None)
             .ctx(|| format!("joining namespace {}", path.display()))?;
+    }
+    if plan.unshare_after_user != 0 {
+        berth_sys::process::unshare_namespaces(plan.unshare_after_user)
+            .ctx(|| "creating namespaces in the joined user namespace".to_string())?;
+    }
+    if plan.fork_for_pidns {
+        // unshare(CLONE_NEWPID) only applies to children: fork the real init into it. With
+        // CLONE_PARENT it is the runtime's child, like an init cloned directly.
+        berth_sys::process::unshare_namespaces(libc::CLONE_NEWPID as u64)
+            .ctx(|| "creating the pid namespace".to_string())?;
+        let flags = berth_sys::process::CLONE_PARENT | berth_sys::process::CLONE_CLEAR_SIGHAND;
+        match berth_sys::process::clone3(flags, None).ctx(|| "forking the init into its pid namespace".to_string())? {
+            berth_sys::process::Forked::Parent { pid, .. } => {
+                let _ = chan.send(&Msg::InitPid(pid), None);
+                exit_immediately(0)
+            }
+            berth_sys::process::Forked::Child => {
+                // pdeathsig is not inherited; the runtime sends the state again with our pid.
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                    .ctx(|| "setting pdeathsig".to_string())?;
+                state = Some(wait_go(chan)?);
+            }
+        }
     }
     if plan.unshare_cgroupns {
         berth_sys::process::unshare_namespaces(libc::CLONE_NEWCGROUP as u64)
@@ -113,6 +151,11 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         root.mkdir_all(&plan.process.cwd, 0o755).map_err(|e| Error::Invalid(format!("process.cwd: {e}")))?;
     }
     if plan.runtime_hooks {
+        // The hooks run with the init in its cgroups (runc's order), and the runtime's Go,
+        // which says so, must be read before HooksDone or the two would cross.
+        if state.is_none() {
+            state = Some(wait_go(chan)?);
+        }
         chan.send(&Msg::Hooks, None).ctx(|| "requesting hooks".to_string())?;
         match chan.recv().ctx(|| "waiting for hooks".to_string())? {
             Some((Msg::HooksDone, _)) => {}
@@ -129,8 +172,8 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if plan.process.terminal {
         crate::tty::setup_console(plan)?;
     }
-    // Sysctls before the read-only and masked paths (runc's order): /proc/sys is usually in
-    // linux.readonlyPaths (podman's default spec), and linux.sysctl must still apply.
+    // Before finish(): the default spec makes /proc/sys read-only, so runc writes sysctls
+    // before applying readonlyPaths, and so do we.
     rootfs::write_sysctls(plan)?;
     rootfs::finish(plan)?;
     if let Some(h) = &plan.hostname {
@@ -252,7 +295,7 @@ pub fn exec_process(
     // Every descriptor not meant for the process becomes close-on-exec, including any a
     // caller leaked into the runtime (CVE-2024-21626); preserved ones are kept open.
     let first = 3 + p.preserve_fds;
-    berth_sys::close_range(first, u32::MAX, berth_sys::CLOSE_RANGE_CLOEXEC).ctx(|| "close_range".to_string())?;
+    berth_sys::cloexec_range(first, u32::MAX).ctx(|| "close_range".to_string())?;
     for fd in 3..first {
         berth_sys::keep_on_exec(fd as i32).ctx(|| format!("--preserve-fds: descriptor {fd}"))?;
     }

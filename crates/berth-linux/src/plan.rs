@@ -177,6 +177,15 @@ pub struct Plan {
     pub unshare_cgroupns: bool,
     /// A new user namespace (the child waits for its id maps).
     pub new_userns: bool,
+    /// An existing user namespace to join. The child joins it first and then unshares
+    /// `unshare_after_user`, so the new namespaces are owned by it (a clone from the parent
+    /// would make them owned by the host's user namespace).
+    pub join_user: Option<PathBuf>,
+    /// Namespaces the child creates with unshare after joining `join_user`.
+    pub unshare_after_user: u64,
+    /// With `join_user` and a new pid namespace: the child unshares it and forks the real
+    /// init (with CLONE_PARENT, so it is still the caller's child).
+    pub fork_for_pidns: bool,
     /// uid_map / gid_map contents written by the parent.
     pub uid_map: String,
     /// See `uid_map`.
@@ -214,8 +223,22 @@ pub struct Plan {
     pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
     /// The compiled `linux.seccomp` filter (compiled in the parent, installed by the child).
     pub seccomp: Option<berth_seccomp::CompiledFilter>,
-    /// User namespaces for idmapped mounts, by index in `mounts` (created by the parent).
-    pub idmap_userns: Vec<(usize, OwnedFd)>,
+    /// Detached, already idmapped trees for idmapped bind mounts, by index in `mounts`
+    /// (made by the parent in the host's user namespace; the init only attaches them).
+    pub idmap_trees: Vec<(usize, OwnedFd)>,
+}
+
+impl Plan {
+    /// The init runs in a user namespace (created or joined): device nodes must be bound from
+    /// the host since mknod is not permitted there.
+    pub fn in_userns(&self) -> bool {
+        self.new_userns || self.join_user.is_some()
+    }
+
+    /// The container has its own pid namespace.
+    pub fn own_pidns(&self) -> bool {
+        self.clone_flags & libc::CLONE_NEWPID as u64 != 0 || self.fork_for_pidns
+    }
 }
 
 /// Default devices every container gets (runc's list), mode 0666, owned by root.
@@ -364,9 +387,10 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     let mut join = Vec::new();
     let (mut join_pid, mut join_time) = (None, None);
     let mut new_userns = false;
+    let mut join_user = None;
     let mut unshare_cgroupns = false;
     let mut has_mntns = false;
-    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+    for ns in linux.namespaces().iter().flatten() {
         let bit = ns.typ() as u64;
         if ns.typ() == LinuxNamespaceType::Mount {
             has_mntns = true;
@@ -375,11 +399,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
             Some(p) if !p.as_os_str().is_empty() => match ns.typ() {
                 LinuxNamespaceType::Pid => join_pid = Some(p.clone()),
                 LinuxNamespaceType::Time => join_time = Some(p.clone()),
-                LinuxNamespaceType::User => {
-                    return Err(Error::Invalid(format!(
-                        "linux.namespaces[{i}].path: joining an existing user namespace is not supported yet"
-                    )))
-                }
+                LinuxNamespaceType::User => join_user = Some(p.clone()),
                 _ => join.push((p.clone(), bit)),
             },
             _ => match ns.typ() {
@@ -394,6 +414,18 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     }
     if !has_mntns {
         return Err(Error::Invalid("linux.namespaces: a mount namespace is required to set up the rootfs".into()));
+    }
+    let (mut unshare_after_user, mut fork_for_pidns) = (0, false);
+    if join_user.is_some() {
+        let pid = libc::CLONE_NEWPID as u64;
+        fork_for_pidns = clone_flags & pid != 0;
+        unshare_after_user = clone_flags & !pid & !berth_sys::process::CLONE_NEWTIME;
+        if clone_flags & berth_sys::process::CLONE_NEWTIME != 0 {
+            return Err(Error::Invalid(
+                "linux.namespaces: a new time namespace together with a joined user namespace is not supported".into(),
+            ));
+        }
+        clone_flags = 0;
     }
     let time_offsets = if clone_flags & berth_sys::process::CLONE_NEWTIME != 0 {
         linux.time_offsets().as_ref().filter(|m| !m.is_empty()).map(|m| {
@@ -452,17 +484,13 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
                     "mounts[{index}]: idmapped mounts are supported for bind mounts only"
                 )));
             }
-            // An idmapped mount shows a file owned by on-disk id X as the id the mount's user
-            // namespace maps X to, so the namespace's map lines are "hostID containerID
-            // size": the OCI pair swapped.
-            let swapped = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-                m.into_iter()
-                    .flatten()
-                    .map(|x| format!("{} {} {}\n", x.host_id(), x.container_id(), x.size()))
-                    .collect()
-            };
-            let u = swapped(m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref()));
-            let g = swapped(m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref()));
+            // An idmapped mount presents a file owned by on-disk id X as the id its user
+            // namespace maps X to (map_id_down), so the OCI pair is written as is,
+            // "containerID hostID size": containerID is the id on disk, hostID the id the
+            // mount presents. That is runc's reading (tests/integration/idmap.bats: a file
+            // owned by 0 under {0 -> 100000} shows as 100000 without a user namespace).
+            let u = map(m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref()));
+            let g = map(m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref()));
             if u.is_empty() || g.is_empty() {
                 return Err(Error::Invalid(format!(
                     "mounts[{index}]: an idmapped mount needs uidMappings and gidMappings (on the mount or in linux)"
@@ -529,6 +557,9 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         join,
         join_pid,
         join_time,
+        join_user,
+        unshare_after_user,
+        fork_for_pidns,
         time_offsets,
         unshare_cgroupns,
         new_userns,
@@ -550,6 +581,6 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         create_container_hooks,
         start_container_hooks,
         seccomp: None,
-        idmap_userns: Vec::new(),
+        idmap_trees: Vec::new(),
     })
 }

@@ -9,7 +9,7 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_sys::mount::{self as m, MountAttr};
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -28,6 +28,11 @@ pub fn prepare(plan: &Plan) -> Result<Root> {
     let prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     m::mount(None, slash, None, prop | libc::MS_REC, None)
         .ctx(|| "making the container's mount tree non-propagating".to_string())?;
+    // Only a shared propagation leaves mounts peered with the host's (it is applied
+    // recursively above); the default, rslave, does not, and then mountinfo is not read.
+    if prop & libc::MS_SHARED != 0 {
+        make_parent_mount_private(&plan.rootfs)?;
+    }
     let rootfs = cstr("root.path", &plan.rootfs.to_string_lossy())?;
     m::mount(Some(&rootfs), &rootfs, None, libc::MS_BIND | libc::MS_REC, None)
         .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
@@ -42,23 +47,78 @@ pub fn prepare(plan: &Plan) -> Result<Root> {
     Ok(root)
 }
 
+/// runc's rootfsParentMountPrivate. With `rootfsPropagation: shared` the container's copy of
+/// the mount holding the rootfs stays a peer of the host's, so binding the rootfs onto itself
+/// (and every mount under it) would propagate to the host and outlive the container, and
+/// pivot_root refuses a shared parent (EINVAL). Making that one mount private in our
+/// namespace stops both; the new root gets the requested propagation in [`finish`].
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo".to_string())?;
+    // The mount holding the rootfs: the longest mount point that contains it; of mounts
+    // stacked on one point, the last listed is the visible one.
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in info.lines() {
+        let Some((pre, _)) = line.split_once(" - ") else { continue };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        let Some(mp) = fields.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else { continue };
+        if !rootfs.starts_with(&mp) {
+            continue;
+        }
+        let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+        if best.as_ref().is_none_or(|(b, _)| mp.components().count() >= b.components().count()) {
+            best = Some((mp, shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        let c = cstr("rootfs parent mount", &mp.to_string_lossy())?;
+        m::mount(None, &c, None, libc::MS_PRIVATE, None)
+            .ctx(|| format!("making {} (the mount holding the rootfs) private", mp.display()))?;
+    }
+    Ok(())
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let oct = b.get(i + 1..i + 4).filter(|d| c == b'\\' && d.iter().all(|x| (b'0'..=b'7').contains(x)));
+        match oct {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |acc, x| acc.wrapping_mul(8).wrapping_add(x - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
     match mp.kind {
         MountKind::Bind { dir } => {
-            let userns = plan.idmap_userns.iter().find(|(i, _)| *i == mp.index).map(|(_, fd)| fd);
-            mount_bind(root, mp, dir, userns)
+            let premade = plan.idmap_trees.iter().find(|(i, _)| *i == mp.index).map(|(_, fd)| fd);
+            mount_bind(root, mp, dir, premade)
         }
         MountKind::Fs => mount_fs(root, plan, mp),
         MountKind::Cgroup => mount_cgroup(root, plan, mp),
     }
 }
 
-fn mount_bind(root: &Root, mp: &MountPlan, dir: bool, userns: Option<&OwnedFd>) -> Result<()> {
-    let target = if dir { root.mkdir_all(&mp.destination, 0o755)? } else { root.create_file(&mp.destination)? };
-    let src_path = cstr("source", &mp.source)?;
+/// A detached copy of a bind mount's source with the mount's attributes and, given a user
+/// namespace, its id mapping: what [`mount_bind`] attaches.
+///
+/// Idmapped trees are made by the runtime parent, in the host's user namespace, and handed
+/// to the init ([`Plan::idmap_trees`]): `MOUNT_ATTR_IDMAP` needs CAP_SYS_ADMIN in the user
+/// namespace of the source's filesystem (the host's), which an init inside a new user
+/// namespace does not have.
+pub fn bind_tree(mp: &MountPlan, userns: Option<&OwnedFd>) -> Result<OwnedFd> {
     let src = rfs::open(mp.source.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .ctx(|| format!("opening bind source {}", mp.source))?;
-    let _ = src_path;
     let mut flags = m::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32;
     if mp.opts.is_recursive() {
         flags |= m::AT_RECURSIVE;
@@ -88,6 +148,19 @@ fn mount_bind(root: &Root, mp: &MountPlan, dir: bool, userns: Option<&OwnedFd>) 
             )
         })?;
     }
+    Ok(tree)
+}
+
+fn mount_bind(root: &Root, mp: &MountPlan, dir: bool, premade: Option<&OwnedFd>) -> Result<()> {
+    let target = if dir { root.mkdir_all(&mp.destination, 0o755)? } else { root.create_file(&mp.destination)? };
+    let made;
+    let tree = match premade {
+        Some(t) => t,
+        None => {
+            made = bind_tree(mp, None)?;
+            &made
+        }
+    };
     m::move_mount(tree.as_fd(), c"", target.as_fd(), c"", m::MOVE_MOUNT_F_EMPTY_PATH | m::MOVE_MOUNT_T_EMPTY_PATH)
         .ctx(|| format!("attaching the bind mount of {}", mp.source))?;
     for p in &mp.opts.propagation {
@@ -131,14 +204,13 @@ fn target_dir(root: &Root, dest: &str, strict: bool) -> Result<OwnedFd> {
     }
 }
 
+/// Targets that must be reached without following any symlink: /proc and /sys (LSM label and
+/// sysctl writes go there) and /dev (device nodes and the /dev/null used for masking).
 fn is_strict(dest: &str, fstype: &str) -> bool {
     let d = dest.trim_end_matches('/');
     fstype == "proc"
         || fstype == "sysfs"
-        || d == "/proc"
-        || d == "/sys"
-        || d.starts_with("/proc/")
-        || d.starts_with("/sys/")
+        || ["/proc", "/sys", "/dev"].iter().any(|p| d == *p || d.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
 fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
@@ -403,7 +475,7 @@ fn create_device(root: &Root, plan: &Plan, d: &DevicePlan) -> Result<()> {
     let pfd = root.mkdir_all(&parent, 0o755)?;
     let dir = rfs::openat(&pfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .ctx(|| format!("opening the parent of {}", d.path))?;
-    if plan.new_userns {
+    if plan.in_userns() {
         // mknod is not permitted in a user namespace: bind the host's node instead.
         match rfs::openat(
             &dir,
@@ -461,8 +533,14 @@ pub fn enter(root: &Root, plan: &Plan) -> Result<()> {
         m::mount(Some(c"."), c"/", None, libc::MS_MOVE, None).ctx(|| "moving the rootfs to /".to_string())?;
         rustix::process::chroot(".").ctx(|| "chroot".to_string())?;
     } else {
+        let old_root = rfs::open("/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| "opening the old root".to_string())?;
         rustix::process::pivot_root(".", ".").ctx(|| "pivot_root".to_string())?;
-        // The old root is now stacked under "."; detach it without propagating to the host.
+        // The old root is now stacked on the new one. "." still names the new root's tree,
+        // so step into the old root before making it a slave (what runc does): otherwise the
+        // recursive MS_SLAVE lands on the container's mounts and wipes the propagation the
+        // spec asked for, and the old root's unmount could propagate to the host.
+        rustix::process::fchdir(&old_root).ctx(|| "chdir to the old root".to_string())?;
         m::mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None)
             .ctx(|| "making the old root a slave".to_string())?;
         m::umount2(c".", libc::MNT_DETACH).ctx(|| "detaching the old root".to_string())?;
@@ -578,4 +656,19 @@ pub fn write_sysctls(plan: &Plan) -> Result<()> {
             .ctx(|| format!("linux.sysctl {}: writing {value:?}", key.replace('/', ".")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/tab\\011x\\134"), "/tab\tx\\");
+        // Not an escape: kept as is, no panic at the end of the string.
+        assert_eq!(unescape_mountinfo("/x\\04"), "/x\\04");
+        assert_eq!(unescape_mountinfo("/x\\"), "/x\\");
+        assert_eq!(unescape_mountinfo("/x\\9999"), "/x\\9999");
+    }
 }

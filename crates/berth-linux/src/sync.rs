@@ -35,6 +35,9 @@ pub enum Msg {
     Abort(String),
     /// Child → parent: the seccomp notify fd is attached.
     SeccompFd,
+    /// Child → parent: the real init is this pid (forked into a new pid namespace after
+    /// joining a user namespace); the sender exits.
+    InitPid(i32),
 }
 
 impl Msg {
@@ -48,13 +51,15 @@ impl Msg {
             Msg::HooksDone => b'h',
             Msg::Abort(_) => b'A',
             Msg::SeccompFd => b'N',
+            Msg::InitPid(_) => b'P',
         }
     }
 
-    fn payload(&self) -> &[u8] {
+    fn payload(&self) -> Vec<u8> {
         match self {
-            Msg::Error(s) | Msg::Abort(s) | Msg::Go(s) => s.as_bytes(),
-            _ => &[],
+            Msg::Error(s) | Msg::Abort(s) | Msg::Go(s) => s.as_bytes().to_vec(),
+            Msg::InitPid(p) => p.to_string().into_bytes(),
+            _ => Vec::new(),
         }
     }
 
@@ -69,6 +74,9 @@ impl Msg {
             Some(b'h') => Msg::HooksDone,
             Some(b'A') => Msg::Abort(text()),
             Some(b'N') => Msg::SeccompFd,
+            Some(b'P') => Msg::InitPid(
+                text().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed init pid"))?,
+            ),
             _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed setup message")),
         })
     }
@@ -117,11 +125,17 @@ impl Channel {
         let mut buf = vec![0u8; MAX];
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let mut reset_seen = false;
         let n = loop {
             let mut iov = [io::IoSliceMut::new(&mut buf)];
             match recvmsg(&self.0, &mut iov, &mut anc, RecvFlags::CMSG_CLOEXEC) {
                 Ok(r) => break r.bytes,
                 Err(rustix::io::Errno::INTR) => continue,
+                // A peer that exits with unread messages (an init failing before it read Go)
+                // leaves ECONNRESET pending, and the kernel reports it before the messages
+                // still queued for us, such as that init's Error. The error is cleared once
+                // reported: read on.
+                Err(rustix::io::Errno::CONNRESET) if !reset_seen => reset_seen = true,
                 Err(e) => return Err(e.into()),
             }
         };
@@ -166,5 +180,17 @@ mod tests {
         assert!(fd.is_some());
         drop(b);
         assert!(a.recv().unwrap().is_none());
+    }
+
+    #[test]
+    fn error_of_a_peer_that_died_with_unread_messages() {
+        let (parent, child) = Channel::pair().unwrap();
+        parent.send(&Msg::Go(String::new()), None).unwrap();
+        child.send(&Msg::Error("mount failed".into()), None).unwrap();
+        // Closed with Go unread: the parent's socket gets ECONNRESET pending.
+        drop(child);
+        let (m, _) = parent.recv().unwrap().unwrap();
+        assert_eq!(m, Msg::Error("mount failed".into()));
+        assert!(parent.recv().unwrap().is_none());
     }
 }

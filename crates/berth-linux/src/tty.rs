@@ -65,7 +65,19 @@ pub fn setup_console(plan: &Plan) -> Result<()> {
     let (master, slave, name) = open_pty(plan.process.console_size)?;
     // /dev/console is the slave, bind-mounted like runc does.
     let root = Root::open(Path::new("/"))?;
-    let console = root.create_file("/dev/console")?;
+    // Never through a symlink (CVE-2025-52565): with the image's own /dev, /dev/console ->
+    // /proc/sys/kernel/core_pattern would put the PTY over that procfs file and leave
+    // /dev/console pointing at it. runc refuses the same way (O_NOFOLLOW).
+    let console = match root.resolve_no_symlinks("/dev/console") {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => root.create_file("/dev/console")?,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::Invalid(
+                "/dev/console in the rootfs is a symlink; refusing to mount the terminal through it".into(),
+            ))
+        }
+        Err(e) => return Err(Error::io("resolving /dev/console", e)),
+    };
     berth_sys::mount::mount(Some(&proc_fd(slave.as_fd())), &proc_fd(console.as_fd()), None, libc::MS_BIND, None)
         .ctx(|| "bind-mounting /dev/console".to_string())?;
     make_controlling(&slave)?;
@@ -112,4 +124,25 @@ pub fn connect_console_socket(path: &Path) -> Result<OwnedFd> {
     let addr = rustix::net::SocketAddrUnix::new(path).ctx(|| format!("--console-socket {}", path.display()))?;
     rustix::net::connect(&sock, &addr).ctx(|| format!("connecting to --console-socket {}", path.display()))?;
     Ok(sock)
+}
+
+/// Where a new process's PTY master goes: `(ours, the process's)`. With `--console-socket`
+/// the process sends it there and we keep nothing; with a terminal but no socket we keep
+/// one end of a private pair and receive the master ourselves (foreground `run`, `exec -t`,
+/// the embedding library).
+pub fn console_endpoints(socket: Option<&Path>, terminal: bool) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    if let Some(p) = socket {
+        return Ok((None, Some(connect_console_socket(p)?)));
+    }
+    if !terminal {
+        return Ok((None, None));
+    }
+    let (ours, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .ctx(|| "creating the console socket pair".to_string())?;
+    Ok((Some(ours), Some(theirs)))
 }

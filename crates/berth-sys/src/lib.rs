@@ -51,14 +51,25 @@ fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `close_range(first, last, flags)`: with `CLOSE_RANGE_CLOEXEC` marks every descriptor in the
-/// range close-on-exec, which is how the init drops any descriptor a caller leaked to it
-/// (the CVE-2024-21626 class) without closing ones it still needs before `execve`.
-pub fn close_range(first: u32, last: u32, flags: u32) -> io::Result<()> {
-    // SAFETY: close_range takes plain integers and does not touch our memory. Closing or
-    // flagging descriptors that Rust objects still own is the caller's concern; with
-    // CLOSE_RANGE_CLOEXEC nothing is closed before exec.
-    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) }).map(drop)
+/// `close_range(first, last, CLOSE_RANGE_CLOEXEC)`: marks every descriptor in the range
+/// close-on-exec, which is how the init drops any descriptor it should not pass on without
+/// closing ones it still needs before `execve`. Only the CLOEXEC form is offered safely:
+/// flagging descriptors cannot invalidate anyone's ownership of them.
+pub fn cloexec_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range takes plain integers; with CLOSE_RANGE_CLOEXEC it closes nothing,
+    // it only sets a flag, so no descriptor owned elsewhere is invalidated.
+    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) }).map(drop)
+}
+
+/// Closes every descriptor from `first` up.
+///
+/// # Safety
+/// No descriptor in the range may be owned by anything that will use or close it later
+/// (an `OwnedFd`, a `File`, a library's internal descriptor). berth calls it once, first
+/// thing in `main`, to drop whatever its caller leaked before any descriptor is opened.
+pub unsafe fn close_from(first: u32) -> io::Result<()> {
+    // SAFETY: plain integers; the caller guarantees nobody owns the descriptors closed.
+    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) }).map(drop)
 }
 
 /// `CLOSE_RANGE_CLOEXEC` (linux/close_range.h).

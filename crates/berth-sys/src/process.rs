@@ -97,7 +97,9 @@ fn refuse_if_threaded() -> io::Result<()> {
 pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
     refuse_if_threaded()?;
     let mut pidfd: libc::c_int = -1;
-    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    // With CLONE_PARENT the kernel requires exit_signal 0 and uses the caller's own.
+    let exit_signal = if flags & CLONE_PARENT != 0 { 0 } else { libc::SIGCHLD as u64 };
+    let mut args = CloneArgs { flags, exit_signal, ..Default::default() };
     if flags & CLONE_PIDFD != 0 {
         args.pidfd = (&raw mut pidfd) as u64;
     }

@@ -63,11 +63,7 @@ impl Proc {
             .expect("spawn busybox");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Proc {
-            child,
-            stdin,
-            stdout,
-        }
+        Proc { child, stdin, stdout }
     }
 
     pub fn pid(&self) -> i32 {
@@ -115,10 +111,7 @@ impl Drop for Proc {
 }
 
 pub fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .trim()
-        .to_owned()
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).trim().to_owned()
 }
 
 /// Waits until `cond` holds; panics after a generous deadline. The deadline
@@ -136,9 +129,7 @@ pub fn resources(json: &str) -> oci_spec::runtime::LinuxResources {
 }
 
 /// The spec's rules plus the default allow list, as the runtime does.
-pub fn with_default_devices(
-    mut r: oci_spec::runtime::LinuxResources,
-) -> oci_spec::runtime::LinuxResources {
+pub fn with_default_devices(mut r: oci_spec::runtime::LinuxResources) -> oci_spec::runtime::LinuxResources {
     let mut d = r.devices().clone().unwrap_or_default();
     d.extend(berth_cgroups::default_allowed_devices());
     r.set_devices(Some(d));

@@ -1,0 +1,475 @@
+//! Interactive and multi-process containers (issue 3): terminals through a console socket and
+//! in a foreground `run`, exec in bulk, hooks, passed descriptors, exec refusals.
+
+mod common;
+
+use std::fs;
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use serde_json::{json, Value};
+
+/// Receives the descriptor a runtime sends over a console socket, and the payload (the
+/// PTY slave's name).
+fn recv_master(listener: &UnixListener) -> (OwnedFd, String) {
+    let (conn, _) = listener.accept().expect("accept on the console socket");
+    let mut buf = [0u8; 256];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    let n = rustix::net::recvmsg(&conn, &mut [IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::CMSG_CLOEXEC)
+        .expect("recvmsg on the console socket")
+        .bytes;
+    let mut fd = None;
+    for m in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut r) = m {
+            fd = r.next();
+        }
+    }
+    (fd.expect("no descriptor received on the console socket"), String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Reads from a PTY master until `needle` appears in what was read, or panics after the
+/// patience deadline. Returns everything read.
+#[track_caller]
+fn read_until(master: BorrowedFd<'_>, needle: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        let mut fds = [rustix::event::PollFd::from_borrowed_fd(master, rustix::event::PollFlags::IN)];
+        let ts = rustix::event::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+        if rustix::event::poll(&mut fds, Some(&ts)).unwrap_or(0) == 0 {
+            continue;
+        }
+        match rustix::io::read(master, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+            Err(_) => break,
+        }
+        if String::from_utf8_lossy(&got).contains(needle) {
+            return String::from_utf8_lossy(&got).into_owned();
+        }
+    }
+    panic!("{needle:?} not seen on the terminal; got {:?}", String::from_utf8_lossy(&got));
+}
+
+fn type_line(master: BorrowedFd<'_>, line: &str) {
+    rustix::io::write(master, line.as_bytes()).expect("writing to the terminal");
+}
+
+#[test]
+fn terminal_session_through_a_console_socket() {
+    let env = Env::new();
+    let mut b = env.bundle(&["sh"]);
+    b.set("/process/terminal", json!(true));
+    b.set("/process/consoleSize", json!({"height": 24, "width": 80}));
+    let id = env.id("tty");
+    let sock = b.file("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let create = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            env.detached(&b, &id, &["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.dir(), &id])
+        });
+        let got = recv_master(&listener);
+        (h.join().unwrap(), got)
+    });
+    let (out, (master, name)) = create;
+    out.ok();
+    assert!(name.starts_with("/dev/pts/"), "console socket payload {name:?}");
+    let pid = env.pid_of(&id);
+    env.berth(&["start", &id]).ok();
+    // A real shell on the other end: it echoes and evaluates what we type.
+    type_line(master.as_fd(), "echo hello-$((6*7))\n");
+    read_until(master.as_fd(), "hello-42");
+    // consoleSize was applied...
+    type_line(master.as_fd(), "stty size\n");
+    read_until(master.as_fd(), "24 80");
+    type_line(master.as_fd(), "tty\n");
+    read_until(master.as_fd(), "/dev/pts/");
+    // ...and a resize reaches the container's terminal.
+    rustix::termios::tcsetwinsize(
+        &master,
+        rustix::termios::Winsize { ws_row: 50, ws_col: 132, ws_xpixel: 0, ws_ypixel: 0 },
+    )
+    .unwrap();
+    type_line(master.as_fd(), "stty size\n");
+    read_until(master.as_fd(), "50 132");
+    // It is the shell's controlling terminal, and /dev/console is the same PTY.
+    type_line(
+        master.as_fd(),
+        "ls -l /dev/console | wc -l; cat /proc/self/stat | cut -d' ' -f7 | grep -vq '^0$' && echo has-ctty\n",
+    );
+    read_until(master.as_fd(), "has-ctty");
+    type_line(master.as_fd(), "exit 3\n");
+    assert_eq!(env.reap(pid), 3);
+    env.wait_status(&id, "stopped");
+    env.berth(&["delete", &id]).ok();
+    env.finish();
+}
+
+#[test]
+fn foreground_run_proxies_the_terminal_in_raw_mode_and_follows_resizes() {
+    let env = Env::new();
+    let mut b = env.bundle(&["sh"]);
+    b.set("/process/terminal", json!(true));
+    let id = env.id("fg-tty");
+    // The test's own PTY plays the user's terminal: berth runs as the session leader with
+    // it as controlling terminal (util-linux setsid -c), so a resize sends berth SIGWINCH.
+    let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    rustix::termios::tcsetwinsize(
+        &master,
+        rustix::termios::Winsize { ws_row: 30, ws_col: 90, ws_xpixel: 0, ws_ypixel: 0 },
+    )
+    .unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
+    let slave = fs::OpenOptions::new().read(true).write(true).open(&name).unwrap();
+    let mut child = Command::new("setsid")
+        .arg("-c")
+        .arg(BERTH)
+        .args(["--root", env.root().to_str().unwrap(), "run", "--bundle", b.dir(), &id])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .spawn()
+        .unwrap();
+    type_line(master.as_fd(), "stty size\n");
+    read_until(master.as_fd(), "30 90");
+    // berth put our terminal in raw mode: no local echo or line editing on the host side.
+    let attrs = rustix::termios::tcgetattr(&slave).unwrap();
+    assert!(!attrs.local_modes.contains(rustix::termios::LocalModes::ICANON), "host terminal not in raw mode");
+    rustix::termios::tcsetwinsize(
+        &master,
+        rustix::termios::Winsize { ws_row: 41, ws_col: 101, ws_xpixel: 0, ws_ypixel: 0 },
+    )
+    .unwrap();
+    // SIGWINCH is asynchronous: ask until the container sees the new size.
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = String::new();
+    while Instant::now() < deadline && !seen.contains("41 101") {
+        type_line(master.as_fd(), "stty size\n");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut buf = [0u8; 4096];
+        let _ = rustix::io::ioctl_fionbio(&master, true);
+        while let Ok(n) = rustix::io::read(&master, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(seen.contains("41 101"), "resize not followed: {seen:?}");
+    type_line(master.as_fd(), "exit 5\n");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5));
+    // The terminal mode was restored when berth exited.
+    let attrs = rustix::termios::tcgetattr(&slave).unwrap();
+    assert!(attrs.local_modes.contains(rustix::termios::LocalModes::ICANON), "host terminal left in raw mode");
+    env.finish();
+}
+
+fn fd_count(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn two_hundred_execs_leak_nothing() {
+    let env = Env::new();
+    let b = env.bundle(&["sleep", "100000"]);
+    let id = env.id("execs");
+    let pid = env.run_detached(&b, &id);
+    let before_init = fd_count(pid);
+    for i in 0..200 {
+        let out = env.berth(&["exec", &id, "sh", "-c", &format!("exit {}", i % 7)]);
+        out.code_is(i % 7);
+    }
+    // Only the init is left in the container, with the descriptors it had; no zombie.
+    let pids: Vec<i32> = serde_json::from_str(env.berth(&["ps", "-f", "json", &id]).ok()).unwrap();
+    assert_eq!(pids, [pid], "processes left in the container");
+    assert_eq!(fd_count(pid), before_init, "descriptors of the init changed");
+    // No berth process is left behind either.
+    let stray: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs::read_to_string(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| c.contains(&id) && c.contains("exec"))
+        .collect();
+    assert!(stray.is_empty(), "berth exec processes left: {stray:?}");
+    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    assert!(children.trim().is_empty(), "the init has children left: {children}");
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}
+
+#[test]
+fn exec_is_refused_unless_the_container_runs() {
+    let env = Env::new();
+    let b = env.bundle(&["sleep", "100000"]);
+    let id = env.id("refuse");
+    let pid = env.run_detached(&b, &id);
+    env.berth(&["pause", &id]).ok();
+    env.berth(&["exec", &id, "true"]).fails_with("paused");
+    env.berth(&["resume", &id]).ok();
+    env.berth(&["exec", &id, "true"]).ok();
+    env.berth(&["kill", &id, "KILL"]).ok();
+    env.reap(pid);
+    env.wait_status(&id, "stopped");
+    env.berth(&["exec", &id, "true"]).fails_with("not running");
+    env.berth(&["kill", &id]).fails_with("not running");
+    env.berth(&["delete", &id]).ok();
+    env.finish();
+}
+
+#[test]
+fn exec_applies_the_process_file_and_user_parsing_is_exact() {
+    let env = Env::new();
+    let b = env.bundle(&["sleep", "100000"]);
+    let id = env.id("procfile");
+    let pid = env.run_detached(&b, &id);
+    let process = json!({
+        "args": ["sh", "-c", "id -u; grep -E '^(CapEff|CapInh|NoNewPrivs)' /proc/self/status; pwd"],
+        "cwd": "/tmp",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 2},
+        "noNewPrivileges": true,
+        "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}
+    });
+    let pf = b.file("process.json");
+    fs::write(&pf, process.to_string()).unwrap();
+    let out = env.berth(&["exec", "--process", pf.to_str().unwrap(), &id]);
+    let text = out.ok();
+    // As root, the process keeps exactly the bounding set across exec (non-root users keep
+    // only ambient capabilities, which need inheritable ones, so this is checked as root).
+    assert!(text.starts_with("0\n"), "{text}");
+    assert!(text.contains("CapEff:\t0000000000000020"), "{text}");
+    assert!(text.contains("CapInh:\t0000000000000000"), "{text}");
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    assert!(text.trim_end().ends_with("/tmp"), "{text}");
+    // `-u 1` is uid 1, never 0 (crun CVE-2026-30892); garbage is an error, not uid 0.
+    assert_eq!(env.berth(&["exec", "-u", "1", &id, "id", "-u"]).ok(), "1\n");
+    env.berth(&["exec", "-u", "1x", &id, "id", "-u"]).fails_with("--user");
+    env.berth(&["exec", "-u", "", &id, "id", "-u"]).fails_with("--user");
+    // --cap adds to the effective set but never to the inheritable one (CVE-2022-29162).
+    let caps = |args: &[&str]| -> (u64, u64) {
+        let mut a = vec!["exec"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[id.as_str(), "grep", "-E", "^Cap(Inh|Eff)", "/proc/self/status"]);
+        let out = env.berth(&a);
+        let text = out.ok().to_string();
+        let get = |k: &str| {
+            let l = text.lines().find(|l| l.starts_with(k)).unwrap_or_else(|| panic!("{k} missing: {text}"));
+            u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        (get("CapInh"), get("CapEff"))
+    };
+    let (inh, eff) = caps(&[]);
+    assert_eq!(inh, 0);
+    assert_eq!(eff & (1 << 13), 0, "CAP_NET_RAW present without --cap");
+    let (inh, eff) = caps(&["--cap", "CAP_NET_RAW"]);
+    assert_eq!(inh, 0, "--cap reached the inheritable set");
+    assert_ne!(eff & (1 << 13), 0, "--cap CAP_NET_RAW not effective");
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}
+
+/// A hook script that appends `phase status mntns pid-of-state` to `log`.
+fn hook_script(log: &str) -> String {
+    format!(
+        "#!/bin/sh\nstate=$(cat)\nstatus=$(echo \"$state\" | sed -n 's/.*\"status\":\"\\([a-z]*\\)\".*/\\1/p')\n\
+         id=$(echo \"$state\" | sed -n 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/p')\n\
+         echo \"$1 $status $(readlink /proc/self/ns/mnt) $id\" >> {log}\n"
+    )
+}
+
+#[test]
+fn hooks_run_in_order_in_the_right_namespaces_with_the_state() {
+    let env = Env::new();
+    let mut b = env.bundle_own(&["sh", "-c", "echo main >> /hooklog/log"]);
+    let logdir = b.file("hooklog");
+    fs::create_dir(&logdir).unwrap();
+    let host_hook = b.file("hook.sh");
+    fs::write(&host_hook, hook_script(&format!("{}/log", logdir.display()))).unwrap();
+    let inner_hook = b.rootfs().join("hook.sh");
+    fs::write(&inner_hook, hook_script("/hooklog/log")).unwrap();
+    for p in [&host_hook, &inner_hook] {
+        Command::new("chmod").arg("755").arg(p).status().unwrap();
+    }
+    b.set("/root/readonly", json!(false));
+    b.push("/mounts", json!({"destination": "/hooklog", "type": "bind", "source": logdir, "options": ["rbind", "rw"]}));
+    let h = |phase: &str, path: &str| json!([{"path": path, "args": ["hook", phase], "timeout": 10}]);
+    let host = host_hook.to_str().unwrap();
+    b.set(
+        "/hooks",
+        json!({
+            "prestart": h("prestart", host),
+            "createRuntime": h("createRuntime", host),
+            "createContainer": h("createContainer", host),
+            "startContainer": h("startContainer", "/hook.sh"),
+            "poststart": h("poststart", host),
+            "poststop": h("poststop", host),
+        }),
+    );
+    let id = env.id("hooks");
+    env.berth(&["run", "--bundle", b.dir(), &id]).ok();
+    let log = fs::read_to_string(logdir.join("log")).unwrap();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split(' ').collect()).collect();
+    let phases: Vec<&str> = lines.iter().map(|l| l[0]).collect();
+    // main runs after startContainer; poststart may run before or after main finished, but
+    // always after startContainer and before poststop.
+    let pos = |p: &str| phases.iter().position(|x| *x == p).unwrap_or_else(|| panic!("{p} missing: {log}"));
+    assert!(pos("prestart") < pos("createRuntime"), "{log}");
+    assert!(pos("createRuntime") < pos("createContainer"), "{log}");
+    assert!(pos("createContainer") < pos("startContainer"), "{log}");
+    assert!(pos("startContainer") < pos("main"), "{log}");
+    assert!(pos("startContainer") < pos("poststart"), "{log}");
+    assert!(pos("poststart") < pos("poststop") && pos("main") < pos("poststop"), "{log}");
+    let host_ns = fs::read_link("/proc/self/ns/mnt").unwrap().to_string_lossy().into_owned();
+    for l in &lines {
+        if l[0] == "main" {
+            continue;
+        }
+        let in_container = l[0] == "createContainer" || l[0] == "startContainer";
+        assert_eq!(l[2] != host_ns, in_container, "{} ran in the wrong mount namespace: {log}", l[0]);
+        assert_eq!(l[3], id, "{} got the wrong state: {log}", l[0]);
+    }
+    let status = |p: &str| lines.iter().find(|l| l[0] == p).unwrap()[1];
+    assert_eq!(status("prestart"), "creating");
+    assert_eq!(status("createContainer"), "creating");
+    assert_eq!(status("startContainer"), "created");
+    assert_eq!(status("poststart"), "running");
+    assert_eq!(status("poststop"), "stopped");
+    env.finish();
+}
+
+#[test]
+fn hook_timeout_and_warn_only_phases() {
+    let env = Env::new();
+    let mut b = env.bundle(&["true"]);
+    b.set("/hooks", json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]}));
+    let id = env.id("hook-timeout");
+    let started = Instant::now();
+    env.berth(&["run", "--bundle", b.dir(), &id]).fails_with("timed out after 1s");
+    assert!(started.elapsed() < Duration::from_secs(25), "the timeout was not honoured");
+    // A failing poststart or poststop only warns: the container runs and exits normally.
+    let mut b = env.bundle(&["sh", "-c", "echo ran"]);
+    b.set("/hooks", json!({"poststart": [{"path": "/bin/false"}], "poststop": [{"path": "/bin/false"}]}));
+    let id = env.id("hook-warn");
+    let out = env.berth(&["run", "--bundle", b.dir(), &id]);
+    assert_eq!(out.ok(), "ran\n");
+    assert!(out.stderr.contains("poststart"), "no warning for the failing poststart: {}", out.stderr);
+    env.finish();
+}
+
+#[test]
+fn only_stdio_preserved_and_listen_fds_reach_the_process() {
+    let env = Env::new();
+    let mut b = env.bundle(&["sh", "-c", "ls /proc/$$/fd | sort -n | tr '\\n' ' '; echo; echo LISTEN_FDS=$LISTEN_FDS"]);
+    b.set("/process/env", json!(["PATH=/bin"]));
+    let id = env.id("fds");
+    // The shell leaks descriptors 4 and 5 (a host directory, like CVE-2024-21626's leaked
+    // cgroup fd) into berth; only 3 is meant for the container (--preserve-fds 1).
+    let script = format!(
+        "exec 3</dev/null 4</ 5</tmp; exec {BERTH} --root {} run --preserve-fds 1 --bundle {} {id}",
+        env.root().display(),
+        b.dir()
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fds: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "descriptors in the container: {text}");
+    assert!(text.contains("LISTEN_FDS=\n"), "{text}");
+    // Socket activation: LISTEN_FDS=2 for berth's own pid passes 3 and 4 and tells the
+    // container.
+    let id2 = env.id("listen");
+    let script = format!(
+        "exec 3</dev/null 4</dev/null 5</; export LISTEN_FDS=2 LISTEN_PID=$$; exec {BERTH} --root {} run --bundle {} {id2}",
+        env.root().display(),
+        b.dir()
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fds: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(fds, ["0", "1", "2", "3", "4"], "descriptors in the container: {text}");
+    assert!(text.contains("LISTEN_FDS=2\n"), "{text}");
+    env.finish();
+}
+
+#[test]
+fn fd_audit_of_a_created_init() {
+    // runc's "detect fd leak as comprehensively as possible": between create and start the
+    // init holds only stdio, its exec fifo and the channel it reports on; after start only
+    // what the process opened itself.
+    let env = Env::new();
+    let b = env.bundle(&["sleep", "100000"]);
+    let id = env.id("audit");
+    let pid = env.create(&b, &id);
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let entry = entry.unwrap();
+        let fd: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+        let target = fs::read_link(entry.path()).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        if fd <= 2 {
+            continue;
+        }
+        assert!(
+            target.ends_with("exec.fifo") || target.starts_with("socket:"),
+            "unexpected descriptor {fd} -> {target} in the created init"
+        );
+        let flags = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+        let f = flags.lines().find(|l| l.starts_with("flags:")).unwrap();
+        let bits = u32::from_str_radix(f.split_whitespace().nth(1).unwrap(), 8).unwrap();
+        assert_ne!(bits & libc::O_CLOEXEC as u32, 0, "descriptor {fd} -> {target} is not close-on-exec");
+    }
+    env.berth(&["start", &id]).ok();
+    env.wait_status(&id, "running");
+    let _ = wait_until(|| fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p.ends_with("busybox")));
+    let fds: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut fds: Vec<i32> = fds.iter().map(|f| f.parse().unwrap()).collect();
+    fds.sort_unstable();
+    assert_eq!(fds, [0, 1, 2], "descriptors of the running process");
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}
+
+#[test]
+fn ps_json_is_an_array_of_host_pids_and_kill_all_reaches_every_process() {
+    let env = Env::new();
+    let b = env.bundle(&["sh", "-c", "sleep 100000 & sleep 100000 & wait"]);
+    let id = env.id("psall");
+    let pid = env.run_detached(&b, &id);
+    let mut pids: Vec<i32> = Vec::new();
+    assert!(
+        wait_until(|| {
+            pids = serde_json::from_str(env.berth(&["ps", "--format", "json", &id]).ok()).unwrap();
+            pids.len() == 3
+        }),
+        "expected 3 processes, got {pids:?}"
+    );
+    for p in &pids {
+        let cmd = fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap();
+        assert!(cmd.starts_with("sh") || cmd.starts_with("sleep"), "pid {p} is {cmd:?}, not a container process");
+    }
+    env.berth(&["kill", "--all", &id, "KILL"]).ok();
+    env.reap(pid);
+    assert!(
+        wait_until(|| pids.iter().all(|p| proc_state(*p).is_none_or(|s| s == 'Z'))),
+        "a process survived kill --all"
+    );
+    let _: Value = env.state(&id);
+    env.berth(&["delete", &id]).ok();
+    env.finish();
+}
