@@ -194,6 +194,8 @@ struct Monitor<'a> {
     /// Events produced while no ready client was connected.
     held: VecDeque<WireEvent>,
     done: bool,
+    /// Memory was given back since the last activity (see `serve`).
+    trimmed: bool,
 }
 
 /// Runs the monitor for container `id`, first serving `conn` (which must send `Create`).
@@ -241,6 +243,7 @@ pub(crate) fn run(root: &Path, id: &str, conn: OwnedFd) -> i32 {
         oom_killed: false,
         held: VecDeque::new(),
         done: false,
+        trimmed: false,
     };
     m.serve();
     if let Some(p) = m.peer.as_mut() {
@@ -298,6 +301,9 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     pipe_with(PipeFlags::CLOEXEC).map_err(|e| errno("creating a pipe", e))
 }
 
+/// How long a monitor stays idle before giving memory back.
+const IDLE_TRIM_MS: i64 = 500;
+
 fn kill(p: &Proc) {
     if p.exit.is_none() {
         let _ = rustix::process::pidfd_send_signal(&p.pidfd, Signal::KILL);
@@ -342,8 +348,20 @@ impl Monitor<'_> {
                 if self.peer.is_none() && self.listener.is_none() && self.phase == Phase::Empty {
                     return;
                 }
-                match poll(&mut fds, None) {
-                    Ok(_) | Err(Errno::INTR) => {}
+                // A monitor spends its life idle, one per container, so its memory is what
+                // density costs: after IDLE_TRIM_MS without activity it gives back free heap,
+                // the dirty stack of container creation and its mappings of clean code
+                // pages (they fault back in from the page cache when needed), then sleeps.
+                let ts = Timespec { tv_sec: 0, tv_nsec: IDLE_TRIM_MS * 1_000_000 };
+                match poll(&mut fds, if self.trimmed { None } else { Some(&ts) }) {
+                    Ok(0) if !self.trimmed => {
+                        self.trimmed = true;
+                        let _ = berth_sys::mem::trim_heap();
+                        let _ = berth_sys::mem::release_unused_stack();
+                        let _ = berth_sys::mem::release_clean_image_pages();
+                        continue;
+                    }
+                    Ok(_) | Err(Errno::INTR) => self.trimmed = false,
                     Err(e) => {
                         log::error!("monitor {}: poll: {e}", self.id);
                         return;
