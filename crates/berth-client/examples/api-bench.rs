@@ -207,8 +207,8 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
             rtt.push(t.elapsed());
         }
         line("monitor round trip", rtt);
-        // Let everything settle (lazily freed memory, exited setup processes).
-        std::thread::sleep(Duration::from_millis(300));
+        // Steady state: monitors give memory back after 500 ms idle (helper/monitor.rs).
+        std::thread::sleep(Duration::from_millis(1500));
         let mut pss = Vec::new();
         let mut uss = Vec::new();
         let mut rss = Vec::new();

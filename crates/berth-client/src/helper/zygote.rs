@@ -84,6 +84,7 @@ pub(crate) fn run(root: &Path) -> i32 {
     log::info!("helper for {} ready", root.display());
     let started = Instant::now();
     let mut had_client = false;
+    let mut trimmed = false;
     loop {
         if z.clients.is_empty() && z.monitors.is_empty() && (had_client || started.elapsed() > FIRST_CLIENT_WAIT) {
             break;
@@ -97,8 +98,25 @@ pub(crate) fn run(root: &Path) -> i32 {
                 fds.push(PollFd::new(c, PollFlags::IN));
             }
             let timeout = Timespec { tv_sec: 1, tv_nsec: 0 };
-            match poll(&mut fds, if had_client { None } else { Some(&timeout) }) {
-                Ok(_) | Err(Errno::INTR) => {}
+            // Idle, the helper gives memory back like a monitor does (monitor.rs, serve):
+            // the monitors it forked no longer share its pages once they trimmed theirs.
+            let idle = Timespec { tv_sec: 0, tv_nsec: 500_000_000 };
+            let wait = if !had_client {
+                Some(&timeout)
+            } else if trimmed {
+                None
+            } else {
+                Some(&idle)
+            };
+            match poll(&mut fds, wait) {
+                Ok(0) if had_client && !trimmed => {
+                    trimmed = true;
+                    let _ = berth_sys::mem::trim_heap();
+                    let _ = berth_sys::mem::release_unused_stack();
+                    let _ = berth_sys::mem::release_clean_image_pages();
+                    continue;
+                }
+                Ok(_) | Err(Errno::INTR) => trimmed = false,
                 Err(e) => {
                     log::error!("helper: poll: {e}");
                     break;
