@@ -1,0 +1,577 @@
+//! The embedding API against real containers: lifecycle, stdio, event ordering, error
+//! classes, shutdown semantics. Run as root: `cargo test -p berth-client`.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_client::{Client, Config, Helper};
+use berth_core::{Client as _, ErrorKind, EventType, Status};
+use common::*;
+
+fn start_collect(c: &Client, id: &str, with_stdin: bool) -> (u32, Collected) {
+    let mut slot = None;
+    let pid = c.start(id, None, with_stdin, &mut collect_into(&mut slot)).expect("start");
+    (pid, slot.expect("attach was called"))
+}
+
+fn exec_collect(c: &Client, id: &str, exec_id: &str, args: &[&str], with_stdin: bool) -> (u32, Collected) {
+    let mut slot = None;
+    let pid = c.exec(id, exec_id, &process(args), with_stdin, &mut collect_into(&mut slot)).expect("exec");
+    (pid, slot.expect("attach was called"))
+}
+
+#[test]
+fn lifecycle_stdio_and_exit_code() {
+    // The sink records whether the engine had read all of stdout when the exit event
+    // arrived: output must drain fully before the exit event. (The reader appends each chunk
+    // before it reads again, and only that next read can see EOF.)
+    let complete_at_exit = Arc::new(Mutex::new(None));
+    type Shared<T> = Arc<Mutex<T>>;
+    let out_buf: Shared<Option<Shared<Vec<u8>>>> = Arc::new(Mutex::new(None));
+    let (buf2, seen2) = (out_buf.clone(), complete_at_exit.clone());
+    let rec = Recorder::with_hook(move |_, e, _| {
+        if e == EventType::Exit {
+            let b = buf2.lock().unwrap().clone();
+            *seen2.lock().unwrap() = b.map(|b| b.lock().unwrap().ends_with(b"filler-line-1999\n"));
+        }
+    });
+    let c = client_with(rec.clone());
+    let id = id("life");
+    let script = "read line; echo \"out:$line\"; i=0; while [ $i -lt 2000 ]; do echo filler-line-$i; i=$((i+1)); done; echo err >&2; exit 3";
+    c.create(&id, &spec(&["sh", "-c", script]), None).unwrap();
+    assert_eq!(c.status(&id).unwrap(), Status::Created);
+    // A slow reader: when the process exits, most of its output is still in the pipe.
+    let mut slot = None;
+    let pid = c
+        .start(&id, None, true, &mut |io| {
+            slot = Some(Collected::from_with(io, 256, Duration::from_millis(1)));
+            Ok(())
+        })
+        .unwrap();
+    let mut io = slot.unwrap();
+    *out_buf.lock().unwrap() = Some(io.stdout.clone());
+    assert!(pid > 0);
+    let mut stdin = io.stdin.take().expect("stdin writer");
+    stdin.write_all(b"hi\n").unwrap();
+    // Closing delivers EOF even though the monitor holds a copy of the pipe.
+    stdin.close().unwrap();
+    let exit = rec.wait_exit(&id, &id);
+    assert_eq!(exit.info.exit_code, 3);
+    assert_eq!(exit.info.pid, pid);
+    assert!(exit.info.exited_at.is_some());
+    assert_eq!(*complete_at_exit.lock().unwrap(), Some(true), "the exit event came before stdout drained");
+    let (out, err) = io.finish();
+    assert!(out.starts_with("out:hi\nfiller-line-0\n"), "{out:?}");
+    assert!(out.ends_with("filler-line-1999\n"), "output was cut: {} bytes", out.len());
+    assert_eq!(err, "err\n");
+    assert_eq!(c.status(&id).unwrap(), Status::Stopped);
+    let (code, at) = c.delete_task(&id).unwrap();
+    assert_eq!(code, 3);
+    assert_eq!(Some(at), exit.info.exited_at);
+    assert_eq!(rec.trace(&id), ["create:init", "start:init", "exit:init"]);
+    c.delete(&id).unwrap();
+    assert!(c.status(&id).unwrap_err().is_not_found());
+    assert!(!c.root().join(&id).exists());
+    for d in cgroup_dirs(&id) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+#[test]
+fn fifty_containers_with_execs_in_parallel() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let c = Arc::new(c);
+    let ids: Vec<String> = (0..50).map(|i| id(&format!("par{i}"))).collect();
+    let mut threads = Vec::new();
+    for (i, id) in ids.iter().cloned().enumerate() {
+        let c = c.clone();
+        let rec = rec.clone();
+        threads.push(std::thread::spawn(move || {
+            c.create(&id, &spec(&["cat"]), None).unwrap();
+            let (_, mut init_io) = start_collect(&c, &id, true);
+            let msg = format!("exec-{i}");
+            let (epid, exec_io) = exec_collect(&c, &id, "e1", &["sh", "-c", &format!("echo {msg}")], false);
+            assert!(epid > 0);
+            // A second exec that exits at once: its exit must still follow its start.
+            exec_collect(&c, &id, "e2", &["true"], false);
+            rec.wait_exit(&id, "e1");
+            rec.wait_exit(&id, "e2");
+            // Write, then drop the writer: dropping closes stdin, so `cat` exits.
+            init_io.stdin.take().unwrap().write_all(format!("init-{i}\n").as_bytes()).unwrap();
+            let exit = rec.wait_exit(&id, &id);
+            assert_eq!(exit.info.exit_code, 0);
+            assert_eq!(exec_io.finish().0, format!("{msg}\n"));
+            assert_eq!(init_io.finish().0, format!("init-{i}\n"));
+            c.delete(&id).unwrap();
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    for id in &ids {
+        let t = rec.trace(id);
+        let pos = |s: &str| t.iter().position(|x| x == s).unwrap_or_else(|| panic!("{id}: no {s} in {t:?}"));
+        assert_eq!(t.len(), 9, "{id}: {t:?}");
+        assert_eq!(&t[..2], ["create:init", "start:init"], "{id}");
+        for e in ["e1", "e2"] {
+            assert!(pos(&format!("exec-added:{e}")) < pos(&format!("exec-started:{e}")), "{id}: {t:?}");
+            assert!(pos(&format!("exec-started:{e}")) < pos(&format!("exit:{e}")), "{id}: {t:?}");
+        }
+        assert_eq!(t.last().map(String::as_str), Some("exit:init"), "{id}: {t:?}");
+    }
+}
+
+/// The init dies while an exec runs: the exec's exit must be delivered before the init's,
+/// with a pid namespace (the kernel kills the exec) and without (the monitor kills it).
+#[test]
+fn exec_exits_come_before_the_init_exit() {
+    for (label, spec) in [("pidns", spec(&["sleep", "1000"])), ("hostpid", spec_host_pidns(&["sleep", "1000"]))] {
+        let rec = Recorder::new();
+        let c = client_with(rec.clone());
+        let id = id(label);
+        c.create(&id, &spec, None).unwrap();
+        let (init_pid, _io) = start_collect(&c, &id, false);
+        let (epid, _eio) = exec_collect(&c, &id, "long", &["sleep", "1000"], false);
+        assert!(alive(epid));
+        c.signal_process(&id, &id, libc::SIGKILL).unwrap();
+        let exit = rec.wait_exit(&id, &id);
+        assert_eq!(exit.info.exit_code, 128 + 9, "{label}");
+        assert_eq!(exit.info.pid, init_pid);
+        let t = rec.trace(&id);
+        assert_eq!(
+            t,
+            ["create:init", "start:init", "exec-added:long", "exec-started:long", "exit:long", "exit:init"],
+            "{label}"
+        );
+        assert!(!alive(epid), "{label}: exec survived its init");
+        // After the init exited, exec is refused (moby 4bafaa00aa / containerd #9828).
+        let e = c.exec(&id, "late", &process(&["true"]), false, &mut |_| Ok(())).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{label}: {e}");
+        c.delete(&id).unwrap();
+    }
+}
+
+#[test]
+fn exec_after_the_init_exited_is_refused() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("late");
+    c.create(&id, &spec(&["true"]), None).unwrap();
+    start_collect(&c, &id, false);
+    // Refused as soon as the monitor has seen the exit, even before the engine got the event.
+    eventually("the init to exit", || c.wait(&id, Some(Duration::ZERO)).unwrap().is_some());
+    let mut attached = false;
+    let e = c
+        .exec(&id, "x", &process(&["true"]), false, &mut |_| {
+            attached = true;
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(!attached);
+    rec.wait_exit(&id, &id);
+    assert!(c.flush_events(&id, LONG));
+    assert!(rec.trace(&id).iter().all(|t| !t.contains(":x")));
+    c.delete(&id).unwrap();
+}
+
+#[test]
+fn slow_or_panicking_sink_does_not_stall_other_containers() {
+    let blocked = id("blocked");
+    let panicky = id("panicky");
+    let free = id("free");
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let (b2, p2) = (blocked.clone(), panicky.clone());
+    let rec = Recorder::with_hook(move |cid, e, _| {
+        if cid == b2 && e == EventType::Create {
+            // Holds up every later event of this container until released.
+            let _ = release_rx.lock().unwrap().recv();
+        }
+        if cid == p2 && e == EventType::Start {
+            panic!("engine bug while handling start");
+        }
+    });
+    let c = client_with(rec.clone());
+    // The caller never blocks on the sink: these return while the sink sits on `create`.
+    c.create(&blocked, &spec(&["true"]), None).unwrap();
+    start_collect(&c, &blocked, false);
+    c.create(&panicky, &spec(&["true"]), None).unwrap();
+    start_collect(&c, &panicky, false);
+    c.create(&free, &spec(&["echo", "free"]), None).unwrap();
+    let (_, io) = start_collect(&c, &free, false);
+    assert_eq!(rec.wait_exit(&free, &free).info.exit_code, 0);
+    assert_eq!(io.finish().0, "free\n");
+    assert_eq!(rec.trace(&free), ["create:init", "start:init", "exit:init"]);
+    // The panicking event is lost, the rest of that container's stream is not.
+    rec.wait_exit(&panicky, &panicky);
+    assert_eq!(rec.trace(&panicky), ["create:init", "exit:init"]);
+    assert!(rec.trace(&blocked).is_empty(), "{:?}", rec.trace(&blocked));
+    release_tx.send(()).unwrap();
+    rec.wait_exit(&blocked, &blocked);
+    assert_eq!(rec.trace(&blocked), ["create:init", "start:init", "exit:init"]);
+    for id in [&blocked, &panicky, &free] {
+        c.delete(id).unwrap();
+    }
+}
+
+#[test]
+fn error_classes() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let nf = |r: berth_core::Result<()>| assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound);
+    let ghost = "no-such-container";
+    // not-found
+    nf(c.start(ghost, None, false, &mut |_| Ok(())).map(drop));
+    nf(c.exec(ghost, "e", &process(&["true"]), false, &mut |_| Ok(())).map(drop));
+    nf(c.signal_process(ghost, ghost, 15));
+    nf(c.pause(ghost));
+    nf(c.delete(ghost));
+    nf(c.delete_task(ghost).map(drop));
+    nf(c.stats(ghost).map(drop));
+    nf(c.restore(ghost, &mut |_| Ok(())).map(drop));
+    assert_eq!(c.status(ghost).unwrap_err().kind(), ErrorKind::NotFound);
+
+    let id = id("errs");
+    c.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    // conflict: id in use; delete_task before exit
+    assert_eq!(c.create(&id, &spec(&["true"]), None).unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(c.delete_task(&id).unwrap_err().kind(), ErrorKind::Conflict);
+    start_collect(&c, &id, false);
+    // not-modified: starting a started container (moby c030885e7a)
+    assert_eq!(c.start(&id, None, false, &mut |_| Ok(())).unwrap_err().kind(), ErrorKind::NotModified);
+    // conflict: deleting a running container, pausing twice, resuming a running one,
+    // reusing an exec id
+    assert_eq!(c.delete(&id).unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(c.status(&id).unwrap(), Status::Running);
+    assert_eq!(c.resume(&id).unwrap_err().kind(), ErrorKind::Conflict);
+    exec_collect(&c, &id, "busy", &["sleep", "1000"], false);
+    let e = c.exec(&id, "busy", &process(&["true"]), false, &mut |_| Ok(())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    c.pause(&id).unwrap();
+    assert_eq!(c.pause(&id).unwrap_err().kind(), ErrorKind::Conflict);
+    c.resume(&id).unwrap();
+    // not-found: unknown process
+    nf(c.signal_process(&id, "nope", 15));
+    // invalid-parameter
+    let ip = |r: berth_core::Result<()>| {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e}");
+    };
+    ip(c.create("bad/id", &spec(&["true"]), None));
+    ip(c.signal_process(&id, &id, 0));
+    ip(c.signal_process(&id, &id, 99));
+    ip(c.resize_terminal(&id, &id, 80, 25));
+    ip(c.resize_terminal(&id, &id, 1 << 20, 25));
+    ip(c.exec(&id, "", &process(&["true"]), false, &mut |_| Ok(())).map(drop));
+    ip(c.exec(&id, "x", &process(&["/no/such/binary"]), false, &mut |_| Ok(())).map(drop));
+    ip(c.create(&common::id("noexe"), &spec(&["/no/such/binary"]), None));
+    // not-implemented
+    let ni = |r: berth_core::Result<()>| assert_eq!(r.unwrap_err().kind(), ErrorKind::NotImplemented);
+    ni(c.create_checkpoint(&id, std::path::Path::new("/tmp/ckpt"), false));
+    ni(c.start(&id, Some(std::path::Path::new("/tmp/ckpt")), false, &mut |_| Ok(())).map(drop));
+    // system: the container's setup fails in the kernel, not because of the request's shape
+    // (the sysctl does not exist; only the container's init can find out)
+    let mut bad = spec(&["true"]);
+    let mut linux = bad.linux().clone().unwrap();
+    linux.set_sysctl(Some([("net.ipv4.berth_no_such_sysctl".to_string(), "1".to_string())].into()));
+    bad.set_linux(Some(linux));
+    let bad_id = common::id("sys");
+    let e = c.create(&bad_id, &bad, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::System, "{e}");
+    assert!(c.status(&bad_id).unwrap_err().is_not_found(), "a failed create leaves nothing registered");
+    assert!(!c.root().join(&bad_id).exists());
+    // unavailable: the helper cannot be started
+    let mut cfg = Config::new(tempfile::tempdir().unwrap().path());
+    cfg.helper = Helper::Path("/nonexistent/berth-monitor".into());
+    assert_eq!(Client::new(cfg, rec.clone()).unwrap_err().kind(), ErrorKind::Unavailable);
+
+    c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    c.delete(&id).unwrap();
+}
+
+#[test]
+fn stop_escalates_pause_resume_stats_and_update() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("stop");
+    // `sleep` as pid 1 of its namespace ignores SIGTERM (no handler, and pid 1 gets no
+    // default action), so stop must escalate to SIGKILL.
+    c.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    let (pid, _io) = start_collect(&c, &id, false);
+    let pids = c.list_pids(&id).unwrap();
+    assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
+    // start returns once the init was told to go; it execs `sleep` right after.
+    eventually("the init to exec sleep", || {
+        c.summary(&id).unwrap().iter().any(|s| s.pid == pid && s.command == "sleep" && s.args == ["sleep", "1000"])
+    });
+    let stats = c.stats(&id).unwrap();
+    assert!(stats.metrics.pids.current >= 1, "{:?}", stats.metrics.pids);
+
+    let mut r = berth_client::Resources::default();
+    let mut pl = oci_spec::runtime::LinuxPids::default();
+    pl.set_limit(77);
+    r.set_pids(Some(pl));
+    c.update_resources(&id, &r).unwrap();
+    assert_eq!(c.stats(&id).unwrap().metrics.pids.limit, 77);
+
+    c.pause(&id).unwrap();
+    assert_eq!(c.status(&id).unwrap(), Status::Paused);
+    let e = c.exec(&id, "x", &process(&["true"]), false, &mut |_| Ok(())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    c.resume(&id).unwrap();
+    assert_eq!(c.status(&id).unwrap(), Status::Running);
+
+    let (code, _) = c.stop(&id, libc::SIGTERM, Duration::from_millis(300)).unwrap();
+    assert_eq!(code, 137, "SIGTERM was ignored, so SIGKILL ended it");
+    rec.wait_exit(&id, &id);
+    assert_eq!(rec.trace(&id), ["create:init", "start:init", "paused:init", "resumed:init", "exit:init"]);
+    assert_eq!(c.update_resources(&id, &r).unwrap_err().kind(), ErrorKind::Conflict);
+    c.delete(&id).unwrap();
+}
+
+#[test]
+fn signals_other_than_kill_are_delivered_as_is() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("sig");
+    c.create(
+        &id,
+        &spec(&["sh", "-c", "trap 'echo got-usr1; exit 5' USR1; echo ready; while true; do sleep 0.05; done"]),
+        None,
+    )
+    .unwrap();
+    let (_, io) = start_collect(&c, &id, false);
+    eventually("the trap to be installed", || io.stdout.lock().unwrap().starts_with(b"ready\n"));
+    c.signal_process(&id, berth_core::INIT_PROCESS_NAME, libc::SIGUSR1).unwrap();
+    assert_eq!(rec.wait_exit(&id, &id).info.exit_code, 5);
+    assert_eq!(io.finish().0, "ready\ngot-usr1\n");
+    // Signalling a finished process: not found.
+    assert_eq!(c.signal_process(&id, &id, 15).unwrap_err().kind(), ErrorKind::NotFound);
+    c.delete(&id).unwrap();
+}
+
+#[test]
+fn deleting_a_created_container_tears_it_down() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("created");
+    c.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    let state = berth_linux::state::ContainerState::load(c.root(), &id).unwrap();
+    let pid = state.pid as u32;
+    assert!(alive(pid));
+    let dirs = cgroup_dirs(&id);
+    assert!(dirs.iter().any(|d| d.exists()));
+    c.delete(&id).unwrap();
+    assert!(!alive(pid));
+    for d in dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    assert!(!c.root().join(&id).exists());
+    // It never started, so there is no exit event either.
+    assert!(c.flush_events(&id, LONG));
+    assert_eq!(rec.trace(&id), ["create:init"]);
+}
+
+#[test]
+fn failed_attach_kills_the_exec_and_leaves_the_init_startable() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("attach");
+    c.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    let e = c.start(&id, None, false, &mut |_| Err(berth_core::Error::system("engine cannot attach"))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::System);
+    assert_eq!(c.status(&id).unwrap(), Status::Created, "a failed attach starts nothing");
+    start_collect(&c, &id, false);
+    let mut exec_pid = 0;
+    let e = c
+        .exec(&id, "doomed", &process(&["sleep", "1000"]), false, &mut |_| {
+            exec_pid = c.list_pids(&id).unwrap().into_iter().max().unwrap_or(0);
+            Err(berth_core::Error::system("engine cannot attach"))
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::System);
+    assert!(exec_pid > 0);
+    eventually("the exec to be killed", || !alive(exec_pid));
+    // The id is free again and no event was published for the aborted exec.
+    exec_collect(&c, &id, "doomed", &["true"], false);
+    rec.wait_exit(&id, "doomed");
+    assert_eq!(
+        rec.trace(&id),
+        ["create:init", "start:init", "exec-added:doomed", "exec-started:doomed", "exit:doomed"]
+    );
+    c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    c.delete(&id).unwrap();
+}
+
+#[test]
+fn close_stdin_from_the_client_while_the_engine_holds_the_writer() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("closein");
+    c.create(&id, &spec(&["cat"]), None).unwrap();
+    let (_, mut io) = start_collect(&c, &id, true);
+    let mut w = io.stdin.take().unwrap();
+    w.write_all(b"abc").unwrap();
+    c.close_stdin(&id, &id).unwrap();
+    assert_eq!(rec.wait_exit(&id, &id).info.exit_code, 0);
+    assert_eq!(io.finish().0, "abc");
+    assert_eq!(w.write(b"late").unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+    drop(w);
+    // An exec without stdin reads EOF at once.
+    let id2 = common::id("nostdin");
+    c.create(&id2, &spec(&["sleep", "1000"]), None).unwrap();
+    start_collect(&c, &id2, false);
+    let (_, eio) = exec_collect(&c, &id2, "cat", &["cat"], false);
+    assert!(eio.stdin.is_none());
+    rec.wait_exit(&id2, "cat");
+    c.stop(&id2, libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    for i in [&id, &id2] {
+        c.delete(i).unwrap();
+    }
+}
+
+#[test]
+fn terminal_exec_resize_and_eof() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("tty");
+    c.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    start_collect(&c, &id, false);
+    let mut p = process(&["sh", "-c", "read x; stty size; echo tty-$x"]);
+    p.set_terminal(Some(true));
+    let mut slot = None;
+    c.exec(&id, "t", &p, true, &mut collect_into(&mut slot)).unwrap();
+    let mut io = slot.unwrap();
+    c.resize_terminal(&id, "t", 100, 40).unwrap();
+    let mut w = io.stdin.take().unwrap();
+    w.write_all(b"ok\n").unwrap();
+    assert_eq!(rec.wait_exit(&id, "t").info.exit_code, 0);
+    let (out, _) = io.finish();
+    assert!(out.contains("40 100"), "{out:?}");
+    assert!(out.contains("tty-ok"), "{out:?}");
+    c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    c.delete(&id).unwrap();
+}
+
+#[test]
+fn oom_kill_is_reported_before_the_exit() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("oom");
+    let mut s = spec(&["sh", "-c", "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done"]);
+    let mut linux = s.linux().clone().unwrap();
+    let mut res = linux.resources().clone().unwrap_or_default();
+    let mut mem = oci_spec::runtime::LinuxMemory::default();
+    mem.set_limit(Some(32 << 20)).set_swap(Some(32 << 20));
+    res.set_memory(Some(mem));
+    linux.set_resources(Some(res));
+    s.set_linux(Some(linux));
+    c.create(&id, &s, None).unwrap();
+    start_collect(&c, &id, false);
+    let exit = rec.wait_exit(&id, &id);
+    assert_eq!(exit.info.exit_code, 137);
+    assert!(exit.info.oom_killed, "{exit:?}");
+    let t = rec.trace(&id);
+    let oom = t.iter().position(|x| x == "oom:init").unwrap_or_else(|| panic!("no oom event: {t:?}"));
+    assert!(oom < t.len() - 1, "{t:?}");
+    c.delete(&id).unwrap();
+}
+
+#[test]
+fn a_dead_monitor_is_reported_as_a_failed_exit_not_a_clean_one() {
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("mondead");
+    c.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    let (pid, _io) = start_collect(&c, &id, false);
+    let mon = c.monitor_pid(&id).unwrap();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(mon as i32).unwrap(), rustix::process::Signal::KILL)
+        .unwrap();
+    let exit = rec.wait_exit(&id, &id);
+    assert_eq!(exit.info.exit_code, u32::MAX);
+    assert!(exit.info.error.is_some());
+    assert_eq!(c.status(&id).unwrap(), Status::Stopped);
+    c.delete(&id).unwrap();
+    eventually("the orphaned init to be killed", || !alive(pid));
+    assert!(!c.root().join(&id).exists());
+    for d in cgroup_dirs(&id) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+#[test]
+fn a_second_client_can_take_a_container_over() {
+    let rec1 = Recorder::new();
+    let c1 = client_with(rec1.clone());
+    let id = id("takeover");
+    c1.create(&id, &spec(&["cat"]), None).unwrap();
+    // The first client keeps only the stdin writer (two live readers of one pipe would
+    // split the output between them).
+    let mut stdin1 = None;
+    let pid = c1
+        .start(&id, None, true, &mut |io| {
+            stdin1 = io.stdin;
+            Ok(())
+        })
+        .unwrap();
+
+    let rec2 = Recorder::new();
+    let c2 = client_on(c1.root(), rec2.clone());
+    assert_eq!(c2.helper_pid(), c1.helper_pid(), "one helper per state root");
+    let mut slot = None;
+    assert_eq!(c2.restore(&id, &mut collect_into(&mut slot)).unwrap(), (true, Some(pid)));
+    let mut io2 = slot.unwrap();
+
+    // The first client no longer speaks for the container, and did not invent an exit.
+    eventually("the first client to notice", || c1.resume(&id).is_err_and(|e| e.kind() == ErrorKind::Unavailable));
+    rec1.wait_for(&id, "create and start", |evs| evs.len() >= 2);
+    // A pipe reads EOF once every writer is closed: the first client's handle is one of them
+    // (after a crash it would be gone with its process).
+    drop(stdin1.take());
+
+    let mut w2 = io2.stdin.take().unwrap();
+    w2.write_all(b"via-second\n").unwrap();
+    c2.close_stdin(&id, &id).unwrap();
+    assert_eq!(rec2.wait_exit(&id, &id).info.exit_code, 0);
+    assert_eq!(io2.finish().0, "via-second\n");
+    assert_eq!(rec2.trace(&id), ["exit:init"]);
+    c2.delete(&id).unwrap();
+    assert!(c1.flush_events(&id, LONG));
+    assert_eq!(rec1.trace(&id), ["create:init", "start:init"], "the first client invented events");
+}
+
+#[test]
+fn restore_when_the_monitor_is_gone() {
+    let rec1 = Recorder::new();
+    let c1 = client_with(rec1.clone());
+    let id = id("orphan");
+    c1.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    let (pid, _io) = start_collect(&c1, &id, false);
+    let mon = c1.monitor_pid(&id).unwrap();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(mon as i32).unwrap(), rustix::process::Signal::KILL)
+        .unwrap();
+    rec1.wait_exit(&id, &id);
+    assert!(alive(pid), "the container outlives its monitor until someone cleans up");
+
+    // A new client finds the container without a monitor: nothing can supervise it, so it
+    // is killed and reported stopped with an unknown status.
+    let rec2 = Recorder::new();
+    let c2 = client_on(c1.root(), rec2.clone());
+    assert_eq!(c2.restore(&id, &mut |_| panic!("no stdio for a dead container")).unwrap(), (false, Some(pid)));
+    let exit = rec2.wait_exit(&id, &id);
+    assert_eq!(exit.info.exit_code, u32::MAX);
+    assert!(exit.info.error.is_some());
+    assert_eq!(c2.status(&id).unwrap(), Status::Stopped);
+    assert_eq!(c2.delete_task(&id).unwrap().0, u32::MAX);
+    c2.delete(&id).unwrap();
+    eventually("the orphaned init to die", || !alive(pid));
+    assert!(!c2.root().join(&id).exists());
+    for d in cgroup_dirs(&id) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
