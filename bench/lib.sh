@@ -30,6 +30,14 @@ bench_die() {
     exit 1
 }
 
+# bench_skip REASON: this comparison cannot run here (a tool or a component is missing):
+# says so, records it for the report and exits with 3, which bench/run takes as "skipped".
+bench_skip() {
+    echo "$0: skipped: $*" >&2
+    [ -n "${OUT:-}" ] && [ -d "$OUT" ] && echo "$*" >"$OUT/skipped"
+    exit 3
+}
+
 # ---- process setup ---------------------------------------------------------------------
 
 # bench_exit_hook CMD: runs CMD (eval'd) at exit, hooks in reverse order of registration.
@@ -274,20 +282,26 @@ bench_commands() {
 # each after WARMUP warm-up runs, the order of the labels rotated each round so that drift
 # in machine load is spread over all of them.
 bench_hyperfine() {
-    local out=$1 round i l
+    local out=$1 round
     shift
-    local labels=("$@")
     for ((round = 0; round < ROUNDS; round++)); do
-        local args=()
-        for ((i = 0; i < ${#labels[@]}; i++)); do
-            l=${labels[(i + round) % ${#labels[@]}]}
-            args+=(--command-name "$l" "${cmd[$l]}")
-        done
         echo "   round $((round + 1))/$ROUNDS: $RUNS runs each, $WARMUP warm-up"
-        # (stderr kept aside: hyperfine warns about outliers on a busy machine)
-        hyperfine -N --style none --warmup "$WARMUP" --runs "$RUNS" --export-json "$out/round$round.json" \
-            "${args[@]}" >/dev/null 2>"$out/hyperfine.err" || { cat "$out/hyperfine.err" >&2; return 1; }
+        bench_hyperfine_round "$out" "$round" "$@"
     done
+}
+
+# bench_hyperfine_round OUT ROUND LABEL...: one round, into OUT/roundROUND.json.
+bench_hyperfine_round() {
+    local out=$1 round=$2 i l
+    shift 2
+    local labels=("$@") args=()
+    for ((i = 0; i < ${#labels[@]}; i++)); do
+        l=${labels[(i + round) % ${#labels[@]}]}
+        args+=(--command-name "$l" "${cmd[$l]}")
+    done
+    # (stderr kept aside: hyperfine warns about outliers on a busy machine)
+    hyperfine -N --style none --warmup "$WARMUP" --runs "$RUNS" --export-json "$out/round$round.json" \
+        "${args[@]}" >/dev/null 2>"$out/hyperfine.err" || { cat "$out/hyperfine.err" >&2; return 1; }
 }
 
 # bench_perf OUT LABEL...: `perf stat -r PERF_RUNS` of each cmd[LABEL]: CPU time
@@ -397,6 +411,68 @@ bench_ratios() {
             }
         }
     ' "$1/summary.tsv"
+}
+
+# ---- containerd ----------------------------------------------------------------------------
+
+# bench_shim_binary: the path of berth's containerd shim (containerd-shim-berth-v2), from SHIM
+# or target/release; empty if not built.
+bench_shim_binary() {
+    local s=${SHIM:-$PWD/target/release/containerd-shim-berth-v2}
+    if [ -x "$s" ]; then echo "$s"; fi
+}
+
+# bench_containerd DIR SHIM: starts a private containerd in DIR (its own root, state and
+# socket, the CRI plugin off) that finds SHIM (if given) as runtime io.containerd.berth.v2,
+# stopped at exit. Sets CTD_SOCK, CTD_PID and ctr_cmd (ctr on that socket, namespace bench).
+bench_containerd() {
+    local dir=$1 shim=${2:-} i
+    mkdir -p "$dir/bin"
+    # containerd resolves io.containerd.berth.v2 as containerd-shim-berth-v2 on its PATH.
+    if [ -n "$shim" ]; then ln -sf "$shim" "$dir/bin/containerd-shim-berth-v2"; fi
+    CTD_SOCK=$dir/containerd.sock
+    cat >"$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$CTD_SOCK"
+[ttrpc]
+  address = "$CTD_SOCK.ttrpc"
+TOML
+    PATH=$dir/bin:$PATH containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+    CTD_PID=$!
+    bench_exit_hook "kill $CTD_PID 2>/dev/null; wait $CTD_PID 2>/dev/null"
+    ctr_cmd="ctr -a $CTD_SOCK -n bench"
+    for i in $(seq 100); do
+        $ctr_cmd version >/dev/null 2>&1 && return 0
+        kill -0 "$CTD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -5 "$dir/containerd.log" >&2
+    bench_die "containerd did not start (log: $dir/containerd.log)"
+}
+
+# The pids of the shims serving the private containerd (their command line names its socket).
+bench_shim_pids() {
+    local f
+    for f in /proc/[0-9]*/cmdline; do
+        { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -q "containerd-shim.* $CTD_SOCK" && { f=${f#/proc/}; echo "${f%/cmdline}"; }
+    done
+    return 0
+}
+
+# bench_proc_sum PID...: "PSS Private_Dirty RSS Threads" summed over the processes, KiB
+# (smaps_rollup; a process that is gone counts nothing).
+bench_proc_sum() {
+    local p
+    for p in "$@"; do
+        cat "/proc/$p/smaps_rollup" "/proc/$p/status" 2>/dev/null
+    done | awk '
+        $1 == "Pss:" { pss += $2 } $1 == "Private_Dirty:" { pd += $2 } $1 == "Rss:" { rss += $2 }
+        $1 == "Threads:" { th += $2 }
+        END { printf "%d %d %d %d\n", pss, pd, rss, th }'
 }
 
 # ---- crun on hybrid hosts: moving hugetlb (see bench/hugetlb-v1) --------------------------
