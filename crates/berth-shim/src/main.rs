@@ -1,1 +1,134 @@
-fn main() {}
+//! `containerd-shim-berth-v2`: containerd's runtime v2 shim for berth.
+//!
+//! containerd runs this binary as `io.containerd.berth.v2`. It serves the task v2 ttrpc API
+//! (`containerd.task.v2.Task`) on berth's runtime library (`berth-linux`, `berth-cgroups`):
+//! containers are created in-process, with no runtime binary executed per operation. One
+//! single-threaded server process serves a whole group of containers (see `start.rs`), which
+//! is what keeps the per-container cost low. See docs/containerd.md.
+//!
+//! Modules: [`args`] (the command line), [`start`] (the `start`/`delete` handshake and
+//! grouping), [`server`] (the event loop and the Task service), [`ttrpc`] (framing),
+//! [`events`] (publishing to containerd), [`stdio`] (fifos and terminal relays), [`mounts`]
+//! (the rootfs), [`metrics`] (cgroup statistics as containerd's v1 Metrics).
+
+mod args;
+mod error;
+mod events;
+mod metrics;
+mod mounts;
+mod server;
+mod start;
+mod stdio;
+mod ttrpc;
+
+use std::io::Write;
+
+/// A logger in logrus's text format, which is how containerd's shims log (containerd copies
+/// the lines from the bundle's `log` fifo into its own log).
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let level = match r.level() {
+            log::Level::Error => "error",
+            log::Level::Warn => "warning",
+            log::Level::Info => "info",
+            log::Level::Debug => "debug",
+            log::Level::Trace => "trace",
+        };
+        let now = berth_core::time::format_rfc3339_nanos(std::time::SystemTime::now());
+        let msg = r.args().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+        let line = format!("time=\"{now}\" level={level} msg=\"{msg}\" runtime=io.containerd.berth.v2\n");
+        // One write per line; a full pipe drops the line rather than stalling the shim.
+        let _ = std::io::stderr().lock().write(line.as_bytes());
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+fn main() {
+    let a = match args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("containerd-shim-berth-v2: {e}");
+            std::process::exit(2);
+        }
+    };
+    if a.version {
+        println!("containerd-shim-berth-v2:");
+        println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
+        println!("  Revision: {}", option_env!("BERTH_REVISION").unwrap_or("unknown"));
+        return;
+    }
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(if a.debug { log::LevelFilter::Debug } else { log::LevelFilter::Info });
+    }
+    let code = match a.action.as_str() {
+        "start" => match start::start(&a) {
+            Ok(address) => {
+                // containerd 1.6 reads the bare address (and 1.7/2.x accept it too).
+                print!("{address}");
+                0
+            }
+            Err(e) => {
+                eprintln!("containerd-shim-berth-v2 start: {e}");
+                1
+            }
+        },
+        "delete" => match start::delete(&a) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("containerd-shim-berth-v2 delete: {e}");
+                1
+            }
+        },
+        "serve" => serve(&a),
+        "" => {
+            eprintln!("containerd-shim-berth-v2: an action is required: start, delete (run by containerd)");
+            2
+        }
+        other => {
+            eprintln!("containerd-shim-berth-v2: unknown action {other:?}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn serve(a: &args::Args) -> i32 {
+    // A session of its own: no signals from containerd's terminal or process group.
+    let _ = rustix::process::setsid();
+    let listener = match start::inherited_listener() {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
+    let cfg = server::Config {
+        namespace: a.namespace.clone(),
+        address: a.address.clone(),
+        publish_binary: a.publish_binary.clone(),
+        ttrpc_address: std::env::var("TTRPC_ADDRESS").ok(),
+        root: start::state_root(&a.namespace),
+        socket: a.socket.clone().into(),
+    };
+    let mut srv = match server::Server::new(cfg, listener) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("starting the shim server: {e}");
+            return 1;
+        }
+    };
+    if !a.id.is_empty() {
+        srv.reserve(&a.id);
+    }
+    srv.run()
+}

@@ -14,6 +14,8 @@
 #![cfg(target_os = "linux")]
 
 pub mod bpf;
+pub mod fd;
+pub mod mem;
 pub mod mount;
 pub mod process;
 pub mod seccomp;
