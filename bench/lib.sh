@@ -113,7 +113,7 @@ bench_crun_workaround() {
                 return 0
             fi
             BENCH_HOST_MNTNS=$(readlink /proc/self/ns/mnt)
-            export BENCH_HOST_MNTNS
+            export BENCH_HOST_MNTNS BENCH_CGROUP_REASON=${BENCH_CGROUP_REASON:-forced by BENCH_CGROUP_WORKAROUND=legacy-view}
             exec unshare --mount --propagation private -- "${BENCH_SELF:-$0}" "$@"
             ;;
         none | hugetlb-v1) return 0 ;;
@@ -134,7 +134,7 @@ bench_crun_workaround() {
         rm -f /run/berth-bench-hugetlb.state.new
     fi
     echo "   crun refuses this hybrid host and cgroup2's controllers cannot be moved: using a legacy view"
-    export BENCH_CGROUP_WORKAROUND=legacy-view
+    export BENCH_CGROUP_WORKAROUND=legacy-view BENCH_CGROUP_REASON="cgroup2's controllers could not be moved to v1"
     bench_crun_workaround "$@"
 }
 
@@ -166,7 +166,7 @@ bench_describe_workaround() {
     case ${BENCH_CGROUP_WORKAROUND:-none} in
         none) echo "none needed (crun accepts this cgroup layout)" ;;
         hugetlb-v1) echo "hugetlb moved from cgroup2 to a v1 hierarchy for the run (bench/hugetlb-v1), undone at exit" ;;
-        legacy-view) echo "legacy view: every runtime ran in a private mount namespace whose /sys/fs/cgroup holds only the v1 hierarchies (the hugetlb move failed: cgroup2 still holds hugetlb)" ;;
+        legacy-view) echo "legacy view: every runtime ran in a private mount namespace whose /sys/fs/cgroup holds only the v1 hierarchies (${BENCH_CGROUP_REASON:-chosen})" ;;
     esac
 }
 
