@@ -235,8 +235,8 @@ bench_has_crun() { [[ " ${runtimes[*]} " == *" crun "* ]]; }
 
 # bench_init "$@": the common start of a comparison script: the flags (--smoke, --help:
 # the script's header comment), root, re-execution as a subreaper and for crun, the tools,
-# the work directory `work` (removed at exit), the berth binaries, the CLI runtimes and the
-# output directory `out` (OUT, or work/out).
+# the work directory `work` (removed at exit) and `tag` (unique to it, for container ids), the
+# berth binaries, the CLI runtimes and the output directory `out` (OUT, or work/out).
 bench_init() {
     local a
     for a in "$@"; do
@@ -253,6 +253,9 @@ bench_init() {
     if command -v crun >/dev/null; then bench_crun_workaround "$@"; fi
     work=$(mktemp -d /tmp/berth-bench.XXXXXX)
     bench_exit_hook "rm -rf '$work'"
+    # In container ids: the default cgroup path is berth/<id> whatever --root says, so ids
+    # must not collide with anyone else's containers (or another bench run's).
+    tag=${work##*.}
     bench_berth_binaries "$work"
     bench_runtimes "$work"
     out=${OUT:-$work/out}
