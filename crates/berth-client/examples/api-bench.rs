@@ -8,7 +8,13 @@
 //! (`cargo build --release -p berth-client --bins`), otherwise this binary as the helper.
 //!
 //! Prints per-phase and total latency (median, p90, p99) and, with IDLE_CONTAINERS idle
-//! containers running, each monitor's PSS (from /proc/PID/smaps_rollup), RSS and threads.
+//! containers running, their start rate and each monitor's PSS (from
+//! /proc/PID/smaps_rollup), RSS and threads.
+//!
+//! For bench/run (environment): `BERTH_BENCH_WARMUP=N` warm-up cycles (default 20);
+//! `BERTH_BENCH_SAMPLES=FILE` writes each measured cycle's total in seconds, one a line;
+//! `BERTH_BENCH_HOLD=1` prints `pids: HELPER MONITOR...` once the idle containers run and
+//! waits for a line on stdin before it stops them, so that another program can measure them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -152,7 +158,7 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
     let client = Client::new(cycle_cfg, Arc::new(Quiet))?;
 
     let (mut total, mut create, mut start, mut wait, mut delete) = (vec![], vec![], vec![], vec![], vec![]);
-    let warmup = 20;
+    let warmup: usize = std::env::var("BERTH_BENCH_WARMUP").ok().map(|s| s.parse()).transpose()?.unwrap_or(20);
     for i in 0..warmup + cycles {
         let id = format!("bench-{i}");
         let t0 = Instant::now();
@@ -175,6 +181,10 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
             delete.push(t4 - t3);
         }
     }
+    if let Some(path) = std::env::var_os("BERTH_BENCH_SAMPLES") {
+        let text: String = total.iter().map(|d| format!("{}\n", d.as_secs_f64())).collect();
+        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", Path::new(&path).display()))?;
+    }
     println!("{cycles} cycles of create + start + wait + delete of /bin/true through the API:");
     line("create", create);
     line("start", start);
@@ -194,10 +204,13 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
     if idle > 0 {
         let sleeper = spec(&base, &["sleep", "1000000"]);
         let ids: Vec<String> = (0..idle).map(|i| format!("idle-{i}")).collect();
+        let t = Instant::now();
         for id in &ids {
             client.create(id, &sleeper, None)?;
             client.start(id, None, false, &mut |_io| Ok(()))?;
         }
+        let took = t.elapsed().as_secs_f64();
+        println!("started {idle} idle containers in {:.3} s ({:.1} per second)", took, idle as f64 / took);
         // Round trip to a monitor: a request it refuses at once (resume of a running
         // container), so this is the protocol's cost alone.
         let mut rtt = Vec::new();
@@ -254,6 +267,16 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
             proc_kb(helper, "smaps_rollup", "Pss:").unwrap_or(0),
             proc_kb(helper, "status", "VmRSS:").unwrap_or(0)
         );
+        if std::env::var_os("BERTH_BENCH_HOLD").is_some() {
+            let mut pids = vec![client.helper_pid()];
+            for id in &ids {
+                pids.push(client.monitor_pid(id)?);
+            }
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            println!("pids: {}", pids.join(" "));
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+        }
         for id in &ids {
             client.stop(id, 9, Duration::from_secs(5))?;
             client.delete(id)?;

@@ -305,7 +305,7 @@ pub fn exec_process(
 
 fn set_credentials(p: &ProcessPlan) -> Result<()> {
     if let Some(c) = &p.caps {
-        let last = crate::caps::last_cap();
+        let last = crate::caps::last_cap_in_child();
         for n in 0..=last.min(63) {
             if c.bounding & (1u64 << n) == 0 {
                 let one = CapabilitySet::from_bits_retain(1u64 << n);
