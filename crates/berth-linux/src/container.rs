@@ -288,13 +288,13 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let flags = plan.clone_flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
     let forked = clone3(flags, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
     let (mut pid, pidfd) = match forked {
-        Forked::Child => {
+        Forked::Child(child) => {
             // The init keeps only what it uses: no parent-side descriptor (least of all a
             // host directory like the cgroup dir, cf. CVE-2024-21626) survives into it.
             drop(parent_chan);
             drop(unified);
             drop(console_parent);
-            crate::init::run(&plan, &child_chan, fifo, opts.stdio.as_ref())
+            crate::init::run(&child, &plan, &child_chan, fifo, opts.stdio.as_ref())
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
     };
@@ -303,6 +303,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     drop(plan.console_socket.take());
     guard.child = Some((pid, pidfd));
 
+    log::debug!("container {}: init {pid} cloned (flags {:#x})", opts.id, plan.clone_flags);
     if let Some(cg) = &cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
     }

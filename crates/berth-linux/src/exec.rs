@@ -9,7 +9,7 @@
 //! cgroup.procs files and sends Go; the child execs (the parent sees EOF) or reports an
 //! error.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use berth_core::state::ContainerStatus;
@@ -252,11 +252,11 @@ fn run(
     let forked =
         clone3(CLONE_PIDFD | CLONE_CLEAR_SIGHAND, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
     let (pid, pidfd) = match forked {
-        Forked::Child => {
+        Forked::Child(new) => {
             drop(pchan);
             drop(unified);
             drop(console_parent);
-            child(&init, child_ns, plan, seccomp, &cchan, console_child.as_ref(), opts.stdio.as_ref())
+            child(&new, &init, child_ns, plan, seccomp, &cchan, console_child.as_ref(), opts.stdio.as_ref())
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
     };
@@ -296,7 +296,9 @@ fn run(
     Ok(Spawned { pid, pidfd, master })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn child(
+    new: &berth_sys::process::Child,
     init: &OwnedFd,
     ns: u32,
     plan: &ProcessPlan,
@@ -305,6 +307,16 @@ fn child(
     console: Option<&OwnedFd>,
     stdio: Option<&crate::init::Stdio>,
 ) -> ! {
+    // As for the init (init::run): keep only what this process uses.
+    log::set_max_level(log::LevelFilter::Off);
+    let mut keep = vec![init.as_raw_fd(), chan.fd().as_raw_fd()];
+    keep.extend(console.map(|f| f.as_raw_fd()));
+    keep.extend(stdio.into_iter().flat_map(crate::init::Stdio::fds));
+    keep.extend((3..3 + plan.preserve_fds).filter_map(|fd| i32::try_from(fd).ok()));
+    if let Err(e) = new.close_all_except(&keep) {
+        let _ = chan.send(&Msg::Error(format!("closing inherited descriptors: {e}")), None);
+        berth_sys::process::exit_immediately(127);
+    }
     let res = (|| -> Result<std::convert::Infallible> {
         if let (Some(s), false) = (stdio, plan.terminal) {
             s.apply()?;

@@ -7,10 +7,10 @@
 //! container behind.
 
 use std::convert::Infallible;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use berth_sys::process::{exit_immediately, CStringArray};
+use berth_sys::process::{exit_immediately, CStringArray, Child};
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::process::Signal;
 use rustix::thread::{CapabilitySet, CapabilitySets};
@@ -47,8 +47,29 @@ impl Stdio {
     }
 }
 
+impl Stdio {
+    pub(crate) fn fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
+        [&self.stdin, &self.stdout, &self.stderr].into_iter().flatten().map(|f| f.as_raw_fd())
+    }
+}
+
 /// Entry point of the child after clone. Never returns.
-pub fn run(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio>) -> ! {
+pub fn run(child: &Child, plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio>) -> ! {
+    // The creator may be a long-lived process (a grouped shim, a monitor) with many
+    // descriptors: keep exactly what the init uses, so none of them is visible in the
+    // container and none counts against its RLIMIT_NOFILE. Nothing logs from here on: the
+    // logger's descriptor (if any) is gone.
+    log::set_max_level(log::LevelFilter::Off);
+    let mut keep: Vec<std::os::fd::RawFd> = vec![chan.fd().as_raw_fd()];
+    keep.extend(fifo.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(plan.console_socket.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(plan.idmap_trees.iter().map(|(_, f)| f.as_raw_fd()));
+    keep.extend(stdio.into_iter().flat_map(Stdio::fds));
+    keep.extend((3..3 + plan.process.preserve_fds).filter_map(|fd| i32::try_from(fd).ok()));
+    if let Err(e) = child.close_all_except(&keep) {
+        let _ = chan.send(&Msg::Error(format!("closing inherited descriptors: {e}")), None);
+        exit_immediately(1);
+    }
     let outcome = catch_unwind(AssertUnwindSafe(|| main(plan, chan, fifo, stdio)));
     let msg = match outcome {
         Ok(Ok(never)) => match never {},
@@ -126,7 +147,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
                 let _ = chan.send(&Msg::InitPid(pid), None);
                 exit_immediately(0)
             }
-            berth_sys::process::Forked::Child => {
+            berth_sys::process::Forked::Child(_) => {
                 // pdeathsig is not inherited; the runtime sends the state again with our pid.
                 rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
                     .ctx(|| "setting pdeathsig".to_string())?;
@@ -342,10 +363,8 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
         // The kernel only lets a capability into the ambient set if it is both permitted and
         // inheritable. runc's default spec lists ambient caps without inheritable ones (since
         // the CVE-2022-29162 fix) and runc skips them silently; do the same.
+        // (The plan logs the skipped ones: the init does not log.)
         let raisable = c.ambient & c.permitted & c.inheritable;
-        if raisable != c.ambient {
-            log::debug!("process.capabilities.ambient: skipping capabilities not in both permitted and inheritable");
-        }
         for n in 0..64 {
             if raisable & (1u64 << n) != 0 {
                 rustix::thread::configure_capability_in_ambient_set(CapabilitySet::from_bits_retain(1u64 << n), true)

@@ -336,6 +336,13 @@ pub fn process_plan(process: &Process, preserve_fds: u32, extra_env: &[String]) 
             ambient: cap_mask("process.capabilities.ambient", c.ambient().as_ref())?,
         }),
     };
+    if let Some(c) = &caps {
+        if c.ambient & !(c.permitted & c.inheritable) != 0 {
+            log::debug!(
+                "process.capabilities.ambient: skipping capabilities that are not both permitted and inheritable (as runc does)"
+            );
+        }
+    }
     let console_size = process
         .console_size()
         .map(|b| (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX)));

@@ -18,7 +18,7 @@ pub fn mapped_userns(uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
     let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ctx(|| "pipe".to_string())?;
     let forked = clone3(libc::CLONE_NEWUSER as u64, None).ctx(|| "creating a user namespace".to_string())?;
     let pid = match forked {
-        Forked::Child => {
+        Forked::Child(_) => {
             drop(wr);
             let mut b = [0u8; 1];
             let _ = rustix::io::read(&rd, &mut b);

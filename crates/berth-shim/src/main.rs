@@ -103,6 +103,13 @@ fn main() {
 }
 
 fn serve(a: &args::Args) -> i32 {
+    // The server clones container processes from this binary: keep it out of their reach
+    // (CVE-2019-5736 class; re-executes once from a read-only mount if it is writable). The
+    // inherited listener is not close-on-exec, so it survives that exec.
+    if let Err(e) = berth_linux::seal::ensure_sealed() {
+        log::error!("{e}");
+        return 1;
+    }
     // A session of its own: no signals from containerd's terminal or process group.
     let _ = rustix::process::setsid();
     let listener = match start::inherited_listener() {

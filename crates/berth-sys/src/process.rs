@@ -9,7 +9,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use crate::{cvt, owned, ptr, raw};
 
@@ -26,7 +26,7 @@ pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 #[derive(Debug)]
 pub enum Forked {
     /// Running in the new child.
-    Child,
+    Child(Child),
     /// Running in the parent; the child's pid (in the caller's pid namespace) and, with
     /// `CLONE_PIDFD`, a pidfd for it.
     Parent {
@@ -51,6 +51,42 @@ struct CloneArgs {
     set_tid: u64,
     set_tid_size: u64,
     cgroup: u64,
+}
+
+/// What only the child of [`clone3`]/[`fork`] may do. Only those two calls create it.
+#[derive(Debug)]
+pub struct Child {
+    _private: (),
+}
+
+impl Child {
+    /// Closes every descriptor except 0, 1, 2 and those in `keep`.
+    ///
+    /// A fork child's descriptor table is a private copy. The objects it inherited from the
+    /// parent (files, sockets, `OwnedFd`s) are copies too, and the descriptors they own are
+    /// closed here; that is sound because berth's children never use those copies again and
+    /// leave only through [`exit_immediately`] or `execve` (no destructor runs). A child that
+    /// keeps using an inherited object must list its descriptor in `keep`.
+    ///
+    /// This is what keeps a container's init from holding its creator's descriptors (a
+    /// containerd shim's connections, other containers' fifos) and from running out of
+    /// descriptors under the spec's RLIMIT_NOFILE because of them.
+    pub fn close_all_except(&self, keep: &[RawFd]) -> io::Result<()> {
+        let mut keep: Vec<u32> = keep.iter().filter_map(|&fd| u32::try_from(fd).ok()).filter(|&fd| fd > 2).collect();
+        keep.sort_unstable();
+        keep.dedup();
+        let mut next = 3u32;
+        for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+            if fd > next {
+                let last = if fd == u32::MAX { u32::MAX } else { fd - 1 };
+                // SAFETY: plain integers. The descriptors in [next, last] are not in `keep`,
+                // so by this function's contract nothing in this process uses them again.
+                crate::cvt(unsafe { libc::syscall(libc::SYS_close_range, next, last, 0u32) })?;
+            }
+            next = fd.saturating_add(1);
+        }
+        Ok(())
+    }
 }
 
 /// Returns true if the calling process has exactly one thread.
@@ -113,7 +149,7 @@ pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> 
     // single-threaded (checked above), so no lock can be held by a thread missing in the child.
     let ret = cvt(unsafe { libc::syscall(libc::SYS_clone3, &raw mut args, std::mem::size_of::<CloneArgs>()) })?;
     if ret == 0 {
-        return Ok(Forked::Child);
+        return Ok(Forked::Child(Child { _private: () }));
     }
     let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let pidfd = if flags & CLONE_PIDFD != 0 { Some(owned(pidfd as libc::c_long)?) } else { None };
@@ -128,7 +164,7 @@ pub fn fork() -> io::Result<Forked> {
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
+        0 => Ok(Forked::Child(Child { _private: () })),
         pid => Ok(Forked::Parent { pid, pidfd: None }),
     }
 }

@@ -56,14 +56,34 @@ const CLEAN_ENV: &str = "BERTH_HELPER_CLEAN";
 /// every monitor for as long as they run. Closing descriptors we did not open needs `unsafe`;
 /// instead they are marked close-on-exec and the helper executes itself once more, which
 /// closes them. Costs one exec per helper start (not per container).
+///
+/// The same exec protects the binary (the CVE-2019-5736 class, see berth_linux::seal): the
+/// helper and its monitors clone container processes from it, so when it is writable the
+/// exec goes through a detached read-only mount of it instead.
 fn shed_leaked_fds() {
     if std::env::var_os(CLEAN_ENV).is_some() {
         std::env::remove_var(CLEAN_ENV);
+        // Already re-executed: this only makes the process non-dumpable (the binary is
+        // protected now, or this run was started from an unwritable one).
+        if let Err(e) = berth_linux::seal::ensure_sealed() {
+            log::error!("helper: {e}");
+            std::process::exit(1);
+        }
         return;
     }
     if let Err(e) = berth_sys::cloexec_range(3, u32::MAX) {
         log::warn!("helper: marking inherited descriptors close-on-exec: {e}");
         return;
+    }
+    if matches!(berth_linux::seal::protection(), Ok(berth_linux::seal::Protection::None)) {
+        std::env::set_var(CLEAN_ENV, "1");
+        // Does not return on success: executes the binary from a read-only mount, which also
+        // closes the descriptors just marked close-on-exec.
+        if let Err(e) = berth_linux::seal::ensure_sealed() {
+            log::error!("helper: {e}");
+            std::process::exit(1);
+        }
+        std::env::remove_var(CLEAN_ENV);
     }
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();

@@ -172,7 +172,7 @@ pub(crate) fn run(root: &Path) -> i32 {
         }
         while let Some((id, conn)) = spawns.pop() {
             match fork() {
-                Ok(Forked::Child) => {
+                Ok(Forked::Child(_)) => {
                     z.release_in_child();
                     drop(spawns);
                     let code = super::monitor::run(root, &id, conn);
