@@ -274,6 +274,8 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let (console_parent, console_child) =
         crate::tty::console_endpoints(opts.console_socket.as_deref(), plan.process.terminal)?;
     plan.console_socket = console_child;
+    let switches_ns = plan.join_pid.is_some() || plan.join_time.is_some() || plan.time_offsets.is_some();
+    let home_ns = switches_ns.then(ChildrenNs::save);
     prepare_parent_namespaces(&plan)?;
     let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
 
@@ -298,6 +300,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
     };
+    drop(home_ns);
     drop(child_chan);
     drop(fifo);
     drop(plan.console_socket.take());
@@ -447,6 +450,33 @@ fn init_error(chan: &Channel, send_err: Error) -> Error {
     match chan.recv() {
         Ok(Some((Msg::Error(m), _))) => Error::Init(m),
         _ => send_err,
+    }
+}
+
+/// The caller's `pid_for_children` and `time_for_children` namespaces, put back when dropped.
+/// Creating a container or an exec process switches them (setns of a pid or time namespace
+/// only affects later children); a long-lived caller — a shim, a monitor — must not create
+/// its next container inside the previous one's namespaces.
+pub(crate) struct ChildrenNs {
+    pid: Option<OwnedFd>,
+    time: Option<OwnedFd>,
+}
+
+impl ChildrenNs {
+    /// Saves the current ones.
+    pub(crate) fn save() -> ChildrenNs {
+        let open = |p: &str| rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+        ChildrenNs { pid: open("/proc/self/ns/pid_for_children"), time: open("/proc/self/ns/time_for_children") }
+    }
+}
+
+impl Drop for ChildrenNs {
+    fn drop(&mut self) {
+        for fd in [&self.pid, &self.time].into_iter().flatten() {
+            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), None) {
+                log::warn!("returning to the caller's namespaces for children: {e}");
+            }
+        }
     }
 }
 

@@ -232,6 +232,7 @@ fn run(
 ) -> Result<Spawned> {
     let init = crate::container::open_init(st)?;
     let (child_ns, parent_ns) = ns_flags(st);
+    let home_ns = (parent_ns != 0).then(crate::container::ChildrenNs::save);
     if parent_ns != 0 {
         rustix::thread::move_into_thread_name_spaces(
             init.as_fd(),
@@ -260,6 +261,7 @@ fn run(
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
     };
+    drop(home_ns);
     drop(cchan);
     drop(console_child);
     let kill_child = |e: Error| -> Error {

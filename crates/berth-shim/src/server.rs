@@ -34,10 +34,8 @@ use containerd_shim_protos::topics;
 use containerd_shim_protos::types::task::{ProcessInfo, Status};
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process};
 use rustix::event::epoll::{self, EventData, EventFlags};
-use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions};
-use rustix::thread::LinkNameSpaceType;
 
 use crate::error::{Error, Result};
 use crate::events::{timestamp, to_any, Publisher};
@@ -147,7 +145,6 @@ struct Container {
     cgroup: Option<berth_cgroups::Cgroup>,
     oom: Option<(berth_cgroups::OomWatcher, u64)>,
     own_pidns: bool,
-    time_ns: bool,
     paused: bool,
     init: Proc,
     execs: BTreeMap<String, Proc>,
@@ -230,41 +227,12 @@ impl Poller {
     }
 }
 
-/// pid_for_children / time_for_children of the shim as it started. `berth-linux` joins a
-/// container's pid (and time) namespace for the children it creates; the shim switches back
-/// after every create and exec so later containers are not created inside an earlier one's.
-struct HomeNs {
-    pid: Option<OwnedFd>,
-    time: Option<OwnedFd>,
-}
-
-impl HomeNs {
-    fn open() -> Self {
-        let open = |p: &str| rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
-        HomeNs { pid: open("/proc/self/ns/pid"), time: open("/proc/self/ns/time") }
-    }
-
-    fn restore(&self, time_too: bool) {
-        if let Some(fd) = &self.pid {
-            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::ProcessID)) {
-                log::warn!("returning to the shim's pid namespace: {e}");
-            }
-        }
-        if let (Some(fd), true) = (&self.time, time_too) {
-            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Time)) {
-                log::warn!("returning to the shim's time namespace: {e}");
-            }
-        }
-    }
-}
-
 /// The server state.
 pub struct Server {
     cfg: Config,
     poller: Poller,
     listener: Option<OwnedFd>,
     sigfd: OwnedFd,
-    home: HomeNs,
     next_token: u64,
     tokens: HashMap<u64, Src>,
     conns: HashMap<u64, Conn>,
@@ -331,7 +299,6 @@ impl Server {
             poller,
             listener: Some(listener),
             sigfd,
-            home: HomeNs::open(),
             next_token: 16,
             tokens: HashMap::new(),
             conns: HashMap::new(),
@@ -728,7 +695,6 @@ impl Server {
         let terminal = req.terminal || spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
         let own_pidns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none());
-        let time_ns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Time);
         let (io_for_process, mut io) = stdio::open_process(&req.stdin, &req.stdout, &req.stderr, terminal)?;
         let opts = berth_linux::container::CreateOptions {
             root: self.cfg.root.clone(),
@@ -740,7 +706,6 @@ impl Server {
             ..Default::default()
         };
         let launched = berth_linux::container::launch(&opts, berth_linux::container::LaunchMode::Create);
-        self.home.restore(time_ns);
         // The process's ends of its stdio now live in the process only.
         drop(opts);
         let (pid, pidfd, master) = match launched? {
@@ -801,7 +766,6 @@ impl Server {
             cgroup,
             oom,
             own_pidns,
-            time_ns,
             paused: false,
             init,
             execs: BTreeMap::new(),
@@ -855,7 +819,6 @@ impl Server {
         if c.paused {
             return Err(Error::State(format!("cannot start exec {} in task {}: it is paused", req.exec_id, req.id)));
         }
-        let time_ns = c.time_ns;
         let p = c.proc_mut(&req.exec_id)?;
         if p.started || p.exit.is_some() {
             return Err(Error::State(format!("exec {} is already started", req.exec_id)));
@@ -877,7 +840,6 @@ impl Server {
         };
         let spawned = berth_linux::exec::spawn(&opts);
         drop(opts);
-        self.home.restore(time_ns);
         let c = self.container_mut(&req.id)?;
         let p = c.proc_mut(&req.exec_id)?;
         let sp = match spawned {

@@ -39,7 +39,6 @@ use rustix::io::Errno;
 use rustix::net::SocketFlags;
 use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
-use rustix::thread::LinkNameSpaceType;
 
 use crate::wire::{self, Body, Envelope, ExitInfo, Msg, Request, StdioFlags, WireEvent};
 
@@ -144,43 +143,12 @@ impl Peer {
     }
 }
 
-/// pid_for_children / time_for_children of the monitor as it started. `berth-linux` joins the
-/// container's pid (and time) namespace for the children it creates; a one-shot CLI does not
-/// care, but a monitor that later spawns hooks must not create them in a (possibly dead)
-/// container namespace, so it switches back after every create and exec.
-struct HomeNs {
-    pid: Option<OwnedFd>,
-    time: Option<OwnedFd>,
-}
-
-impl HomeNs {
-    fn open() -> Self {
-        let open = |p: &str| rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
-        HomeNs { pid: open("/proc/self/ns/pid"), time: open("/proc/self/ns/time") }
-    }
-
-    fn restore(&self, time_too: bool) {
-        if let Some(fd) = &self.pid {
-            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::ProcessID)) {
-                log::warn!("returning to the monitor's pid namespace: {e}");
-            }
-        }
-        if let (Some(fd), true) = (&self.time, time_too) {
-            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Time)) {
-                log::warn!("returning to the monitor's time namespace: {e}");
-            }
-        }
-    }
-}
-
 struct Monitor<'a> {
     root: &'a Path,
     id: &'a str,
     peer: Option<Peer>,
     listener: Option<OwnedFd>,
     sigfd: OwnedFd,
-    home: HomeNs,
-    time_ns: bool,
     phase: Phase,
     init: Option<Proc>,
     started: bool,
@@ -229,8 +197,6 @@ pub(crate) fn run(root: &Path, id: &str, conn: OwnedFd) -> i32 {
         peer: Some(Peer { fd: conn, ready: true, out: VecDeque::new(), broken: false }),
         listener: None,
         sigfd,
-        home: HomeNs::open(),
-        time_ns: false,
         phase: Phase::Empty,
         init: None,
         started: false,
@@ -592,7 +558,6 @@ impl Monitor<'_> {
         let namespaces = linux.and_then(|l| l.namespaces().as_ref());
         self.own_pidns =
             namespaces.into_iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none());
-        self.time_ns = namespaces.into_iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Time);
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str()).map(String::from);
 
         let (mut stdin_w, mut out_r, mut err_r) = (None, None, None);
@@ -618,7 +583,6 @@ impl Monitor<'_> {
             ..Default::default()
         };
         let launched = quiet(|| container::launch(&opts, LaunchMode::Create));
-        self.home.restore(self.time_ns);
         // The container's ends of the pipes now live in the init only.
         drop(opts);
         let (pid, pidfd, master) = match launched.map_err(|e| linux_err("create", e))? {
@@ -740,7 +704,6 @@ impl Monitor<'_> {
             ..Default::default()
         };
         let spawned = quiet(|| exec::spawn(&opts));
-        self.home.restore(self.time_ns);
         drop(opts);
         let sp = spawned.map_err(|e| match e {
             berth_linux::Error::WrongState(m) => Error::not_found(format!("exec: {m}")),
