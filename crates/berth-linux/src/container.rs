@@ -653,12 +653,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(&st)?,
         s if force => {
             if s == ContainerStatus::Paused {
-                if let Some(cg) = &st.cgroup {
-                    let _ = rustix::process::pidfd_open(
-                        Pid::from_raw(st.pid).unwrap_or(Pid::INIT),
-                        rustix::process::PidfdFlags::empty(),
-                    )
-                    .map(|fd| rustix::process::pidfd_send_signal(&fd, Signal::KILL));
+                // A frozen init cannot die: queue the SIGKILL through a pidfd verified
+                // against the recorded start time, then thaw so it is delivered.
+                if let (Some(cg), Ok(fd)) = (&st.cgroup, open_init(&st)) {
+                    let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
                     let _ = cg.thaw();
                 }
             }
