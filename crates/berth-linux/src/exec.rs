@@ -288,11 +288,14 @@ fn run(
             Err(e) => return Err(kill_child(Error::io("waiting for the exec process", e))),
         }
     }
+    // Past this point the process runs; a failure must not leave it behind.
     if let Some(p) = &opts.pid_file {
-        crate::container::write_pid_file(p, pid)?;
+        crate::container::write_pid_file(p, pid).map_err(kill_child)?;
     }
     let master = match console_parent {
-        Some(a) => Some(crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?.1),
+        Some(a) => {
+            Some(crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string()).map_err(kill_child)?.1)
+        }
         None => None,
     };
     Ok(Spawned { pid, pidfd, master })
