@@ -364,6 +364,32 @@ struct Registration {
     callback: RawHandle,
 }
 
+/// Closes a compute-system or process handle once: unregisters its notification callback,
+/// wakes its waiters with "already closed", closes the handle. Both errors are reported.
+fn close_handle(
+    target: &str,
+    handle: &RwLock<RawHandle>,
+    registration: &Mutex<Option<Registration>>,
+    watcher: &Watcher,
+    unregister: impl FnOnce(RawHandle) -> i32,
+    close: impl FnOnce(RawHandle) -> i32,
+) -> Result<(), HcsError> {
+    let mut h = handle.write().unwrap_or_else(|p| p.into_inner());
+    if *h == 0 {
+        return Ok(());
+    }
+    let mut result = Ok(());
+    if let Some(r) = registration.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let hr = unregister(r.callback);
+        registry().remove(&r.key);
+        result = check("Close", target, hr, None);
+    }
+    watcher.close();
+    let hr = close(*h);
+    *h = 0;
+    result.and(check("Close", target, hr, None))
+}
+
 // ---------------------------------------------------------------------------------------
 // The library
 
@@ -663,20 +689,15 @@ impl ComputeSystem {
     /// Releases the handle (does not stop the system). Later operations fail with "already
     /// closed"; waiters are woken with that error.
     pub fn close(&self) -> Result<(), HcsError> {
-        let mut h = self.handle.write().unwrap_or_else(|p| p.into_inner());
-        if *h == 0 {
-            return Ok(());
-        }
-        let mut result = Ok(());
-        if let Some(r) = self.registration.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let hr = self.api.lib.unregister_compute_system_callback(r.callback);
-            registry().remove(&r.key);
-            result = check("Close", &self.target, hr, None);
-        }
-        self.watcher.close();
-        let hr = self.api.lib.close_compute_system(*h);
-        *h = 0;
-        result.and(check("Close", &self.target, hr, None))
+        let lib = &self.api.lib;
+        close_handle(
+            &self.target,
+            &self.handle,
+            &self.registration,
+            &self.watcher,
+            |cb| lib.unregister_compute_system_callback(cb),
+            |h| lib.close_compute_system(h),
+        )
     }
 }
 
@@ -830,20 +851,15 @@ impl Process {
 
     /// Releases the handle (does not kill). Waiters are woken with "already closed".
     pub fn close(&self) -> Result<(), HcsError> {
-        let mut h = self.handle.write().unwrap_or_else(|p| p.into_inner());
-        if *h == 0 {
-            return Ok(());
-        }
-        let mut result = Ok(());
-        if let Some(r) = self.registration.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let hr = self.api.lib.unregister_process_callback(r.callback);
-            registry().remove(&r.key);
-            result = check("Close", &self.target, hr, None);
-        }
-        self.watcher.close();
-        let hr = self.api.lib.close_process(*h);
-        *h = 0;
-        result.and(check("Close", &self.target, hr, None))
+        let lib = &self.api.lib;
+        close_handle(
+            &self.target,
+            &self.handle,
+            &self.registration,
+            &self.watcher,
+            |cb| lib.unregister_process_callback(cb),
+            |h| lib.close_process(h),
+        )
     }
 
     /// Ends any wait on this process with "already closed", without closing the handle.
