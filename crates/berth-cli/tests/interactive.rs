@@ -356,9 +356,8 @@ fn hook_timeout_and_warn_only_phases() {
     let mut b = env.bundle(&["true"]);
     b.set("/hooks", json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]}));
     let id = env.id("hook-timeout");
-    let started = Instant::now();
+    // The message proves the 1 s timeout, not the hook's own 30 s, ended it.
     env.berth(&["run", "--bundle", b.dir(), &id]).fails_with("timed out after 1s");
-    assert!(started.elapsed() < Duration::from_secs(25), "the timeout was not honoured");
     // A failing poststart or poststop only warns: the container runs and exits normally.
     let mut b = env.bundle(&["sh", "-c", "echo ran"]);
     b.set("/hooks", json!({"poststart": [{"path": "/bin/false"}], "poststop": [{"path": "/bin/false"}]}));
@@ -369,10 +368,20 @@ fn hook_timeout_and_warn_only_phases() {
     env.finish();
 }
 
+/// The descriptor numbers `ls -1` printed before the `LISTEN_FDS=` line, in numeric order.
+fn fd_list(text: &str) -> Vec<String> {
+    let mut fds: Vec<u32> =
+        text.lines().take_while(|l| !l.starts_with("LISTEN_FDS=")).filter_map(|l| l.trim().parse().ok()).collect();
+    fds.sort_unstable();
+    fds.iter().map(u32::to_string).collect()
+}
+
 #[test]
 fn only_stdio_preserved_and_listen_fds_reach_the_process() {
     let env = Env::new();
-    let mut b = env.bundle(&["sh", "-c", "ls /proc/$$/fd | sort -n | tr '\\n' ' '; echo; echo LISTEN_FDS=$LISTEN_FDS"]);
+    // No pipeline: while a pipeline starts, the shell itself briefly holds its pipe ends,
+    // and `ls` would race with that and list them.
+    let mut b = env.bundle(&["sh", "-c", "ls -1 /proc/$$/fd; echo LISTEN_FDS=$LISTEN_FDS"]);
     b.set("/process/env", json!(["PATH=/bin"]));
     let id = env.id("fds");
     // The shell leaks descriptors 4 and 5 (a host directory, like CVE-2024-21626's leaked
@@ -385,7 +394,7 @@ fn only_stdio_preserved_and_listen_fds_reach_the_process() {
     let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    let fds: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    let fds = fd_list(&text);
     assert_eq!(fds, ["0", "1", "2", "3"], "descriptors in the container: {text}");
     assert!(text.contains("LISTEN_FDS=\n"), "{text}");
     // Socket activation: LISTEN_FDS=2 for berth's own pid passes 3 and 4 and tells the
@@ -399,7 +408,7 @@ fn only_stdio_preserved_and_listen_fds_reach_the_process() {
     let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    let fds: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    let fds = fd_list(&text);
     assert_eq!(fds, ["0", "1", "2", "3", "4"], "descriptors in the container: {text}");
     assert!(text.contains("LISTEN_FDS=2\n"), "{text}");
     env.finish();
