@@ -4,10 +4,15 @@
 //! predecessor for the same container: per-container FIFO, containers in parallel, `append`
 //! never blocks. Its weaknesses were that a blocked or panicking callback stalled every later
 //! event of that container forever, and a panic took the daemon down. [`EventQueue`] keeps the
-//! guarantees and fixes the panic half: one worker thread per container *while it has work*
-//! (none when idle), and each callback runs under `catch_unwind`, so a panicking sink loses only
-//! its own event. A slow sink still delays later events of the same container — that is what
-//! ordering means — but never those of other containers, and never the producer.
+//! guarantees and fixes the panic half: each container with work has a worker thread of its
+//! own, and each callback runs under `catch_unwind`, so a panicking sink loses only its own
+//! event. A slow sink still delays later events of the same container — that is what ordering
+//! means — but never those of other containers, and never the producer.
+//!
+//! Workers are reused: a worker whose container ran out of events waits [`LINGER`] for
+//! another container's before it exits, and at most [`MAX_IDLE`] wait at once. A thread
+//! spawned and torn down per event (a stack mapped and unmapped, with the TLB shootdowns that
+//! go with it) sat on the path of every create, start and exit an engine waits for.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,6 +20,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::types::{EventInfo, EventType};
+
+/// How long an idle worker waits for another container's events before it exits.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// At most this many idle workers wait at once; the rest exit as soon as they are idle.
+pub const MAX_IDLE: usize = 4;
 
 /// The engine side of the event stream (the original's `Backend.ProcessEvent`).
 ///
@@ -36,13 +46,26 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 #[derive(Default)]
 struct Chain {
     jobs: VecDeque<Job>,
-    worker: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Keys with queued or running jobs; each has exactly one worker.
+    chains: HashMap<String, Chain>,
+    /// Idle workers, by number, waiting for a key.
+    idle: Vec<u64>,
+    /// Keys handed to an idle worker that has not woken up yet.
+    assigned: HashMap<u64, String>,
+    next_worker: u64,
 }
 
 #[derive(Default)]
 struct Inner {
-    chains: Mutex<HashMap<String, Chain>>,
-    idle: Condvar,
+    state: Mutex<State>,
+    /// A chain drained (for [`EventQueue::wait_idle`]).
+    drained: Condvar,
+    /// A key was assigned to an idle worker.
+    work: Condvar,
 }
 
 /// Per-key ordered, non-blocking job queue (see the module docs).
@@ -57,30 +80,43 @@ impl EventQueue {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Chain>> {
-        // A poisoned lock only means a thread panicked while holding it; the map itself is
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a thread panicked while holding it; the state itself is
         // always left consistent (no user code runs under the lock), so keep going.
-        self.inner.chains.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues `job` behind every job previously queued for `key`. Never blocks on the jobs.
     pub fn append(&self, key: &str, job: impl FnOnce() + Send + 'static) {
-        let mut chains = self.lock();
-        let chain = chains.entry(key.to_string()).or_default();
-        chain.jobs.push_back(Box::new(job));
-        if chain.worker {
+        let mut st = self.lock();
+        if let Some(chain) = st.chains.get_mut(key) {
+            // Its worker is running and picks the job up before it lets the key go.
+            chain.jobs.push_back(Box::new(job));
             return;
         }
-        chain.worker = true;
+        let mut chain = Chain::default();
+        chain.jobs.push_back(Box::new(job));
+        st.chains.insert(key.to_string(), chain);
+        if let Some(worker) = st.idle.pop() {
+            st.assigned.insert(worker, key.to_string());
+            drop(st);
+            self.inner.work.notify_all();
+            return;
+        }
+        let worker = st.next_worker;
+        st.next_worker += 1;
         let queue = self.clone();
         let owned_key = key.to_string();
         let spawned = std::thread::Builder::new()
-            .name(format!("berth-events-{}", short(key)))
-            .spawn(move || queue.run(&owned_key));
+            .name(format!("berth-events-{worker}"))
+            .spawn(move || queue.work(worker, owned_key));
         if let Err(e) = spawned {
-            // Keep the jobs: the next append retries the spawn, so nothing is reordered.
-            chain.worker = false;
-            log::error!("event queue for {key}: cannot start a delivery thread: {e}");
+            // Without a worker the jobs would sit there: drop the chain rather than leave
+            // `wait_idle` hanging; the error says which events were lost.
+            let lost = st.chains.remove(key).map_or(0, |c| c.jobs.len());
+            drop(st);
+            self.inner.drained.notify_all();
+            log::error!("event queue for {key}: cannot start a delivery thread, {lost} event(s) dropped: {e}");
         }
     }
 
@@ -95,17 +131,47 @@ impl EventQueue {
         });
     }
 
-    fn run(&self, key: &str) {
+    /// A worker: runs `key`'s chain until it is empty, then waits for another key.
+    fn work(&self, me: u64, mut key: String) {
+        loop {
+            // Still holding the lock under which the drained chain was removed: a later append
+            // for any key finds this worker listed as idle, never a gap in between.
+            let mut st = self.run_chain(&key);
+            if st.idle.len() >= MAX_IDLE {
+                return;
+            }
+            st.idle.push(me);
+            let deadline = Instant::now() + LINGER;
+            key = loop {
+                if let Some(k) = st.assigned.remove(&me) {
+                    break k;
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    // Not assigned, so still listed as idle (assignment takes a worker off that
+                    // list and into `assigned` in one step): unlist and exit.
+                    st.idle.retain(|w| *w != me);
+                    return;
+                }
+                st = match self.inner.work.wait_timeout(st, deadline - now) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            };
+        }
+    }
+
+    /// Runs `key`'s jobs until none is left; returns with the lock held, the chain removed.
+    fn run_chain(&self, key: &str) -> MutexGuard<'_, State> {
         loop {
             let job = {
-                let mut chains = self.lock();
-                let next = chains.get_mut(key).and_then(|c| c.jobs.pop_front());
-                match next {
+                let mut st = self.lock();
+                match st.chains.get_mut(key).and_then(|c| c.jobs.pop_front()) {
                     Some(job) => job,
                     None => {
-                        chains.remove(key);
-                        self.inner.idle.notify_all();
-                        return;
+                        st.chains.remove(key);
+                        self.inner.drained.notify_all();
+                        return st;
                     }
                 }
             };
@@ -119,13 +185,13 @@ impl EventQueue {
     /// Returns true if the chain drained.
     pub fn wait_idle(&self, key: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut chains = self.lock();
-        while chains.contains_key(key) {
+        let mut st = self.lock();
+        while st.chains.contains_key(key) {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            chains = match self.inner.idle.wait_timeout(chains, deadline - now) {
+            st = match self.inner.drained.wait_timeout(st, deadline - now) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
@@ -135,14 +201,8 @@ impl EventQueue {
 
     /// Number of keys with pending or running work.
     pub fn busy_keys(&self) -> usize {
-        self.lock().len()
+        self.lock().chains.len()
     }
-}
-
-fn short(key: &str) -> &str {
-    // Thread names are truncated by the kernel to 15 bytes anyway.
-    let end = key.char_indices().nth(8).map_or(key.len(), |(i, _)| i);
-    &key[..end]
 }
 
 #[cfg(test)]
@@ -191,6 +251,38 @@ mod tests {
         for i in 0..100 {
             assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), ("slow", i));
         }
+    }
+
+    #[test]
+    fn an_idle_worker_is_reused_for_the_next_container() {
+        let q = EventQueue::new();
+        let (tx, rx) = mpsc::channel();
+        let tx1 = tx.clone();
+        q.append("first", move || tx1.send(std::thread::current().id()).unwrap());
+        let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(q.wait_idle("first", Duration::from_secs(5)));
+        // The worker listed itself as idle in the step that drained "first".
+        q.append("second", move || tx.send(std::thread::current().id()).unwrap());
+        let second = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(first, second, "a new thread was spawned although a worker was idle");
+    }
+
+    #[test]
+    fn two_containers_never_share_a_busy_worker() {
+        // One idle worker, then two keys at once: the second must get a thread of its own, or
+        // a blocked sink for the first would hold up the second.
+        let q = EventQueue::new();
+        q.append("warm", || {});
+        assert!(q.wait_idle("warm", Duration::from_secs(5)));
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        q.append("a", move || {
+            let _ = release_rx.recv();
+        });
+        let (tx, rx) = mpsc::channel();
+        q.append("b", move || tx.send("b").unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "b");
+        release_tx.send(()).unwrap();
+        assert!(q.wait_idle("a", Duration::from_secs(5)));
     }
 
     #[test]
