@@ -76,6 +76,9 @@ pub enum Launched {
         pidfd: OwnedFd,
         /// The PTY master when the process has a terminal and no console socket was given.
         master: Option<OwnedFd>,
+        /// The state just saved, so a long-lived caller (a monitor, the shim) can start and
+        /// delete the container without reading it back from disk.
+        state: Box<ContainerState>,
     },
     /// `run -d`: started and left running.
     Detached,
@@ -403,7 +406,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     if mode == LaunchMode::Create {
         let (pid, pidfd) = guard.child.take().ok_or_else(|| Error::Init("lost the init".into()))?;
         guard.disarm();
-        return Ok(Launched::Created { pid, pidfd, master });
+        return Ok(Launched::Created { pid, pidfd, master, state: Box::new(st) });
     }
     // EOF means the init exec'd (the channel is close-on-exec); an error means a
     // startContainer hook or the exec itself failed: report it, run poststop, clean up.
@@ -568,7 +571,12 @@ pub(crate) fn oci_state(st: &ContainerState, status: ContainerStatus) -> oci_spe
 
 /// `start`: lets a created container's init exec the user process.
 pub fn start(root: &Path, id: &str) -> Result<()> {
-    let st = ContainerState::load(root, id)?;
+    start_created(root, &ContainerState::load(root, id)?)
+}
+
+/// `start` for a caller that holds the container's state (from [`Launched::Created`]).
+pub fn start_created(root: &Path, st: &ContainerState) -> Result<()> {
+    let id = &st.id;
     match st.status(root) {
         ContainerStatus::Created => {}
         ContainerStatus::Stopped => {
@@ -590,7 +598,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     crate::hooks::run_all_warn(
         "poststart",
         hooks.poststart().as_deref().unwrap_or_default(),
-        &hook_state(&st, ContainerStatus::Running),
+        &hook_state(st, ContainerStatus::Running),
     );
     Ok(())
 }

@@ -708,8 +708,8 @@ impl Server {
         let launched = berth_linux::container::launch(&opts, berth_linux::container::LaunchMode::Create);
         // The process's ends of its stdio now live in the process only.
         drop(opts);
-        let (pid, pidfd, master) = match launched? {
-            berth_linux::container::Launched::Created { pid, pidfd, master } => (pid, pidfd, master),
+        let (pid, pidfd, master, state) = match launched? {
+            berth_linux::container::Launched::Created { pid, pidfd, master, state } => (pid, pidfd, master, state),
             _ => return Err(Error::State("create: the runtime did not leave the container created".into())),
         };
         if let (Some(m), Some(relay)) = (master, io.relay.as_mut()) {
@@ -718,19 +718,11 @@ impl Server {
                 let _ = rustix::process::pidfd_send_signal(&pidfd, Signal::KILL);
                 wait_dead(&pidfd);
                 self.reap();
-                if let Ok(st) = berth_linux::state::ContainerState::load(&self.cfg.root, &req.id) {
-                    let _ = berth_linux::container::destroy(&self.cfg.root, &st);
-                }
+                let _ = berth_linux::container::destroy(&self.cfg.root, &state);
                 return Err(e);
             }
         }
-        let cgroup = match berth_linux::state::ContainerState::load(&self.cfg.root, &req.id) {
-            Ok(st) => st.cgroup,
-            Err(e) => {
-                log::warn!("{}: reading the state: {e}", req.id);
-                None
-            }
-        };
+        let cgroup = state.cgroup.clone();
         let oom = match cgroup.as_ref().map(|c| c.oom_watcher()) {
             Some(Ok(w)) => {
                 let t = self.token(Src::Oom(req.id.clone()));

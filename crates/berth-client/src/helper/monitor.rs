@@ -156,6 +156,8 @@ struct Monitor<'a> {
     exit_acked: bool,
     execs: Vec<Exec>,
     cgroup: Option<berth_cgroups::Cgroup>,
+    /// The container's state as launch saved it: start and delete need not read it back.
+    state: Option<Box<berth_linux::state::ContainerState>>,
     own_pidns: bool,
     oom: Option<berth_cgroups::OomWatcher>,
     oom_killed: bool,
@@ -204,6 +206,7 @@ pub(crate) fn run(root: &Path, id: &str, conn: OwnedFd) -> i32 {
         exit_acked: false,
         execs: Vec::new(),
         cgroup: None,
+        state: None,
         own_pidns: false,
         oom: None,
         oom_killed: false,
@@ -558,7 +561,6 @@ impl Monitor<'_> {
         let namespaces = linux.and_then(|l| l.namespaces().as_ref());
         self.own_pidns =
             namespaces.into_iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none());
-        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).and_then(|p| p.to_str()).map(String::from);
 
         let (mut stdin_w, mut out_r, mut err_r) = (None, None, None);
         let stdio = if terminal {
@@ -585,22 +587,21 @@ impl Monitor<'_> {
         let launched = quiet(|| container::launch(&opts, LaunchMode::Create));
         // The container's ends of the pipes now live in the init only.
         drop(opts);
-        let (pid, pidfd, master) = match launched.map_err(|e| linux_err("create", e))? {
-            Launched::Created { pid, pidfd, master } => (pid, pidfd, master),
+        let (pid, pidfd, master, state) = match launched.map_err(|e| linux_err("create", e))? {
+            Launched::Created { pid, pidfd, master, state } => (pid, pidfd, master, state),
             _ => return Err(Error::system("create: unexpected launch result")),
         };
         self.init = Some(Proc { pid, pidfd, stdin: stdin_w, stdout: out_r, stderr: err_r, master, exit: None });
         self.phase = Phase::Created;
-        match berth_cgroups::Cgroup::resolve(cgroups_path.as_deref(), self.id) {
-            Ok(cg) => {
-                match cg.oom_watcher() {
-                    Ok(w) => self.oom = Some(w),
-                    Err(e) => log::info!("monitor {}: no OOM notifications: {e}", self.id),
-                }
-                self.cgroup = Some(cg);
+        // The cgroup launch made (none for a rootless container without cgroup access).
+        if let Some(cg) = state.cgroup.clone() {
+            match cg.oom_watcher() {
+                Ok(w) => self.oom = Some(w),
+                Err(e) => log::info!("monitor {}: no OOM notifications: {e}", self.id),
             }
-            Err(e) => log::warn!("monitor {}: resolving the cgroup: {e}", self.id),
+            self.cgroup = Some(cg);
         }
+        self.state = Some(state);
         let dir = berth_linux::state::dir(self.root, self.id);
         match super::zygote::listen_at(&dir, SOCK) {
             Ok(l) => self.listener = Some(l),
@@ -645,7 +646,11 @@ impl Monitor<'_> {
                 init.stdin = None;
             }
         }
-        container::start(self.root, self.id).map_err(|e| linux_err("start", e))?;
+        match &self.state {
+            Some(st) => container::start_created(self.root, st),
+            None => container::start(self.root, self.id),
+        }
+        .map_err(|e| linux_err("start", e))?;
         self.phase = Phase::Running;
         self.started = true;
         let pid = self.init.as_ref().map_or(0, |p| p.pid);
@@ -908,8 +913,16 @@ impl Monitor<'_> {
             }
         }
         self.reap();
-        let st = berth_linux::state::ContainerState::load(self.root, self.id).map_err(|e| linux_err("delete", e))?;
-        container::destroy(self.root, &st).map_err(|e| linux_err("delete", e))?;
+        let st = match self.state.take() {
+            Some(st) => st,
+            None => Box::new(
+                berth_linux::state::ContainerState::load(self.root, self.id).map_err(|e| linux_err("delete", e))?,
+            ),
+        };
+        if let Err(e) = container::destroy(self.root, &st) {
+            self.state = Some(st);
+            return Err(linux_err("delete", e));
+        }
         self.listener = None;
         self.oom = None;
         self.exit_acked = true;
