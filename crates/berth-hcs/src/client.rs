@@ -282,6 +282,29 @@ impl Inner {
         self.get_process(id, INIT_PROCESS_NAME).map(|(c, _)| c)
     }
 
+    /// Pause (`true`) or resume a Hyper-V container; the event goes out unless it stopped
+    /// meanwhile.
+    fn set_paused(&self, id: &str, pause: bool) -> Result<()> {
+        let ctr = self.running_init(id)?;
+        if !ctr.hyperv {
+            let verb = if pause { "pause" } else { "resume" };
+            return Err(Error::not_implemented(format!("cannot {verb} Windows Server Containers")));
+        }
+        if pause {
+            ctr.system.pause(self.timeouts.create)?;
+        } else {
+            ctr.system.resume(self.timeouts.create)?;
+        }
+        let mut st = ctr.lock();
+        if st.status != Some(Status::Stopped) {
+            let (status, event) =
+                if pause { (Status::Paused, EventType::Paused) } else { (Status::Running, EventType::Resumed) };
+            st.status = Some(status);
+            self.publish(event, EventInfo::new(id, INIT_PROCESS_NAME));
+        }
+        Ok(())
+    }
+
     /// Terminate, waiting if it is pending; "already stopped" is success.
     fn terminate_container(&self, ctr: &Container) -> std::result::Result<(), HcsError> {
         let issued = {
@@ -871,33 +894,11 @@ impl Client for HcsClient {
     }
 
     fn pause(&self, id: &str) -> Result<()> {
-        let inner = &self.inner;
-        let ctr = inner.running_init(id)?;
-        if !ctr.hyperv {
-            return Err(Error::not_implemented("cannot pause Windows Server Containers"));
-        }
-        ctr.system.pause(inner.timeouts.create)?;
-        let mut st = ctr.lock();
-        if st.status != Some(Status::Stopped) {
-            st.status = Some(Status::Paused);
-            inner.publish(EventType::Paused, EventInfo::new(id, INIT_PROCESS_NAME));
-        }
-        Ok(())
+        self.inner.set_paused(id, true)
     }
 
     fn resume(&self, id: &str) -> Result<()> {
-        let inner = &self.inner;
-        let ctr = inner.running_init(id)?;
-        if !ctr.hyperv {
-            return Err(Error::not_implemented("cannot resume Windows Server Containers"));
-        }
-        ctr.system.resume(inner.timeouts.create)?;
-        let mut st = ctr.lock();
-        if st.status != Some(Status::Stopped) {
-            st.status = Some(Status::Running);
-            inner.publish(EventType::Resumed, EventInfo::new(id, INIT_PROCESS_NAME));
-        }
-        Ok(())
+        self.inner.set_paused(id, false)
     }
 
     fn stats(&self, id: &str) -> Result<HcsStats> {

@@ -364,6 +364,21 @@ struct Registration {
     callback: RawHandle,
 }
 
+/// Runs `f` on a compute-system or process handle while holding it open (a concurrent close
+/// waits), or fails with "already closed".
+fn with_open_handle<T>(
+    handle: &RwLock<RawHandle>,
+    op: &'static str,
+    target: &str,
+    f: impl FnOnce(RawHandle) -> Result<T, HcsError>,
+) -> Result<T, HcsError> {
+    let h = handle.read().unwrap_or_else(|p| p.into_inner());
+    if *h == 0 {
+        return Err(HcsError::new(op, target, Cause::AlreadyClosed));
+    }
+    f(*h)
+}
+
 /// Closes a compute-system or process handle once: unregisters its notification callback,
 /// wakes its waiters with "already closed", closes the handle. Both errors are reported.
 fn close_handle(
@@ -567,11 +582,7 @@ impl ComputeSystem {
         op: &'static str,
         f: impl FnOnce(RawHandle) -> Result<T, HcsError>,
     ) -> Result<T, HcsError> {
-        let h = self.handle.read().unwrap_or_else(|p| p.into_inner());
-        if *h == 0 {
-            return Err(HcsError::new(op, &self.target, Cause::AlreadyClosed));
-        }
-        f(*h)
+        with_open_handle(&self.handle, op, &self.target, f)
     }
 
     fn async_op(
@@ -773,11 +784,7 @@ impl Process {
         op: &'static str,
         f: impl FnOnce(RawHandle) -> Result<T, HcsError>,
     ) -> Result<T, HcsError> {
-        let h = self.handle.read().unwrap_or_else(|p| p.into_inner());
-        if *h == 0 {
-            return Err(HcsError::new(op, &self.target, Cause::AlreadyClosed));
-        }
-        f(*h)
+        with_open_handle(&self.handle, op, &self.target, f)
     }
 
     /// Terminates the process (does not wait). A pending termination counts as success.
