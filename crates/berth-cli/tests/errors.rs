@@ -13,27 +13,6 @@ use std::process::{Command, Stdio};
 use common::*;
 use serde_json::json;
 
-/// Runs `berth <cmd> --bundle <b> <id>`, which must fail with exit code 1 and `needle` in
-/// its stderr, and checks that the container left nothing behind.
-#[track_caller]
-fn fails_clean(env: &Env, b: &Bundle, cmd: &str, id: &str, needle: &str) -> Out {
-    let probe = LeakProbe::with_bundle(id, env.root(), b);
-    probe.assert_clean();
-    // Detached stdio: if a bug left the init running with our pipes, output() would hang.
-    let out = env.detached(b, "fail", &[cmd, "--bundle", b.dir(), id]);
-    out.fails_with(needle);
-    out.code_is(1);
-    probe.assert_clean();
-    out
-}
-
-/// Both `create` and `run` fail cleanly with `needle`.
-#[track_caller]
-fn create_and_run_fail_clean(env: &Env, b: &Bundle, name: &str, needle: &str) {
-    fails_clean(env, b, "create", &env.id(name), needle);
-    fails_clean(env, b, "run", &env.id(name), needle);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Bundle errors
 

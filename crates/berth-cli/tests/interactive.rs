@@ -368,12 +368,19 @@ fn hook_timeout_and_warn_only_phases() {
     env.finish();
 }
 
-/// The descriptor numbers `ls -1` printed before the `LISTEN_FDS=` line, in numeric order.
-fn fd_list(text: &str) -> Vec<String> {
+/// Runs the bundle with `berth run FLAGS` from a shell that first runs `prelude` (opening
+/// descriptors, exporting variables); returns the descriptor numbers `ls -1` printed before
+/// the `LISTEN_FDS=` line, in numeric order, and the whole output.
+fn fds_in_container(env: &Env, b: &Bundle, prelude: &str, flags: &str, id: &str) -> (Vec<String>, String) {
+    let script =
+        format!("{prelude}; exec {BERTH} --root {} run {flags} --bundle {} {id}", env.root().display(), b.dir());
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut fds: Vec<u32> =
         text.lines().take_while(|l| !l.starts_with("LISTEN_FDS=")).filter_map(|l| l.trim().parse().ok()).collect();
     fds.sort_unstable();
-    fds.iter().map(u32::to_string).collect()
+    (fds.iter().map(u32::to_string).collect(), text)
 }
 
 #[test]
@@ -383,32 +390,15 @@ fn only_stdio_preserved_and_listen_fds_reach_the_process() {
     // and `ls` would race with that and list them.
     let mut b = env.bundle(&["sh", "-c", "ls -1 /proc/$$/fd; echo LISTEN_FDS=$LISTEN_FDS"]);
     b.set("/process/env", json!(["PATH=/bin"]));
-    let id = env.id("fds");
     // The shell leaks descriptors 4 and 5 (a host directory, like CVE-2024-21626's leaked
     // cgroup fd) into berth; only 3 is meant for the container (--preserve-fds 1).
-    let script = format!(
-        "exec 3</dev/null 4</ 5</tmp; exec {BERTH} --root {} run --preserve-fds 1 --bundle {} {id}",
-        env.root().display(),
-        b.dir()
-    );
-    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fds = fd_list(&text);
+    let (fds, text) = fds_in_container(&env, &b, "exec 3</dev/null 4</ 5</tmp", "--preserve-fds 1", &env.id("fds"));
     assert_eq!(fds, ["0", "1", "2", "3"], "descriptors in the container: {text}");
     assert!(text.contains("LISTEN_FDS=\n"), "{text}");
     // Socket activation: LISTEN_FDS=2 for berth's own pid passes 3 and 4 and tells the
     // container.
-    let id2 = env.id("listen");
-    let script = format!(
-        "exec 3</dev/null 4</dev/null 5</; export LISTEN_FDS=2 LISTEN_PID=$$; exec {BERTH} --root {} run --bundle {} {id2}",
-        env.root().display(),
-        b.dir()
-    );
-    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fds = fd_list(&text);
+    let prelude = "exec 3</dev/null 4</dev/null 5</; export LISTEN_FDS=2 LISTEN_PID=$$";
+    let (fds, text) = fds_in_container(&env, &b, prelude, "", &env.id("listen"));
     assert_eq!(fds, ["0", "1", "2", "3", "4"], "descriptors in the container: {text}");
     assert!(text.contains("LISTEN_FDS=2\n"), "{text}");
     env.finish();

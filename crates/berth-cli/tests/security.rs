@@ -24,28 +24,6 @@ use common::*;
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use serde_json::{json, Value};
 
-/// Runs `berth <cmd> --bundle <b> <id>` (detached stdio, so a leaked container cannot hold
-/// our pipes), which must exit 1 with `needle` in its stderr, must never start the
-/// container's process (which would print `STARTED`), and must leave nothing behind.
-#[track_caller]
-fn fails_clean(env: &Env, b: &Bundle, cmd: &str, id: &str, needle: &str) -> Out {
-    let probe = LeakProbe::with_bundle(id, env.root(), b);
-    probe.assert_clean();
-    let out = env.detached(b, id, &[cmd, "--bundle", b.dir(), id]);
-    out.fails_with(needle);
-    out.code_is(1);
-    assert!(!out.stdout.contains("STARTED"), "the container's process ran: {out:?}");
-    probe.assert_clean();
-    out
-}
-
-/// Both `create` and `run` fail cleanly with `needle`.
-#[track_caller]
-fn create_and_run_fail_clean(env: &Env, b: &Bundle, name: &str, needle: &str) {
-    fails_clean(env, b, "create", &env.id(name), needle);
-    fails_clean(env, b, "run", &env.id(name), needle);
-}
-
 /// Replaces `path` (file, directory or link) in a rootfs with a symlink to `target`.
 fn make_symlink(rootfs: &Path, path: &str, target: &str) {
     let p = rootfs.join(path.trim_start_matches('/'));

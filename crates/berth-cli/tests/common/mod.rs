@@ -776,3 +776,25 @@ pub fn status_caps(status: &str, field: &str) -> u64 {
     let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} missing in {status}"));
     u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
 }
+
+/// Runs `berth <cmd> --bundle <b> <id>` (detached stdio, so a leaked container cannot hold
+/// our pipes), which must exit 1 with `needle` in its stderr, must never start the
+/// container's process (which would print `STARTED`), and must leave nothing behind.
+#[track_caller]
+pub fn fails_clean(env: &Env, b: &Bundle, cmd: &str, id: &str, needle: &str) -> Out {
+    let probe = LeakProbe::with_bundle(id, env.root(), b);
+    probe.assert_clean();
+    let out = env.detached(b, id, &[cmd, "--bundle", b.dir(), id]);
+    out.fails_with(needle);
+    out.code_is(1);
+    assert!(!out.stdout.contains("STARTED"), "the container's process ran: {out:?}");
+    probe.assert_clean();
+    out
+}
+
+/// Both `create` and `run` fail cleanly with `needle`.
+#[track_caller]
+pub fn create_and_run_fail_clean(env: &Env, b: &Bundle, name: &str, needle: &str) {
+    fails_clean(env, b, "create", &env.id(name), needle);
+    fails_clean(env, b, "run", &env.id(name), needle);
+}
