@@ -332,22 +332,8 @@ fn task_api_semantics_events_and_hygiene() {
     let started: api::StartResponse = c.call("Start", &sr).unwrap();
     assert_eq!(started.pid, created.pid);
     assert_eq!(c.call::<api::StartResponse>("Start", &sr).unwrap_err().0, Code::FAILED_PRECONDITION);
-    let mut buf = String::new();
-    wait_for("t1's output", || {
-        let mut b = [0u8; 64];
-        if let Ok(n) = out_r.read(&mut b) {
-            buf.push_str(&String::from_utf8_lossy(&b[..n]));
-        }
-        buf.contains("out1")
-    });
-    let mut ebuf = String::new();
-    wait_for("t1's stderr", || {
-        let mut b = [0u8; 64];
-        if let Ok(n) = err_r.read(&mut b) {
-            ebuf.push_str(&String::from_utf8_lossy(&b[..n]));
-        }
-        ebuf.contains("err1")
-    });
+    read_until("t1's output", &mut out_r, "out1");
+    read_until("t1's stderr", &mut err_r, "err1");
 
     // Leave the shim idle long enough to give memory back (0.5 s after the last request) and
     // block in its release-then-wait path: everything below runs on refaulted code.
@@ -546,3 +532,16 @@ fn task_api_semantics_events_and_hygiene() {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// Reads the non-blocking `r` until what was read contains `needle`.
+fn read_until(what: &str, r: &mut impl Read, needle: &str) -> String {
+    let mut buf = String::new();
+    wait_for(what, || {
+        let mut b = [0u8; 64];
+        if let Ok(n) = r.read(&mut b) {
+            buf.push_str(&String::from_utf8_lossy(&b[..n]));
+        }
+        buf.contains(needle)
+    });
+    buf
+}
