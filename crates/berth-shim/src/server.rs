@@ -143,6 +143,8 @@ struct Container {
     bundle: PathBuf,
     rootfs: Option<PathBuf>,
     cgroup: Option<berth_cgroups::Cgroup>,
+    /// The state launch saved, so that start does not read it back from disk.
+    state: Box<berth_linux::state::ContainerState>,
     oom: Option<(berth_cgroups::OomWatcher, u64)>,
     own_pidns: bool,
     paused: bool,
@@ -756,6 +758,7 @@ impl Server {
             bundle: bundle.to_path_buf(),
             rootfs,
             cgroup,
+            state,
             oom,
             own_pidns,
             paused: false,
@@ -791,7 +794,7 @@ impl Server {
             if c.init.started {
                 return Err(Error::State(format!("task {} is already started", req.id)));
             }
-            berth_linux::container::start(&root, &req.id)?;
+            berth_linux::container::start_created(&root, &c.state)?;
             c.init.started = true;
             let pid = c.init.pid;
             let mut e = ev::TaskStart::new();
