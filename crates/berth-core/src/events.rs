@@ -46,11 +46,14 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 #[derive(Default)]
 struct Chain {
     jobs: VecDeque<Job>,
+    /// A worker runs (or has been assigned) this chain.
+    worker: bool,
 }
 
 #[derive(Default)]
 struct State {
-    /// Keys with queued or running jobs; each has exactly one worker.
+    /// Keys with queued or running jobs; each has one worker (none only after a failed spawn,
+    /// until the next append retries).
     chains: HashMap<String, Chain>,
     /// Idle workers, by number, waiting for a key.
     idle: Vec<u64>,
@@ -89,14 +92,13 @@ impl EventQueue {
     /// Queues `job` behind every job previously queued for `key`. Never blocks on the jobs.
     pub fn append(&self, key: &str, job: impl FnOnce() + Send + 'static) {
         let mut st = self.lock();
-        if let Some(chain) = st.chains.get_mut(key) {
-            // Its worker is running and picks the job up before it lets the key go.
-            chain.jobs.push_back(Box::new(job));
+        let chain = st.chains.entry(key.to_string()).or_default();
+        chain.jobs.push_back(Box::new(job));
+        if chain.worker {
+            // Its worker picks the job up before it lets the key go.
             return;
         }
-        let mut chain = Chain::default();
-        chain.jobs.push_back(Box::new(job));
-        st.chains.insert(key.to_string(), chain);
+        chain.worker = true;
         if let Some(worker) = st.idle.pop() {
             st.assigned.insert(worker, key.to_string());
             drop(st);
@@ -111,12 +113,12 @@ impl EventQueue {
             .name(format!("berth-events-{worker}"))
             .spawn(move || queue.work(worker, owned_key));
         if let Err(e) = spawned {
-            // Without a worker the jobs would sit there: drop the chain rather than leave
-            // `wait_idle` hanging; the error says which events were lost.
-            let lost = st.chains.remove(key).map_or(0, |c| c.jobs.len());
-            drop(st);
-            self.inner.drained.notify_all();
-            log::error!("event queue for {key}: cannot start a delivery thread, {lost} event(s) dropped: {e}");
+            // Keep the jobs: the next append for this key tries again, so nothing is lost or
+            // reordered.
+            if let Some(chain) = st.chains.get_mut(key) {
+                chain.worker = false;
+            }
+            log::error!("event queue for {key}: cannot start a delivery thread: {e}");
         }
     }
 
