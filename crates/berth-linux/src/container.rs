@@ -475,8 +475,10 @@ impl ChildrenNs {
 
 impl Drop for ChildrenNs {
     fn drop(&mut self) {
-        for fd in [&self.pid, &self.time].into_iter().flatten() {
-            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), None) {
+        use rustix::thread::LinkNameSpaceType as T;
+        for (fd, kind) in [(&self.pid, T::ProcessID), (&self.time, T::Time)] {
+            let Some(fd) = fd else { continue };
+            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind)) {
                 log::warn!("returning to the caller's namespaces for children: {e}");
             }
         }
@@ -486,13 +488,8 @@ impl Drop for ChildrenNs {
 /// Joins the pid and time namespaces that apply to children (setns of those affects only
 /// processes created afterwards), and creates a time namespace with offsets.
 fn prepare_parent_namespaces(plan: &Plan) -> Result<()> {
-    for (path, what) in [(&plan.join_pid, "pid"), (&plan.join_time, "time")] {
-        if let Some(p) = path {
-            let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                .ctx(|| format!("opening {what} namespace {}", p.display()))?;
-            rustix::thread::move_into_link_name_space(fd.as_fd(), None)
-                .ctx(|| format!("joining {what} namespace {}", p.display()))?;
-        }
+    for ns in plan.join_pid.iter().chain(&plan.join_time) {
+        ns.enter()?;
     }
     if let Some(offsets) = &plan.time_offsets {
         berth_sys::process::unshare_namespaces(berth_sys::process::CLONE_NEWTIME)

@@ -64,6 +64,7 @@ pub fn run(child: &Child, plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, st
     keep.extend(fifo.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(plan.console_socket.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(plan.idmap_trees.iter().map(|(_, f)| f.as_raw_fd()));
+    keep.extend(plan.join.iter().chain(&plan.join_user).map(|ns| ns.fd.as_raw_fd()));
     keep.extend(stdio.into_iter().flat_map(Stdio::fds));
     keep.extend((3..3 + plan.process.preserve_fds).filter_map(|fd| i32::try_from(fd).ok()));
     if let Err(e) = child.close_all_except(&keep) {
@@ -117,20 +118,15 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         if state.is_none() {
             state = Some(wait_go(chan)?);
         }
-        let fd = rfs::open(user, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .ctx(|| format!("opening user namespace {}", user.display()))?;
-        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(rustix::thread::LinkNameSpaceType::User))
-            .ctx(|| format!("joining user namespace {}", user.display()))?;
+        user.enter()?;
         rustix::thread::set_thread_res_gid(rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT, rustix::fs::Gid::ROOT)
-            .ctx(|| format!("setresgid(0) in user namespace {} (is gid 0 mapped?)", user.display()))?;
+            .ctx(|| format!("setresgid(0) in user namespace {} (is gid 0 mapped?)", user.path.display()))?;
         rustix::thread::set_thread_res_uid(rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT, rustix::fs::Uid::ROOT)
-            .ctx(|| format!("setresuid(0) in user namespace {} (is uid 0 mapped?)", user.display()))?;
+            .ctx(|| format!("setresuid(0) in user namespace {} (is uid 0 mapped?)", user.path.display()))?;
     }
-    for (path, _bit) in &plan.join {
-        let fd = rfs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .ctx(|| format!("opening namespace {}", path.display()))?;
-        rustix::thread::move_into_link_name_space(fd.as_fd(), None)
-            .ctx(|| format!("joining namespace {}", path.display()))?;
+    for ns in &plan.join {
+        // The descriptors the parent opened and type-checked (plan::open_namespace).
+        ns.enter()?;
     }
     if plan.unshare_after_user != 0 {
         berth_sys::process::unshare_namespaces(plan.unshare_after_user)

@@ -5,12 +5,14 @@
 //! syscalls in order, errors that depend on input surface before any namespace exists, and
 //! the same plan can be reused for `exec` (which shares the process part).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use berth_sys::process::CStringArray;
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use rustix::fs::{Mode, OFlags};
 use rustix::process::Resource;
+use rustix::thread::LinkNameSpaceType;
 
 use crate::error::{Error, Result};
 use crate::mountopts::{self, MountOptions};
@@ -148,6 +150,78 @@ pub struct ProcessPlan {
     pub preserve_fds: u32,
 }
 
+/// A namespace the container joins (`linux.namespaces[i].path`). The parent opens the file
+/// and checks its type while building the plan, before any cgroup, clone or mount exists; the
+/// joins then use this descriptor, so what is joined is exactly what was checked. (A `mount`
+/// entry naming a network namespace once let the container's mounts and pivot_root happen in
+/// the caller's own mount namespace.)
+#[derive(Debug)]
+pub struct JoinedNs {
+    /// The path as the spec gives it (for messages).
+    pub path: PathBuf,
+    /// The opened namespace file.
+    pub fd: OwnedFd,
+    /// Its type, which `setns` is told so that the kernel checks it again.
+    pub kind: LinkNameSpaceType,
+}
+
+impl JoinedNs {
+    /// `setns(fd, CLONE_NEW<kind>)`.
+    pub fn enter(&self) -> Result<()> {
+        rustix::thread::move_into_link_name_space(self.fd.as_fd(), Some(self.kind)).map_err(|e| {
+            Error::io(format!("joining {} namespace {}", kind_name(self.kind as u64), self.path.display()), e)
+        })
+    }
+}
+
+/// The spec's name of a namespace type given as its `CLONE_NEW*` bit.
+fn kind_name(bits: u64) -> &'static str {
+    match bits as i32 {
+        libc::CLONE_NEWNS => "mount",
+        libc::CLONE_NEWNET => "network",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        0x80 => "time",
+        _ => "unknown",
+    }
+}
+
+fn link_kind(t: LinuxNamespaceType) -> LinkNameSpaceType {
+    match t {
+        LinuxNamespaceType::Mount => LinkNameSpaceType::Mount,
+        LinuxNamespaceType::Network => LinkNameSpaceType::Network,
+        LinuxNamespaceType::Pid => LinkNameSpaceType::ProcessID,
+        LinuxNamespaceType::Ipc => LinkNameSpaceType::InterProcessCommunication,
+        LinuxNamespaceType::Uts => LinkNameSpaceType::HostNameAndNISDomainName,
+        LinuxNamespaceType::User => LinkNameSpaceType::User,
+        LinuxNamespaceType::Cgroup => LinkNameSpaceType::ControlGroup,
+        LinuxNamespaceType::Time => LinkNameSpaceType::Time,
+    }
+}
+
+/// Opens `linux.namespaces[i].path` and checks that it is a namespace of type `t`.
+fn open_namespace(i: usize, t: LinuxNamespaceType, path: &Path) -> Result<JoinedNs> {
+    let at = format!("linux.namespaces[{i}].path");
+    let kind = link_kind(t);
+    let want = kind_name(kind as u64);
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        Error::Invalid(format!("{at}: cannot open {} ({want} namespace): {}", path.display(), std::io::Error::from(e)))
+    })?;
+    match berth_sys::namespace_type(fd.as_fd()) {
+        Ok(bits) if bits == kind as u64 => Ok(JoinedNs { path: path.to_path_buf(), fd, kind }),
+        Ok(bits) => {
+            Err(Error::Invalid(format!("{at}: {} is a {} namespace, not {want}", path.display(), kind_name(bits))))
+        }
+        Err(_) => Err(Error::Invalid(format!(
+            "{at}: {} is not a namespace file (expected a {want} namespace)",
+            path.display()
+        ))),
+    }
+}
+
 /// The full setup plan of a container init.
 #[derive(Debug)]
 pub struct Plan {
@@ -165,12 +239,12 @@ pub struct Plan {
     pub no_pivot: bool,
     /// Namespaces created by clone (CLONE_NEW* bits).
     pub clone_flags: u64,
-    /// Namespaces joined by path in the child: (path, CLONE_NEW* bit).
-    pub join: Vec<(PathBuf, u64)>,
+    /// Namespaces joined by path in the child.
+    pub join: Vec<JoinedNs>,
     /// pid namespace to join (done by the parent before clone: it applies to children).
-    pub join_pid: Option<PathBuf>,
+    pub join_pid: Option<JoinedNs>,
     /// time namespace to join (parent, before clone).
-    pub join_time: Option<PathBuf>,
+    pub join_time: Option<JoinedNs>,
     /// A new time namespace with offsets (parent unshares and writes them before clone).
     pub time_offsets: Option<String>,
     /// A new cgroup namespace, unshared by the child after it was moved into its cgroups.
@@ -180,7 +254,7 @@ pub struct Plan {
     /// An existing user namespace to join. The child joins it first and then unshares
     /// `unshare_after_user`, so the new namespaces are owned by it (a clone from the parent
     /// would make them owned by the host's user namespace).
-    pub join_user: Option<PathBuf>,
+    pub join_user: Option<JoinedNs>,
     /// Namespaces the child creates with unshare after joining `join_user`.
     pub unshare_after_user: u64,
     /// With `join_user` and a new pid namespace: the child unshares it and forks the real
@@ -397,18 +471,21 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     let mut join_user = None;
     let mut unshare_cgroupns = false;
     let mut has_mntns = false;
-    for ns in linux.namespaces().iter().flatten() {
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         let bit = ns.typ() as u64;
         if ns.typ() == LinuxNamespaceType::Mount {
             has_mntns = true;
         }
         match ns.path() {
-            Some(p) if !p.as_os_str().is_empty() => match ns.typ() {
-                LinuxNamespaceType::Pid => join_pid = Some(p.clone()),
-                LinuxNamespaceType::Time => join_time = Some(p.clone()),
-                LinuxNamespaceType::User => join_user = Some(p.clone()),
-                _ => join.push((p.clone(), bit)),
-            },
+            Some(p) if !p.as_os_str().is_empty() => {
+                let joined = open_namespace(i, ns.typ(), p)?;
+                match ns.typ() {
+                    LinuxNamespaceType::Pid => join_pid = Some(joined),
+                    LinuxNamespaceType::Time => join_time = Some(joined),
+                    LinuxNamespaceType::User => join_user = Some(joined),
+                    _ => join.push(joined),
+                }
+            }
             _ => match ns.typ() {
                 LinuxNamespaceType::Cgroup => unshare_cgroupns = true,
                 LinuxNamespaceType::User => {

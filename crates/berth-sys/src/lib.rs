@@ -103,3 +103,15 @@ fn ptr(s: &CStr) -> *const libc::c_char {
 fn raw(fd: BorrowedFd<'_>) -> libc::c_int {
     fd.as_raw_fd()
 }
+
+/// `NS_GET_NSTYPE` (linux/nsfs.h): `_IO(0xb7, 0x3)`.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// The kind of namespace `fd` refers to, as its `CLONE_NEW*` bit (`ioctl(NS_GET_NSTYPE)`).
+/// Fails with `ENOTTY` (or `EINVAL`) when `fd` is not a namespace file.
+pub fn namespace_type(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and touches no memory of ours; on any other
+    // kind of file the kernel refuses it with an error.
+    let ret = cvt_int(unsafe { libc::ioctl(raw(fd), NS_GET_NSTYPE as _) })?;
+    u64::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
