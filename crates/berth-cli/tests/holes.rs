@@ -163,3 +163,54 @@ fn namespace_paths_of_the_right_type_are_joined() {
     env.reap(hpid);
     env.finish();
 }
+
+// =============================================================================================
+// --no-pivot must not leave the host's procfs and sysfs in the container's mount namespace
+
+/// A container process that tries to mount a fresh procfs (and sysfs) from a new user, mount,
+/// pid (and network) namespace. The kernel allows that only if the mount namespace already
+/// holds a fully visible instance of the filesystem (`mount_too_revealing`). A container's own
+/// /proc has masked paths over it, so it does not count, but the host's /proc does: after a
+/// chroot (`--no-pivot`) it is still in the namespace, just out of sight.
+/// Mapping uid 0 in the new user namespace (`unshare -r`) needs CAP_SETFCAP (Linux 5.12), as
+/// in runc's test of the same hole (tests/integration/no_pivot.bats).
+const NESTED_MOUNTS: &str = "unshare -mrpf sh -c 'mount -t proc none /proc' 2>&1 && echo PROC-MOUNTED; \
+                             unshare -mrnf sh -c 'mount -t sysfs none /sys' 2>&1 && echo SYSFS-MOUNTED; \
+                             echo DONE";
+
+#[test]
+fn no_pivot_leaves_no_bare_procfs_or_sysfs_for_a_nested_mount() {
+    let env = Env::new();
+    let bundle = || {
+        let mut b = env.bundle(&["sh", "-c", NESTED_MOUNTS]);
+        for set in ["bounding", "permitted", "effective"] {
+            b.push(&format!("/process/capabilities/{set}"), json!("CAP_SETFCAP"));
+        }
+        b
+    };
+    // runc's behaviour with pivot_root, and what --no-pivot must match.
+    for no_pivot in [false, true] {
+        let b = bundle();
+        let id = env.id(if no_pivot { "nopivot" } else { "pivot" });
+        let mut args = vec!["run", "--bundle", b.dir()];
+        if no_pivot {
+            args.push("--no-pivot");
+        }
+        args.push(&id);
+        let out = env.berth(&args);
+        let text = out.ok();
+        assert!(text.contains("DONE"), "{text}");
+        assert!(!text.contains("PROC-MOUNTED"), "no_pivot={no_pivot}: a nested procfs mount succeeded:\n{text}");
+        assert!(!text.contains("SYSFS-MOUNTED"), "no_pivot={no_pivot}: a nested sysfs mount succeeded:\n{text}");
+        assert!(text.contains("mount: permission denied"), "no_pivot={no_pivot}: not refused with EPERM:\n{text}");
+    }
+    // Negative control: with nothing masked, the container's own /proc and /sys are fully
+    // visible, and the same nested mounts succeed. So the probe can see a bare procfs.
+    let mut b = bundle();
+    b.set("/linux/maskedPaths", json!([])).set("/linux/readonlyPaths", json!([]));
+    let id = env.id("nopivot-control");
+    let out = env.berth(&["run", "--no-pivot", "--bundle", b.dir(), &id]);
+    let text = out.ok();
+    assert!(text.contains("PROC-MOUNTED"), "the control could not mount procfs:\n{text}");
+    env.finish();
+}

@@ -47,6 +47,52 @@ pub fn prepare(plan: &Plan) -> Result<Root> {
     Ok(root)
 }
 
+/// Before a chroot (`--no-pivot`), removes from the container's mount namespace every full
+/// procfs and sysfs mount outside the rootfs. A chroot leaves the old root's mounts in the
+/// namespace, out of sight but not gone, and the kernel lets a process in a new user
+/// namespace mount procfs or sysfs when a fully visible instance exists anywhere in its mount
+/// namespace (`mount_too_revealing`): the host's /proc would be that instance, unmasked, and
+/// the container could get an unmasked /proc of its own. pivot_root detaches the old root
+/// entirely, so this is needed only here. Each mount is made a slave first so the unmount
+/// cannot propagate to the host; where unmounting is refused, a tmpfs covers it (as runc).
+fn detach_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo".to_string())?;
+    let mut targets: Vec<PathBuf> = Vec::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        let fstype = post.split(' ').next().unwrap_or_default();
+        // Only full instances reveal anything (a bind of a subdirectory does not count).
+        if fields.get(3) != Some(&"/") || (fstype != "proc" && fstype != "sysfs") {
+            continue;
+        }
+        let Some(mp) = fields.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else { continue };
+        if !mp.starts_with(rootfs) {
+            targets.push(mp);
+        }
+    }
+    // Deepest first, so a covered parent never hides a child still to be handled.
+    targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for mp in targets {
+        let c = cstr("host mount", &mp.to_string_lossy())?;
+        match m::mount(None, &c, None, libc::MS_SLAVE | libc::MS_REC, None) {
+            Ok(()) => {}
+            // Already gone with a parent detached before it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::EINVAL) => continue,
+            Err(e) => return Err(Error::io(format!("--no-pivot: making {} a slave", mp.display()), e)),
+        }
+        match m::umount2(&c, libc::MNT_DETACH) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::EPERM) => {
+                m::mount(Some(c"tmpfs"), &c, Some(c"tmpfs"), libc::MS_RDONLY, None)
+                    .ctx(|| format!("--no-pivot: covering {}", mp.display()))?;
+            }
+            Err(e) => return Err(Error::io(format!("--no-pivot: detaching {}", mp.display()), e)),
+        }
+    }
+    Ok(())
+}
+
 /// runc's rootfsParentMountPrivate. With `rootfsPropagation: shared` the container's copy of
 /// the mount holding the rootfs stays a peer of the host's, so binding the rootfs onto itself
 /// (and every mount under it) would propagate to the host and outlive the container, and
@@ -530,6 +576,7 @@ pub fn enter(root: &Root, plan: &Plan) -> Result<()> {
         .ctx(|| "opening the rootfs".to_string())?;
     rustix::process::fchdir(&dir).ctx(|| "chdir to the rootfs".to_string())?;
     if plan.no_pivot {
+        detach_host_proc_and_sys(&plan.rootfs)?;
         m::mount(Some(c"."), c"/", None, libc::MS_MOVE, None).ctx(|| "moving the rootfs to /".to_string())?;
         rustix::process::chroot(".").ctx(|| "chroot".to_string())?;
     } else {
