@@ -7,10 +7,16 @@
 mod common;
 
 use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
+use rustix::event::{PollFd, PollFlags};
 use serde_json::{json, Value};
 
 // =============================================================================================
@@ -212,5 +218,212 @@ fn no_pivot_leaves_no_bare_procfs_or_sysfs_for_a_nested_mount() {
     let out = env.berth(&["run", "--no-pivot", "--bundle", b.dir(), &id]);
     let text = out.ok();
     assert!(text.contains("PROC-MOUNTED"), "the control could not mount procfs:\n{text}");
+    env.finish();
+}
+
+// =============================================================================================
+// seccomp notify on the runtime's own syscalls must not deadlock
+
+const ARCHES: [&str; 3] = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
+
+/// A seccomp agent for the duration of a test: it accepts every connection on its socket,
+/// takes the listener fd each one carries, and answers every notification with
+/// SECCOMP_USER_NOTIF_FLAG_CONTINUE (let the syscall run), counting them. A runtime that
+/// traps on one of its own syscalls before the agent has the fd blocks forever.
+struct ContinueAgent {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ContinueAgent {
+    fn start(sock: &Path) -> ContinueAgent {
+        let listener = UnixListener::bind(sock).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (s, a, c) = (stop.clone(), answered.clone(), connections.clone());
+        let thread = std::thread::spawn(move || {
+            let mut fds: Vec<OwnedFd> = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((conn, _)) = listener.accept() {
+                    conn.set_nonblocking(false).unwrap();
+                    if let Some(fd) = recv_fd(&conn) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                        fds.push(fd);
+                    }
+                }
+                let mut polls: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(f, PollFlags::IN)).collect();
+                let ts = rustix::event::Timespec { tv_sec: 0, tv_nsec: 2_000_000 };
+                if polls.is_empty() {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+                if rustix::event::poll(&mut polls, Some(&ts)).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let ready: Vec<bool> = polls.iter().map(|p| p.revents().contains(PollFlags::IN)).collect();
+                let hup: Vec<bool> =
+                    polls.iter().map(|p| p.revents().intersects(PollFlags::HUP | PollFlags::ERR)).collect();
+                drop(polls);
+                for (i, fd) in fds.iter().enumerate() {
+                    if !ready[i] {
+                        continue;
+                    }
+                    if let Ok(n) = berth_sys::seccomp::notif_recv(fd.as_fd()) {
+                        let resp = libc::seccomp_notif_resp {
+                            id: n.id,
+                            val: 0,
+                            error: 0,
+                            flags: berth_sys::seccomp::USER_NOTIF_FLAG_CONTINUE,
+                        };
+                        let _ = berth_sys::seccomp::notif_send(fd.as_fd(), &resp);
+                        a.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let mut i = 0;
+                fds.retain(|_| {
+                    i += 1;
+                    !hup[i - 1] || ready[i - 1]
+                });
+            }
+        });
+        ContinueAgent { stop, answered, connections, thread: Some(thread) }
+    }
+}
+
+impl Drop for ContinueAgent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS (the seccomp agent protocol's listener fd).
+fn recv_fd(conn: &std::os::unix::net::UnixStream) -> Option<OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::io::IoSliceMut;
+    use std::mem::MaybeUninit;
+    let mut buf = [0u8; 8192];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    rustix::net::recvmsg(conn, &mut [IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::CMSG_CLOEXEC).ok()?;
+    let mut fd = None;
+    for m in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut r) = m {
+            fd = r.next();
+        }
+    }
+    fd
+}
+
+/// Runs a berth command with a deadline: a hang (a deadlocked init) kills it and fails the
+/// test instead of stalling the suite.
+fn berth_with_deadline(env: &Env, args: &[&str], deadline: Duration) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child =
+        env.command(args).stdout(fs::File::create(&o).unwrap()).stderr(fs::File::create(&e).unwrap()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let mut status = None;
+    while start.elapsed() < deadline {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("berth {} hung for {deadline:?} (deadlocked on a seccomp notification?)", args.join(" "));
+    };
+    Out {
+        cmd: format!("berth {}", args.join(" ")),
+        code: status.code(),
+        stdout: fs::read_to_string(&o).unwrap_or_default(),
+        stderr: fs::read_to_string(&e).unwrap_or_default(),
+    }
+}
+
+/// runc's "important syscalls" (tests/integration/seccomp-notify.bats), then every syscall
+/// berth's own setup makes in the init and in exec (but `write`, which berth refuses to
+/// notify, as runc does).
+const RUNC_IMPORTANT: &[&str] = &["execve", "openat", "open", "read", "close"];
+const BERTH_SETUP: &[&str] = &[
+    "execve",
+    "openat",
+    "open",
+    "openat2",
+    "read",
+    "close",
+    "close_range",
+    "sendmsg",
+    "recvmsg",
+    "getcwd",
+    "fchdir",
+    "chdir",
+    "capset",
+    "capget",
+    "prctl",
+    "setresuid",
+    "setresgid",
+    "setgroups",
+    "fcntl",
+    "newfstatat",
+    "statx",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "umask",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "setrlimit",
+    "prlimit64",
+    "ioctl",
+    "getpid",
+    "exit_group",
+];
+
+#[test]
+fn seccomp_notify_on_the_runtimes_own_syscalls_never_deadlocks() {
+    let env = Env::new();
+    let limit = Duration::from_secs(20);
+    for (list_name, names) in [("runc", RUNC_IMPORTANT), ("berth", BERTH_SETUP)] {
+        for nnp in [false, true] {
+            let mut b = env.bundle(&["sleep", "1000"]);
+            let sock = b.file("agent.sock");
+            let agent = ContinueAgent::start(&sock);
+            b.set("/process/noNewPrivileges", json!(nnp)).set(
+                "/linux/seccomp",
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ARCHES, "listenerPath": sock,
+                       "syscalls": [{"names": names, "action": "SCMP_ACT_NOTIFY"}]}),
+            );
+            let what = format!("{list_name} list, noNewPrivileges={nnp}");
+            // run (foreground): the init's own setup under the filter.
+            let mut fg = b.config.clone();
+            fg["process"]["args"] = json!(["/bin/true"]);
+            let fg_bundle = env.bundle(&["/bin/true"]);
+            fs::write(fg_bundle.file("config.json"), serde_json::to_vec(&fg).unwrap()).unwrap();
+            let id = env.id("notify-run");
+            let out = berth_with_deadline(&env, &["run", "--bundle", fg_bundle.dir(), &id], limit);
+            assert_eq!(out.code, Some(0), "{what}: run failed: {}", out.stderr);
+            // run -d, then exec: the exec process's setup under the filter too.
+            let id = env.id("notify-exec");
+            let out = berth_with_deadline(&env, &["run", "-d", "--bundle", b.dir(), &id], limit);
+            assert_eq!(out.code, Some(0), "{what}: run -d failed: {}", out.stderr);
+            let pid = env.pid_of(&id);
+            let out = berth_with_deadline(&env, &["exec", &id, "/bin/true"], limit);
+            assert_eq!(out.code, Some(0), "{what}: exec failed: {}", out.stderr);
+            env.berth(&["delete", "--force", &id]).ok();
+            env.reap(pid);
+            assert!(agent.connections.load(Ordering::Relaxed) >= 3, "{what}: the agent did not get three listeners");
+            assert!(agent.answered.load(Ordering::Relaxed) > 0, "{what}: no notification reached the agent");
+        }
+    }
     env.finish();
 }

@@ -380,12 +380,19 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
                     }
                 }
             }
-            Some((Msg::SeccompFd, Some(fd))) => {
+            Some((Msg::SeccompListener(n), _)) => {
                 let sc = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-                let sc = sc.ok_or_else(|| Error::Init("seccomp fd without a seccomp profile".into()))?;
+                let sc = sc.ok_or_else(|| Error::Init("seccomp listener without a seccomp profile".into()))?;
+                let (_, init) = guard.child.as_ref().ok_or_else(|| Error::Init("lost the init".into()))?;
+                let fd = crate::notify::take_listener(init.as_fd(), n, &parent_chan)?;
                 let state = oci_state(&st, ContainerStatus::Creating);
                 berth_seccomp::send_to_listener(sc, &state, pid, fd.as_fd())
                     .map_err(|e| Error::Invalid(format!("linux.seccomp.listenerPath: {e}")))?;
+                drop(fd);
+                parent_chan
+                    .send(&Msg::ListenerTaken, None)
+                    .ctx(|| "resuming the container init".to_string())
+                    .map_err(|e| init_error(&parent_chan, e))?;
             }
             Some((Msg::Error(m), _)) => return Err(Error::Init(m)),
             Some((other, _)) => return Err(Error::Init(format!("unexpected message from the init: {other:?}"))),

@@ -276,12 +276,18 @@ fn run(
     loop {
         match pchan.recv() {
             Ok(None) => break,
-            Ok(Some((Msg::SeccompFd, Some(fd)))) => {
+            Ok(Some((Msg::SeccompListener(n), _))) => {
+                let fd = crate::notify::take_listener(pidfd.as_fd(), n, &pchan).map_err(kill_child)?;
                 if let Some(sc) = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
                     let state = crate::container::oci_state(st, ContainerStatus::Running);
                     berth_seccomp::send_to_listener(sc, &state, pid, fd.as_fd())
                         .map_err(|e| kill_child(Error::Invalid(format!("linux.seccomp.listenerPath: {e}"))))?;
                 }
+                drop(fd);
+                pchan
+                    .send(&Msg::ListenerTaken, None)
+                    .ctx(|| "resuming the exec process".to_string())
+                    .map_err(kill_child)?;
             }
             Ok(Some((Msg::Error(m), _))) => return Err(kill_child(Error::Init(m))),
             Ok(Some((other, _))) => return Err(kill_child(Error::Init(format!("unexpected message {other:?}")))),
@@ -348,12 +354,7 @@ fn child(
             Some((Msg::Go(_), _)) => {}
             other => return Err(Error::Init(format!("unexpected message from the runtime: {other:?}"))),
         }
-        crate::init::exec_process(plan, seccomp, |listener| {
-            if let Some(fd) = listener {
-                chan.send(&Msg::SeccompFd, Some(fd.as_fd())).ctx(|| "passing the seccomp notify fd".to_string())?;
-            }
-            Ok(())
-        })
+        crate::init::exec_process(plan, seccomp, chan, || Ok(()))
     })();
     let msg = match res {
         Ok(never) => match never {},

@@ -7,7 +7,7 @@
 //! container behind.
 
 use std::convert::Infallible;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use berth_sys::process::{exit_immediately, CStringArray, Child};
@@ -209,10 +209,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     // From here on a parent crash must not kill the container: `create` returns as soon as it
     // reads Ready. If the parent dies before that, sending Ready fails and we exit.
     rustix::process::set_parent_process_death_signal(None).ctx(|| "clearing pdeathsig".to_string())?;
-    exec_process(&plan.process, plan.seccomp.as_ref(), |listener| {
-        if let Some(fd) = listener {
-            chan.send(&Msg::SeccompFd, Some(fd.as_fd())).ctx(|| "passing the seccomp notify fd".to_string())?;
-        }
+    exec_process(&plan.process, plan.seccomp.as_ref(), chan, || {
         chan.send(&Msg::Ready, None).ctx(|| "reporting ready".to_string())?;
         match &fifo {
             Some(f) => {
@@ -258,11 +255,13 @@ fn with_status(state: &str, status: &str) -> Vec<u8> {
 ///
 /// seccomp is installed as late as possible: right before `ready` when `noNewPrivileges` is
 /// set, otherwise before the capability drop (loading a filter without no_new_privs needs
-/// CAP_SYS_ADMIN). `ready` receives the notify fd when the filter has SCMP_ACT_NOTIFY rules.
+/// CAP_SYS_ADMIN). A listener is handed to the agent through the parent on `chan` (see
+/// `notify.rs`) and kept open until execve closes it.
 pub fn exec_process(
     p: &ProcessPlan,
     seccomp: Option<&berth_seccomp::CompiledFilter>,
-    ready: impl FnOnce(Option<OwnedFd>) -> Result<()>,
+    chan: &Channel,
+    ready: impl FnOnce() -> Result<()>,
 ) -> Result<Infallible> {
     for r in &p.rlimits {
         let lim = rustix::process::Rlimit {
@@ -284,9 +283,9 @@ pub fn exec_process(
             ))
         })?;
     }
-    let mut listener = None;
+    let mut _listener = None;
     if let (Some(f), false) = (seccomp, p.no_new_privs) {
-        listener = f.install().map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?;
+        _listener = crate::notify::install(f, chan)?;
     }
     set_credentials(p)?;
     let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
@@ -306,9 +305,9 @@ pub fn exec_process(
     berth_sys::signal::reset_all().ctx(|| "resetting signal dispositions".to_string())?;
     rustix::process::umask(Mode::from_raw_mode(p.umask.unwrap_or(0o022)));
     if let (Some(f), true) = (seccomp, p.no_new_privs) {
-        listener = f.install().map_err(|e| Error::Invalid(format!("linux.seccomp: {e}")))?;
+        _listener = crate::notify::install(f, chan)?;
     }
-    ready(listener)?;
+    ready()?;
     // Every descriptor not meant for the process becomes close-on-exec, including any a
     // caller leaked into the runtime (CVE-2024-21626); preserved ones are kept open.
     let first = 3 + p.preserve_fds;

@@ -22,6 +22,7 @@ pub mod exec;
 pub mod hooks;
 pub mod init;
 pub mod mountopts;
+mod notify;
 pub mod paths;
 pub mod plan;
 pub mod resources;

@@ -33,8 +33,13 @@ pub enum Msg {
     HooksDone,
     /// Parent → child: a hook failed, abort.
     Abort(String),
-    /// Child → parent: the seccomp notify fd is attached.
-    SeccompFd,
+    /// Child → parent: the seccomp filter about to be installed has a listener, which will be
+    /// the child's descriptor N. The parent takes it with `pidfd_getfd` once it exists, so the
+    /// child makes no syscall between installing the filter and the agent holding the
+    /// listener (any of them could be one the agent is meant to answer).
+    SeccompListener(i32),
+    /// Parent → child: the listener was handed to the agent.
+    ListenerTaken,
     /// Child → parent: the real init is this pid (forked into a new pid namespace after
     /// joining a user namespace); the sender exits.
     InitPid(i32),
@@ -50,7 +55,8 @@ impl Msg {
             Msg::Hooks => b'H',
             Msg::HooksDone => b'h',
             Msg::Abort(_) => b'A',
-            Msg::SeccompFd => b'N',
+            Msg::SeccompListener(_) => b'N',
+            Msg::ListenerTaken => b'n',
             Msg::InitPid(_) => b'P',
         }
     }
@@ -58,7 +64,7 @@ impl Msg {
     fn payload(&self) -> Vec<u8> {
         match self {
             Msg::Error(s) | Msg::Abort(s) | Msg::Go(s) => s.as_bytes().to_vec(),
-            Msg::InitPid(p) => p.to_string().into_bytes(),
+            Msg::InitPid(p) | Msg::SeccompListener(p) => p.to_string().into_bytes(),
             _ => Vec::new(),
         }
     }
@@ -73,7 +79,10 @@ impl Msg {
             Some(b'H') => Msg::Hooks,
             Some(b'h') => Msg::HooksDone,
             Some(b'A') => Msg::Abort(text()),
-            Some(b'N') => Msg::SeccompFd,
+            Some(b'N') => Msg::SeccompListener(
+                text().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed listener fd"))?,
+            ),
+            Some(b'n') => Msg::ListenerTaken,
             Some(b'P') => Msg::InitPid(
                 text().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed init pid"))?,
             ),
@@ -174,9 +183,9 @@ mod tests {
         assert_eq!(m, Msg::Error("boom: x".into()));
         assert!(fd.is_none());
         let f = std::fs::File::open("/dev/null").unwrap();
-        b.send(&Msg::SeccompFd, Some(f.as_fd())).unwrap();
+        b.send(&Msg::SeccompListener(7), Some(f.as_fd())).unwrap();
         let (m, fd) = a.recv().unwrap().unwrap();
-        assert_eq!(m, Msg::SeccompFd);
+        assert_eq!(m, Msg::SeccompListener(7));
         assert!(fd.is_some());
         drop(b);
         assert!(a.recv().unwrap().is_none());
