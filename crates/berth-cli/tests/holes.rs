@@ -427,3 +427,109 @@ fn seccomp_notify_on_the_runtimes_own_syscalls_never_deadlocks() {
     }
     env.finish();
 }
+
+// =============================================================================================
+// The caller's stdio is never chowned or chmodded when it is a host file
+
+/// Owner, group and mode of a file.
+fn owner_mode(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).unwrap();
+    (m.uid(), m.gid(), m.mode())
+}
+
+#[test]
+fn host_files_given_as_stdio_keep_their_owner_and_mode() {
+    // runc hands the container's stdio to the process user (fixStdioPermissions) unless it is
+    // /dev/null, so a regular file or a host terminal given as stdio ends up owned by the
+    // container's uid. berth changes the owner only of pipes and sockets (which exist only
+    // for this process tree), never of a file, a device or a terminal of the host.
+    let env = Env::new();
+    // A regression would hand the host's /dev/null to uid 1000: put it back whatever happens.
+    struct RestoreDevNull((u32, u32, u32));
+    impl Drop for RestoreDevNull {
+        fn drop(&mut self) {
+            let (uid, gid, mode) = self.0;
+            let _ = std::os::unix::fs::chown("/dev/null", Some(uid), Some(gid));
+            let _ = fs::set_permissions("/dev/null", std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777));
+        }
+    }
+    let _restore = RestoreDevNull(owner_mode(Path::new("/dev/null")));
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("stdout");
+    let err_file = dir.path().join("stderr");
+    let pty = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY).unwrap();
+    rustix::pty::grantpt(&pty).unwrap();
+    rustix::pty::unlockpt(&pty).unwrap();
+    let slave_path = rustix::pty::ptsname(&pty, Vec::new()).unwrap().to_string_lossy().into_owned();
+    let slave_path = Path::new(&slave_path);
+    for (uid, gid) in [(1000, 1000), (0, 0)] {
+        let mut b = env.bundle(&["sh", "-c", "echo out; echo err >&2; echo STARTED"]);
+        b.set("/process/user", json!({"uid": uid, "gid": gid}));
+        fs::write(&out_file, "").unwrap();
+        fs::write(&err_file, "").unwrap();
+        fs::set_permissions(&out_file, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        for stdin in ["/dev/null", slave_path.to_str().unwrap()] {
+            let watched = [Path::new("/dev/null"), slave_path, &out_file, &err_file];
+            let before: Vec<_> = watched.iter().map(|p| owner_mode(p)).collect();
+            let id = env.id("stdio-owner");
+            let status = env
+                .command(&["run", "--bundle", b.dir(), &id])
+                .stdin(fs::File::open(stdin).unwrap())
+                .stdout(fs::File::options().append(true).open(&out_file).unwrap())
+                .stderr(fs::File::options().append(true).open(&err_file).unwrap())
+                .status()
+                .unwrap();
+            let text = fs::read_to_string(&out_file).unwrap();
+            assert!(status.success() && text.contains("STARTED"), "uid {uid}, stdin {stdin}: {status:?} {text}");
+            let after: Vec<_> = watched.iter().map(|p| owner_mode(p)).collect();
+            assert_eq!(before, after, "uid {uid}, stdin {stdin}: a host file changed owner or mode ({watched:?})");
+            // exec with the same stdio.
+            let id = env.id("stdio-owner-exec");
+            let pid = env.run_detached(&env.bundle(&["sleep", "1000"]), &id);
+            let status = env
+                .command(&["exec", "--user", &format!("{uid}:{gid}"), &id, "sh", "-c", "echo exec-out; echo e >&2"])
+                .stdin(fs::File::open(stdin).unwrap())
+                .stdout(fs::File::options().append(true).open(&out_file).unwrap())
+                .stderr(fs::File::options().append(true).open(&err_file).unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "exec: {status:?}");
+            assert!(fs::read_to_string(&out_file).unwrap().contains("exec-out"));
+            let after: Vec<_> = watched.iter().map(|p| owner_mode(p)).collect();
+            assert_eq!(before, after, "exec as {uid}, stdin {stdin}: a host file changed owner or mode");
+            env.berth(&["delete", "--force", &id]).ok();
+            env.reap(pid);
+        }
+    }
+    env.finish();
+}
+
+#[test]
+fn a_non_root_process_can_reopen_its_stdio_pipes() {
+    // What runc's stdio chown is for: a process that is not root opens /dev/stdout (a
+    // reopen of /proc/self/fd/1, checked against the pipe's owner, root's caller), as many
+    // images' entrypoints do. Pipes (and sockets) exist only for this process tree, so
+    // handing them to the process user exposes nothing of the host.
+    let env = Env::new();
+    let mut b = env.bundle(&["sh", "-c", "echo via-reopen >/dev/stdout && stat -L -c %u /proc/self/fd/1"]);
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    let id = env.id("stdio-pipe");
+    let out = env.berth(&["run", "--bundle", b.dir(), &id]);
+    assert_eq!(out.ok().lines().collect::<Vec<_>>(), ["via-reopen", "1000"], "{out:?}");
+    let id = env.id("stdio-pipe-exec");
+    let pid = env.run_detached(&env.bundle(&["sleep", "1000"]), &id);
+    let out = env.berth(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "echo via-reopen >/dev/stdout && stat -L -c %u /proc/self/fd/1",
+    ]);
+    assert_eq!(out.ok().lines().collect::<Vec<_>>(), ["via-reopen", "1000"], "{out:?}");
+    env.berth(&["delete", "--force", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}

@@ -287,6 +287,7 @@ pub fn exec_process(
     if let (Some(f), false) = (seccomp, p.no_new_privs) {
         _listener = crate::notify::install(f, chan)?;
     }
+    hand_stdio_pipes_to(p.uid);
     set_credentials(p)?;
     let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
     chdir_verified(cwd)?;
@@ -368,6 +369,23 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Gives the process user the pipes and sockets among its stdio, as runc's
+/// fixStdioPermissions does, so that a process that is not root can reopen them
+/// (`/dev/stdout`, `/proc/self/fd/1`). Only those: they exist for this process tree alone.
+/// A regular file, a directory or a device (a host terminal, /dev/null) is the host's and
+/// keeps its owner and mode (runc changes everything but /dev/null). Only the uid changes,
+/// and failures are ignored (an owner not mapped into a user namespace, a read-only mount):
+/// the process can still use the descriptors it was given.
+fn hand_stdio_pipes_to(uid: u32) {
+    for fd in [rustix::stdio::stdin(), rustix::stdio::stdout(), rustix::stdio::stderr()] {
+        let Ok(st) = rfs::fstat(fd) else { continue };
+        let kind = st.st_mode & libc::S_IFMT;
+        if (kind == libc::S_IFIFO || kind == libc::S_IFSOCK) && st.st_uid != uid {
+            let _ = rfs::fchown(fd, Some(rustix::fs::Uid::from_raw(uid)), None);
+        }
+    }
 }
 
 fn setgroups_denied() -> bool {
