@@ -1100,9 +1100,14 @@ fn a_seccomp_profile_that_cannot_be_applied_never_runs_the_container() {
                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
             "listenerPath",
         ),
-        // A filter that denies everything, the runtime's own last steps included: the init
-        // cannot even report why, but the container must fail, not hang or run unfiltered.
-        ("sc-denyall", json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ARCHES}), "container init"),
+        // A filter that denies everything, execve included: the init cannot even send its
+        // error any more, but it leaves it in memory shared with berth (sync.rs), so the
+        // container fails with the reason instead of hanging or running unfiltered.
+        (
+            "sc-denyall",
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ARCHES}),
+            "linux.seccomp must allow execve",
+        ),
     ];
     for (name, profile, needle) in cases {
         let mut b = env.bundle(&["sh", "-c", "echo STARTED"]);

@@ -397,7 +397,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
             Some((Msg::Error(m), _)) => return Err(Error::Init(m)),
             Some((other, _)) => return Err(Error::Init(format!("unexpected message from the init: {other:?}"))),
             None => {
-                return Err(Error::Init("container init exited during setup".into()));
+                return Err(Error::Init(
+                    parent_chan.failure().unwrap_or_else(|| "container init exited during setup".into()),
+                ));
             }
         }
     }
@@ -422,7 +424,13 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         .ctx(|| "starting the container".to_string())
         .map_err(|e| init_error(&parent_chan, e))?;
     let hooks = st.spec.hooks().clone().unwrap_or_default();
-    match parent_chan.recv().ctx(|| "waiting for the container process to start".to_string())? {
+    // EOF with a failure left in the shared page: the init could not even send it (its
+    // seccomp filter refused), so its execve failed just the same.
+    let started = match parent_chan.recv().ctx(|| "waiting for the container process to start".to_string())? {
+        None => parent_chan.failure().map(|m| Some((Msg::Error(m), None))).unwrap_or(None),
+        other => other,
+    };
+    match started {
         None => {}
         Some((Msg::Error(m), _)) => {
             crate::hooks::run_all_warn(

@@ -275,7 +275,12 @@ fn run(
     pchan.send(&Msg::Go(String::new()), None).ctx(|| "signalling the exec process".to_string()).map_err(kill_child)?;
     loop {
         match pchan.recv() {
-            Ok(None) => break,
+            // EOF: exec'd, unless the child left a failure it could not send (its seccomp
+            // filter refused even that).
+            Ok(None) => match pchan.failure() {
+                Some(m) => return Err(kill_child(Error::Init(m))),
+                None => break,
+            },
             Ok(Some((Msg::SeccompListener(n), _))) => {
                 let fd = crate::notify::take_listener(pidfd.as_fd(), n, &pchan).map_err(kill_child)?;
                 if let Some(sc) = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -325,7 +330,7 @@ fn child(
     keep.extend(stdio.into_iter().flat_map(crate::init::Stdio::fds));
     keep.extend((3..3 + plan.preserve_fds).filter_map(|fd| i32::try_from(fd).ok()));
     if let Err(e) = new.close_all_except(&keep) {
-        let _ = chan.send(&Msg::Error(format!("closing inherited descriptors: {e}")), None);
+        let _ = chan.fail(&format!("closing inherited descriptors: {e}"));
         berth_sys::process::exit_immediately(127);
     }
     let res = (|| -> Result<std::convert::Infallible> {
@@ -360,7 +365,7 @@ fn child(
         Ok(never) => match never {},
         Err(e) => e.to_string(),
     };
-    let _ = chan.send(&Msg::Error(msg), None);
+    let _ = chan.fail(&msg);
     berth_sys::process::exit_immediately(127)
 }
 

@@ -68,7 +68,7 @@ pub fn run(child: &Child, plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, st
     keep.extend(stdio.into_iter().flat_map(Stdio::fds));
     keep.extend((3..3 + plan.process.preserve_fds).filter_map(|fd| i32::try_from(fd).ok()));
     if let Err(e) = child.close_all_except(&keep) {
-        let _ = chan.send(&Msg::Error(format!("closing inherited descriptors: {e}")), None);
+        let _ = chan.fail(&format!("closing inherited descriptors: {e}"));
         exit_immediately(1);
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| main(plan, chan, fifo, stdio)));
@@ -77,7 +77,7 @@ pub fn run(child: &Child, plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, st
         Ok(Err(e)) => e.to_string(),
         Err(_) => "internal error: container init panicked".to_string(),
     };
-    if chan.send(&Msg::Error(msg.clone()), None).is_err() {
+    if chan.fail(&msg).is_err() {
         // Nobody is listening any more (`create` returned and another process started us
         // through the exec fifo): the container's stderr is where the error can be seen.
         let _ = rustix::io::write(rustix::stdio::stderr(), format!("berth: {msg}\n").as_bytes());
@@ -251,77 +251,91 @@ fn with_status(state: &str, status: &str) -> Vec<u8> {
     }
 }
 
-/// Applies the process settings shared by init and exec, calls `ready`, then execs.
+/// Turns the process being set up (the init, or an exec child) into the container's
+/// process: the settings shared by init and exec, then `ready`, then execve.
 ///
-/// seccomp is installed as late as possible: right before `ready` when `noNewPrivileges` is
-/// set, otherwise before the capability drop (loading a filter without no_new_privs needs
-/// CAP_SYS_ADMIN). A listener is handed to the agent through the parent on `chan` (see
-/// `notify.rs`) and kept open until execve closes it.
+/// The order is the point, and each phase says why it stands where it does:
+///
+/// 1. [`privileged_work`]: what needs root's privileges in the container.
+/// 2. [`drop_privileges`]: groups, uid/gid, capabilities.
+/// 3. [`finish_as_user`]: the checks that must see the user's permissions.
+/// 4. `ready`: report and wait for start (the init); see below for the one exception.
+/// 5. [`seal`]: close-on-exec for everything not passed on, then the seccomp filter, so that
+///    a profile only has to allow what the workload needs: after the filter, berth makes
+///    no syscall but `execve` (docs/seccomp.md).
+/// 6. execve.
 pub fn exec_process(
     p: &ProcessPlan,
     seccomp: Option<&berth_seccomp::CompiledFilter>,
     chan: &Channel,
     ready: impl FnOnce() -> Result<()>,
 ) -> Result<Infallible> {
-    for r in &p.rlimits {
-        let lim = rustix::process::Rlimit {
-            current: Some(r.soft).filter(|v| *v != u64::MAX),
-            maximum: Some(r.hard).filter(|v| *v != u64::MAX),
-        };
-        rustix::process::setrlimit(r.resource, lim).map_err(|e| {
-            let cur = rustix::process::getrlimit(r.resource).maximum.map_or("unlimited".to_string(), |v| v.to_string());
-            Error::Invalid(format!(
-                "process.rlimits {}: cannot set soft={} hard={}: {e}{}",
-                r.name,
-                r.soft,
-                r.hard,
-                if e == rustix::io::Errno::PERM {
-                    format!(" (raising the hard limit above the current {cur} needs CAP_SYS_RESOURCE, which this host's capability bounding set lacks)")
-                } else {
-                    String::new()
-                }
-            ))
-        })?;
-    }
+    let cwd_denied = privileged_work(p)?;
+    // Without no_new_privs, loading the filter needs CAP_SYS_ADMIN, so it survives the drop
+    // in the effective set; execve recomputes the sets and takes it away (docs/seccomp.md).
+    let keep_admin = seccomp.is_some() && !p.no_new_privs;
+    drop_privileges(p, keep_admin)?;
+    let exe = finish_as_user(p, cwd_denied)?;
+    // A listener must reach the agent through the parent, and a `create`'s parent exits at
+    // Ready: with SCMP_ACT_NOTIFY rules the filter goes on before Ready (as in runc), and the
+    // syscalls after it are the agent's to answer.
+    let listener_first = seccomp.is_some_and(berth_seccomp::CompiledFilter::needs_listener);
     let mut _listener = None;
-    if let (Some(f), false) = (seccomp, p.no_new_privs) {
-        _listener = crate::notify::install(f, chan)?;
-    }
-    hand_stdio_pipes_to(p.uid);
-    set_credentials(p)?;
-    let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
-    chdir_verified(cwd)?;
-    let path = lookup(p)?;
-    let env = if p.has_home {
-        None
-    } else {
-        let home = home_of(p.uid).unwrap_or_else(|| "/".to_string());
-        let mut items: Vec<String> = p.env.items().iter().map(|c| c.to_string_lossy().into_owned()).collect();
-        items.push(format!("HOME={home}"));
-        Some(CStringArray::new(&items).map_err(|_| Error::Invalid("process.env: NUL byte".into()))?)
-    };
-    if p.no_new_privs {
-        rustix::thread::set_no_new_privs(true).ctx(|| "setting no_new_privs".to_string())?;
-    }
-    berth_sys::signal::reset_all().ctx(|| "resetting signal dispositions".to_string())?;
-    rustix::process::umask(Mode::from_raw_mode(p.umask.unwrap_or(0o022)));
-    if let (Some(f), true) = (seccomp, p.no_new_privs) {
-        _listener = crate::notify::install(f, chan)?;
+    if listener_first {
+        _listener = seal(p, seccomp, chan)?;
     }
     ready()?;
-    // Every descriptor not meant for the process becomes close-on-exec, including any a
-    // caller leaked into the runtime (CVE-2024-21626); preserved ones are kept open.
-    let first = 3 + p.preserve_fds;
-    berth_sys::cloexec_range(first, u32::MAX).ctx(|| "close_range".to_string())?;
-    for fd in 3..first {
-        berth_sys::keep_on_exec(fd as i32).ctx(|| format!("--preserve-fds: descriptor {fd}"))?;
+    if !listener_first {
+        _listener = seal(p, seccomp, chan)?;
     }
-    let err = berth_sys::process::execve(&path, &p.args, env.as_ref().unwrap_or(&p.env));
-    Err(Error::io(format!("exec {:?}", p.arg0), err))
+    let err = berth_sys::process::execve(&exe.path, &p.args, exe.env.as_ref().unwrap_or(&p.env));
+    // Everything was checked before the filter, so a refusal now is most likely the filter's.
+    let hint = if seccomp.is_some() && err.raw_os_error() == Some(libc::EPERM) {
+        " (linux.seccomp must allow execve: nothing else runs after the filter)"
+    } else {
+        ""
+    };
+    Err(Error::Invalid(format!("exec {:?}: {err}{hint}", p.arg0)))
 }
 
-fn set_credentials(p: &ProcessPlan) -> Result<()> {
-    if let Some(c) = &p.caps {
+/// Phase 1, while the process still has root's privileges in the container: raising
+/// rlimits, handing the stdio pipes and the terminal to the user, and entering the cwd (a
+/// directory only root may enter must still work for another user, runc PR #2086). Returns
+/// whether the cwd was refused for lack of permission, to be retried as the user (who may
+/// have access root lacks, e.g. on a root-squashing NFS volume).
+fn privileged_work(p: &ProcessPlan) -> Result<bool> {
+    set_rlimits(p)?;
+    hand_stdio_to_user(p);
+    match chdir_verified(cwd_of(p)) {
+        Ok(()) => Ok(false),
+        Err(CwdError::Denied(_)) => Ok(true),
+        Err(CwdError::Other(e)) => Err(e),
+    }
+}
+
+/// Phase 2: bounding set, groups, gid, uid, then the capability sets (and ambient). After
+/// this the process has the user's credentials. With `keep_admin`, CAP_SYS_ADMIN stays
+/// effective for the filter (see [`exec_process`]).
+fn drop_privileges(p: &ProcessPlan, keep_admin: bool) -> Result<()> {
+    let admin = CapabilitySet::SYS_ADMIN.bits();
+    let caps = match &p.caps {
+        Some(c) => Some(*c),
+        // No capabilities in the spec: the process keeps what it has, as runc does, which for
+        // a non-root user the uid change takes away. To keep CAP_SYS_ADMIN for the filter,
+        // keep the permitted set across the change and let execve apply that rule instead.
+        None if keep_admin && p.uid != 0 => {
+            let now = rustix::thread::capabilities(None).ctx(|| "capget".to_string())?;
+            Some(crate::plan::CapPlan {
+                bounding: u64::MAX,
+                effective: now.permitted.bits(),
+                permitted: now.permitted.bits(),
+                inheritable: now.inheritable.bits(),
+                ambient: 0,
+            })
+        }
+        None => None,
+    };
+    if let Some(c) = &caps {
         let last = crate::caps::last_cap_in_child();
         for n in 0..=last.min(63) {
             if c.bounding & (1u64 << n) == 0 {
@@ -347,11 +361,12 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
     rustix::thread::set_thread_res_gid(gid, gid, gid).ctx(|| format!("process.user.gid: setresgid({})", p.gid))?;
     let uid = rustix::fs::Uid::from_raw(p.uid);
     rustix::thread::set_thread_res_uid(uid, uid, uid).ctx(|| format!("process.user.uid: setresuid({})", p.uid))?;
-    if let Some(c) = &p.caps {
+    if let Some(c) = &caps {
         rustix::thread::set_keep_capabilities(false).ctx(|| "PR_SET_KEEPCAPS".to_string())?;
+        let extra = if keep_admin { admin } else { 0 };
         let sets = CapabilitySets {
-            effective: CapabilitySet::from_bits_retain(c.effective),
-            permitted: CapabilitySet::from_bits_retain(c.permitted),
+            effective: CapabilitySet::from_bits_retain(c.effective | extra),
+            permitted: CapabilitySet::from_bits_retain(c.permitted | extra),
             inheritable: CapabilitySet::from_bits_retain(c.inheritable),
         };
         rustix::thread::set_capabilities(None, sets).ctx(|| "process.capabilities: capset".to_string())?;
@@ -371,33 +386,137 @@ fn set_credentials(p: &ProcessPlan) -> Result<()> {
     Ok(())
 }
 
-/// Gives the process user the pipes and sockets among its stdio, as runc's
-/// fixStdioPermissions does, so that a process that is not root can reopen them
-/// (`/dev/stdout`, `/proc/self/fd/1`). Only those: they exist for this process tree alone.
-/// A regular file, a directory or a device (a host terminal, /dev/null) is the host's and
-/// keeps its owner and mode (runc changes everything but /dev/null). Only the uid changes,
-/// and failures are ignored (an owner not mapped into a user namespace, a read-only mount):
-/// the process can still use the descriptors it was given.
-fn hand_stdio_pipes_to(uid: u32) {
+/// What execve needs, resolved as the user.
+struct Exe {
+    path: std::ffi::CString,
+    env: Option<CStringArray>,
+}
+
+/// Phase 3, as the user: the cwd if root was refused it, the executable lookup (so a
+/// missing or non-executable binary fails `create`, checked with the user's permissions),
+/// HOME from the container's /etc/passwd, no_new_privs, signal dispositions, umask. All of
+/// it before the filter, which need not allow any of it.
+fn finish_as_user(p: &ProcessPlan, cwd_denied: bool) -> Result<Exe> {
+    if cwd_denied {
+        chdir_verified(cwd_of(p)).map_err(CwdError::into_error)?;
+    }
+    let path = lookup(p)?;
+    let env = if p.has_home {
+        None
+    } else {
+        let home = home_of(p.uid).unwrap_or_else(|| "/".to_string());
+        let mut items: Vec<String> = p.env.items().iter().map(|c| c.to_string_lossy().into_owned()).collect();
+        items.push(format!("HOME={home}"));
+        Some(CStringArray::new(&items).map_err(|_| Error::Invalid("process.env: NUL byte".into()))?)
+    };
+    if p.no_new_privs {
+        rustix::thread::set_no_new_privs(true).ctx(|| "setting no_new_privs".to_string())?;
+    }
+    berth_sys::signal::reset_all().ctx(|| "resetting signal dispositions".to_string())?;
+    rustix::process::umask(Mode::from_raw_mode(p.umask.unwrap_or(0o022)));
+    Ok(Exe { path, env })
+}
+
+/// Phase 5: every descriptor not meant for the process becomes close-on-exec, including any
+/// a caller leaked into the runtime (CVE-2024-21626), preserved ones are kept open; then the
+/// seccomp filter. Returns the listener (held open until execve closes it).
+fn seal(p: &ProcessPlan, seccomp: Option<&berth_seccomp::CompiledFilter>, chan: &Channel) -> Result<Option<OwnedFd>> {
+    let first = 3 + p.preserve_fds;
+    berth_sys::cloexec_range(first, u32::MAX).ctx(|| "close_range".to_string())?;
+    for fd in 3..first {
+        berth_sys::keep_on_exec(fd as i32).ctx(|| format!("--preserve-fds: descriptor {fd}"))?;
+    }
+    match seccomp {
+        Some(f) => crate::notify::install(f, chan),
+        None => Ok(None),
+    }
+}
+
+fn set_rlimits(p: &ProcessPlan) -> Result<()> {
+    for r in &p.rlimits {
+        let lim = rustix::process::Rlimit {
+            current: Some(r.soft).filter(|v| *v != u64::MAX),
+            maximum: Some(r.hard).filter(|v| *v != u64::MAX),
+        };
+        rustix::process::setrlimit(r.resource, lim).map_err(|e| {
+            let cur = rustix::process::getrlimit(r.resource).maximum.map_or("unlimited".to_string(), |v| v.to_string());
+            Error::Invalid(format!(
+                "process.rlimits {}: cannot set soft={} hard={}: {e}{}",
+                r.name,
+                r.soft,
+                r.hard,
+                if e == rustix::io::Errno::PERM {
+                    format!(" (raising the hard limit above the current {cur} needs CAP_SYS_RESOURCE, which this host's capability bounding set lacks)")
+                } else {
+                    String::new()
+                }
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn cwd_of(p: &ProcessPlan) -> &str {
+    if p.cwd.is_empty() {
+        "/"
+    } else {
+        p.cwd.as_str()
+    }
+}
+
+/// Gives the process user its stdio where that is safe, as runc's fixStdioPermissions does:
+/// the pipes and sockets (so that a process that is not root can reopen them as
+/// `/dev/stdout`), and the terminal berth made for it (so that it owns its tty; its group
+/// stays the one devpts gave it, `tty` with runc's default `gid=5`). Only those: pipes and
+/// sockets exist for this process tree alone, and the terminal was allocated from the
+/// container's own devpts. A regular file, a directory or another device (a host terminal,
+/// /dev/null) is the host's and keeps its owner and mode (runc changes all but /dev/null).
+/// Only the uid changes, and failures are ignored (an owner not mapped into a user
+/// namespace, a read-only mount): the process can still use the descriptors it was given.
+fn hand_stdio_to_user(p: &ProcessPlan) {
     for fd in [rustix::stdio::stdin(), rustix::stdio::stdout(), rustix::stdio::stderr()] {
         let Ok(st) = rfs::fstat(fd) else { continue };
-        let kind = st.st_mode & libc::S_IFMT;
-        if (kind == libc::S_IFIFO || kind == libc::S_IFSOCK) && st.st_uid != uid {
-            let _ = rfs::fchown(fd, Some(rustix::fs::Uid::from_raw(uid)), None);
+        let ours = match st.st_mode & libc::S_IFMT {
+            libc::S_IFIFO | libc::S_IFSOCK => true,
+            // UNIX98 PTY slaves (majors 136-143): with a terminal, stdio is the slave
+            // tty::open_pty took from the container's ptmx.
+            libc::S_IFCHR => p.terminal && (136..=143).contains(&rustix::fs::major(st.st_rdev)),
+            _ => false,
+        };
+        if ours && st.st_uid != p.uid {
+            let _ = rfs::fchown(fd, Some(rustix::fs::Uid::from_raw(p.uid)), None);
         }
     }
 }
 
-fn setgroups_denied() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
+/// Why the cwd could not be entered: for lack of permission (retried as the user), or not.
+enum CwdError {
+    Denied(Error),
+    Other(Error),
+}
+
+impl CwdError {
+    fn into_error(self) -> Error {
+        match self {
+            CwdError::Denied(e) | CwdError::Other(e) => e,
+        }
+    }
 }
 
 /// chdir to the process cwd, resolved inside the root without magic links, then check with
 /// getcwd that we are really inside the root (CVE-2024-21626: `cwd=/proc/self/fd/N` pointing
 /// at a leaked host directory).
-fn chdir_verified(cwd: &str) -> Result<()> {
+fn chdir_verified(cwd: &str) -> std::result::Result<(), CwdError> {
+    let fail = |what: &str, e: rustix::io::Errno| {
+        let err = Error::Invalid(format!("process.cwd {cwd:?}: {what}{}", std::io::Error::from(e)));
+        if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM {
+            CwdError::Denied(err)
+        } else {
+            CwdError::Other(err)
+        }
+    };
     let root = rfs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .ctx(|| "opening /".to_string())?;
+        .map_err(|e| CwdError::Other(Error::io("opening /", e)))?;
     let fd = rfs::openat2(
         &root,
         crate::paths::rel(cwd),
@@ -405,15 +524,19 @@ fn chdir_verified(cwd: &str) -> Result<()> {
         Mode::empty(),
         rfs::ResolveFlags::IN_ROOT | rfs::ResolveFlags::NO_MAGICLINKS,
     )
-    .map_err(|e| Error::Invalid(format!("process.cwd {cwd:?}: {}", std::io::Error::from(e))))?;
-    rustix::process::fchdir(&fd)
-        .map_err(|e| Error::Invalid(format!("process.cwd {cwd:?}: chdir: {}", std::io::Error::from(e))))?;
-    let got = rustix::process::getcwd(Vec::new())
-        .map_err(|e| Error::Invalid(format!("process.cwd {cwd:?}: getcwd: {}", std::io::Error::from(e))))?;
+    .map_err(|e| fail("", e))?;
+    rustix::process::fchdir(&fd).map_err(|e| fail("chdir: ", e))?;
+    let got = rustix::process::getcwd(Vec::new()).map_err(|e| fail("getcwd: ", e))?;
     if !got.to_bytes().starts_with(b"/") {
-        return Err(Error::Invalid(format!("process.cwd {cwd:?}: resolves outside the container root")));
+        return Err(CwdError::Other(Error::Invalid(format!(
+            "process.cwd {cwd:?}: resolves outside the container root"
+        ))));
     }
     Ok(())
+}
+
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
 /// Finds the executable like execvp would, but before `ready`, so a missing binary fails

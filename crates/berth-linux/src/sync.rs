@@ -91,9 +91,9 @@ impl Msg {
     }
 }
 
-/// One end of the setup channel.
+/// One end of the setup channel, plus a page of memory both ends share (see [`Channel::fail`]).
 #[derive(Debug)]
-pub struct Channel(OwnedFd);
+pub struct Channel(OwnedFd, std::sync::Arc<berth_sys::mem::SharedPage>);
 
 /// Largest message (an error text); longer texts are truncated.
 const MAX: usize = 16 * 1024;
@@ -102,7 +102,22 @@ impl Channel {
     /// A connected pair (both ends close-on-exec).
     pub fn pair() -> io::Result<(Channel, Channel)> {
         let (a, b) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
-        Ok((Channel(a), Channel(b)))
+        let page = std::sync::Arc::new(berth_sys::mem::SharedPage::new()?);
+        Ok((Channel(a, page.clone()), Channel(b, page)))
+    }
+
+    /// Child side: reports a failure. The message goes to the shared page first, which needs
+    /// no syscall: a child whose seccomp filter is installed may not be able to send it (or
+    /// even to exit cleanly), and the parent still learns why from [`Channel::failure`].
+    pub fn fail(&self, msg: &str) -> io::Result<()> {
+        self.1.put(msg.as_bytes());
+        self.send(&Msg::Error(msg.to_string()), None)
+    }
+
+    /// Parent side: the failure the child left in the shared page, if any. Consulted when the
+    /// channel closed without an error message: the child died, or exec'd.
+    pub fn failure(&self) -> Option<String> {
+        self.1.take().map(|m| String::from_utf8_lossy(&m).into_owned())
     }
 
     /// Sends `msg`, with `fd` attached if given.

@@ -250,3 +250,96 @@ mod tests {
         assert_eq!(v.iter().sum::<u64>(), 4950);
     }
 }
+
+/// One page of memory shared between the process that makes it and every child it clones
+/// afterwards (`MAP_SHARED | MAP_ANONYMOUS`; not inherited across `execve`).
+///
+/// A container process whose seccomp filter is already installed may be unable to make any
+/// syscall, so it cannot report why its `execve` failed over a socket, nor even exit
+/// cleanly. Writing to memory needs no syscall: the child leaves its message here and the
+/// parent reads it once the child is gone.
+#[derive(Debug)]
+pub struct SharedPage {
+    ptr: std::ptr::NonNull<u8>,
+}
+
+const SHARED_PAGE: usize = 4096;
+/// The message starts after its length, a `u32` at offset 0.
+const MSG_MAX: usize = SHARED_PAGE - 4;
+
+impl SharedPage {
+    /// Maps a zeroed shared page.
+    pub fn new() -> io::Result<SharedPage> {
+        // SAFETY: an anonymous mapping at an address of the kernel's choosing touches no
+        // existing memory; the result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SHARED_PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        Ok(SharedPage { ptr })
+    }
+
+    fn len_cell(&self) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: the page is page-aligned (so 4-aligned), at least 4 bytes long, lives as
+        // long as `self`, and is only ever accessed as this atomic at offset 0 and as plain
+        // bytes after it.
+        unsafe { &*self.ptr.as_ptr().cast::<std::sync::atomic::AtomicU32>() }
+    }
+
+    /// Leaves `msg` (truncated to the page) for the other side. Makes no syscall and does
+    /// not allocate.
+    pub fn put(&self, msg: &[u8]) {
+        let n = msg.len().min(MSG_MAX);
+        // SAFETY: the destination is bytes 4..4+n of our own mapping (n <= PAGE - 4), the
+        // source is `msg`, and the two cannot overlap. The length is published after the
+        // bytes (Release), so a reader that sees it sees them.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ptr.as_ptr().add(4), n) };
+        self.len_cell().store(n as u32, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The message a child left, if any.
+    pub fn take(&self) -> Option<Vec<u8>> {
+        let n = (self.len_cell().load(std::sync::atomic::Ordering::Acquire) as usize).min(MSG_MAX);
+        if n == 0 {
+            return None;
+        }
+        let mut out = vec![0u8; n];
+        // SAFETY: bytes 4..4+n lie within the mapping (n <= PAGE - 4), and `out` has room.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(4), out.as_mut_ptr(), n) };
+        Some(out)
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created by `new` with this length and is not used after.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), SHARED_PAGE) };
+    }
+}
+
+#[cfg(test)]
+mod shared_page_tests {
+    use super::SharedPage;
+
+    // The cross-process path (a container process leaving its message) is covered end to
+    // end by berth-cli's security tests: fork is refused in the multi-threaded test harness.
+    #[test]
+    fn a_message_round_trips_and_is_truncated_to_the_page() {
+        let page = SharedPage::new().unwrap();
+        assert_eq!(page.take(), None);
+        page.put(b"execve failed");
+        assert_eq!(page.take().as_deref(), Some(&b"execve failed"[..]));
+        page.put(&[b'x'; 10_000]);
+        assert_eq!(page.take().map(|m| m.len()), Some(4092));
+    }
+}
