@@ -93,7 +93,7 @@ impl Msg {
 
 /// One end of the setup channel, plus a page of memory both ends share (see [`Channel::fail`]).
 #[derive(Debug)]
-pub struct Channel(OwnedFd, std::sync::Arc<berth_sys::mem::SharedPage>);
+pub struct Channel(OwnedFd, std::rc::Rc<berth_sys::mem::SharedPage>);
 
 /// Largest message (an error text); longer texts are truncated.
 const MAX: usize = 16 * 1024;
@@ -102,7 +102,7 @@ impl Channel {
     /// A connected pair (both ends close-on-exec).
     pub fn pair() -> io::Result<(Channel, Channel)> {
         let (a, b) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
-        let page = std::sync::Arc::new(berth_sys::mem::SharedPage::new()?);
+        let page = std::rc::Rc::new(berth_sys::mem::SharedPage::new()?);
         Ok((Channel(a, page.clone()), Channel(b, page)))
     }
 
