@@ -1586,3 +1586,198 @@ proptest::proptest! {
         proptest::prop_assert!(!stderr.contains("panicked"), "berth {args:?} panicked:\n{stderr}");
     }
 }
+
+// =============================================================================================
+// 9. User and group ids out of range. runc accepts 0..=2147483647. 4294967295 is `(uid_t)-1`,
+//     which setresuid/setresgid read as "leave unchanged": passed through, the process stayed
+//     root.
+
+const ID_RANGE: &str = "is out of range (0 to 2147483647)";
+
+/// What a process prints if it runs at all: the sentinel, then its ids.
+const PRINT_IDS: &str = "echo STARTED; echo ids=$(id -u):$(id -g); grep ^Groups: /proc/self/status";
+
+#[test]
+fn a_uid_of_4294967295_is_refused_instead_of_running_as_root() {
+    let env = Env::new();
+    for (ptr, needle) in [
+        ("/process/user/uid", format!("process.user.uid: 4294967295 {ID_RANGE}")),
+        ("/process/user/gid", format!("process.user.gid: 4294967295 {ID_RANGE}")),
+    ] {
+        let mut b = env.bundle(&["sh", "-c", PRINT_IDS]);
+        b.set(ptr, json!(4_294_967_295u32));
+        // `run` first: if the process starts, its output shows which ids it got.
+        fails_clean(&env, &b, "run", &env.id("id-minus-one"), &needle);
+        fails_clean(&env, &b, "create", &env.id("id-minus-one"), &needle);
+    }
+    // Control: the largest valid ids are used as given.
+    let mut b = env.bundle(&["sh", "-c", PRINT_IDS]);
+    b.set(
+        "/process/user",
+        json!({"uid": 2_147_483_647u32, "gid": 2_147_483_646u32, "additionalGids": [2_147_483_647u32]}),
+    );
+    let out = env.berth(&["run", "--bundle", b.dir(), &env.id("id-max")]);
+    assert_eq!(out.ok(), "STARTED\nids=2147483647:2147483646\nGroups:\t2147483647 \n");
+    env.finish();
+}
+
+#[test]
+fn out_of_range_ids_in_config_json_are_refused_naming_the_field() {
+    let env = Env::new();
+    let user_ns = |b: &mut Bundle| {
+        b.push("/linux/namespaces", json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.set("/linux/uidMappings", map.clone());
+        b.set("/linux/gidMappings", map);
+    };
+    let idmapped_mount = |b: &mut Bundle, uid_map: Value, gid_map: Value| {
+        fs::create_dir_all(b.file("vol")).unwrap();
+        b.push(
+            "/mounts",
+            json!({"destination": "/data", "type": "bind", "source": b.file("vol"), "options": ["rbind"],
+                   "uidMappings": uid_map, "gidMappings": gid_map}),
+        );
+    };
+    let one = |c: u64, h: u64, s: u64| json!([{"containerID": c, "hostID": h, "size": s}]);
+    type Case = (&'static str, Box<dyn Fn(&mut Bundle)>, String);
+    let cases: Vec<Case> = vec![
+        (
+            "uid",
+            Box::new(|b| {
+                b.set("/process/user/uid", json!(2_147_483_648u32));
+            }),
+            format!("process.user.uid: 2147483648 {ID_RANGE}"),
+        ),
+        (
+            "gid",
+            Box::new(|b| {
+                b.set("/process/user/gid", json!(3_000_000_000u32));
+            }),
+            format!("process.user.gid: 3000000000 {ID_RANGE}"),
+        ),
+        (
+            "addgids",
+            Box::new(|b| {
+                b.set("/process/user/additionalGids", json!([5, 4_294_967_295u32]));
+            }),
+            format!("process.user.additionalGids[1]: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            "uidmap-host",
+            Box::new(move |b| {
+                user_ns(b);
+                b.set("/linux/uidMappings", one(0, 2_147_483_648, 1));
+            }),
+            format!("linux.uidMappings[0].hostID: 2147483648 {ID_RANGE}"),
+        ),
+        (
+            "uidmap-container",
+            Box::new(move |b| {
+                user_ns(b);
+                b.push("/linux/uidMappings", json!({"containerID": 4_294_967_295u32, "hostID": 1, "size": 1}));
+            }),
+            format!("linux.uidMappings[1].containerID: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            "gidmap-end",
+            Box::new(move |b| {
+                user_ns(b);
+                b.push("/linux/gidMappings", json!({"containerID": 2_147_483_600u32, "hostID": 200000, "size": 100}));
+            }),
+            format!("linux.gidMappings[1].size: containerID 2147483600 + size 100 - 1 = 2147483699 {ID_RANGE}"),
+        ),
+        (
+            "mount-uidmap",
+            Box::new(move |b| idmapped_mount(b, one(0, 4_294_967_295, 1), one(0, 1000, 1))),
+            format!("mounts[7].uidMappings[0].hostID: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            "mount-gidmap-end",
+            Box::new(move |b| idmapped_mount(b, one(0, 1000, 1), one(0, 2_147_483_647, 2))),
+            format!("mounts[7].gidMappings[0].size: hostID 2147483647 + size 2 - 1 = 2147483648 {ID_RANGE}"),
+        ),
+    ];
+    for (name, mutate, needle) in cases {
+        let mut b = env.bundle_own(&["sh", "-c", PRINT_IDS]);
+        fs::set_permissions(b.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        mutate(&mut b);
+        create_and_run_fail_clean(&env, &b, name, &needle);
+    }
+    env.finish();
+}
+
+/// The pids of a container's processes (`berth ps --format json`), sorted.
+fn container_pids(env: &Env, id: &str) -> Vec<i64> {
+    let out = env.berth(&["ps", "--format", "json", id]);
+    let v: Value = serde_json::from_str(out.ok()).unwrap();
+    let mut pids: Vec<i64> = v.as_array().unwrap().iter().map(|p| p.as_i64().unwrap()).collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[test]
+fn exec_refuses_out_of_range_users_and_groups() {
+    let env = Env::new();
+    let b = env.bundle(&["sleep", "100000"]);
+    let id = env.id("exec-ids");
+    let pid = env.run_detached(&b, &id);
+    let before = container_pids(&env, &id);
+    let process_file = |name: &str, user: Value| -> String {
+        let f = b.file(name);
+        let doc = json!({"args": ["sh", "-c", PRINT_IDS], "cwd": "/", "env": ["PATH=/bin"], "user": user});
+        fs::write(&f, doc.to_string()).unwrap();
+        f.to_str().unwrap().to_string()
+    };
+    let cmd = ["sh", "-c", PRINT_IDS];
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (vec!["--user".into(), "4294967295".into()], format!("--user \"4294967295\": uid 4294967295 {ID_RANGE}")),
+        (vec!["-u".into(), "0:4294967295".into()], format!("--user \"0:4294967295\": gid 4294967295 {ID_RANGE}")),
+        (vec!["--user".into(), "2147483648:0".into()], format!("--user \"2147483648:0\": uid 2147483648 {ID_RANGE}")),
+        (
+            vec!["--additional-gids".into(), "4294967295".into()],
+            format!("--additional-gids \"4294967295\": gid 4294967295 {ID_RANGE}"),
+        ),
+        (
+            vec!["-g".into(), "5,2147483648".into()],
+            format!("--additional-gids \"5,2147483648\": gid 2147483648 {ID_RANGE}"),
+        ),
+        (
+            vec!["--process".into(), process_file("p-uid.json", json!({"uid": 4_294_967_295u32, "gid": 0}))],
+            format!("--process: user.uid: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            vec!["--process".into(), process_file("p-gid.json", json!({"uid": 0, "gid": 4_294_967_295u32}))],
+            format!("--process: user.gid: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            vec![
+                "--process".into(),
+                process_file("p-groups.json", json!({"uid": 0, "gid": 0, "additionalGids": [2_147_483_648u32]})),
+            ],
+            format!("--process: user.additionalGids[0]: 2147483648 {ID_RANGE}"),
+        ),
+    ];
+    for (flags, needle) in cases {
+        let mut args: Vec<&str> = vec!["exec"];
+        args.extend(flags.iter().map(String::as_str));
+        args.push(&id);
+        if !flags.iter().any(|f| f == "--process") {
+            args.extend(cmd);
+        }
+        let out = env.berth(&args);
+        // The error is logged as msg="...", with its quotes escaped.
+        out.fails_with(&needle.replace('"', "\\\""));
+        out.code_is(1);
+        assert!(!out.stdout.contains("STARTED"), "the process ran: {out:?}");
+        assert_eq!(container_pids(&env, &id), before, "{args:?} left a process in the container");
+    }
+    // Control: the largest valid ids are accepted on every path.
+    let out = env.berth(&["exec", "-u", "2147483647:2147483647", "-g", "2147483647", &id, "sh", "-c", PRINT_IDS]);
+    assert_eq!(out.ok(), "STARTED\nids=2147483647:2147483647\nGroups:\t2147483647 \n");
+    let f = process_file("p-max.json", json!({"uid": 2_147_483_647u32, "gid": 2_147_483_647u32}));
+    let out = env.berth(&["exec", "--process", &f, &id]);
+    assert!(out.ok().starts_with("STARTED\nids=2147483647:2147483647\n"), "{out:?}");
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}

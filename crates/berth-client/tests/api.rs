@@ -602,3 +602,54 @@ fn the_sink_may_call_back_into_the_client() {
     assert!(c.status(&id).unwrap_err().is_not_found());
     assert!(!c.root().join(&id).exists());
 }
+
+#[test]
+fn exec_with_an_out_of_range_uid_is_refused_and_nothing_runs() {
+    // uid 4294967295 is (uid_t)-1: set*id(-1) means "unchanged", so an exec process that got
+    // through would run as root. The API caller gets an invalid-parameter error naming the field.
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("badids");
+    c.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    let (init_pid, _io) = start_collect(&c, &id, false);
+    let script = "echo STARTED; id -u";
+    for (uid, gid, groups, field) in [
+        (u32::MAX, 0, vec![], "user.uid: 4294967295"),
+        (0, u32::MAX, vec![], "user.gid: 4294967295"),
+        (0, 0, vec![2_147_483_648], "user.additionalGids[0]: 2147483648"),
+    ] {
+        let mut p = process(&["sh", "-c", script]);
+        let mut u = p.user().clone();
+        u.set_uid(uid).set_gid(gid).set_additional_gids(Some(groups));
+        p.set_user(u);
+        let mut attached = false;
+        let r = c.exec(&id, "bad", &p, false, &mut |_| {
+            attached = true;
+            Ok(())
+        });
+        let e = match r {
+            Ok(pid) => {
+                let out = rec.wait_exit(&id, "bad");
+                panic!("exec as {uid}:{gid} ran as pid {pid} (exit {:?})", out.info.exit_code);
+            }
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e}");
+        assert!(e.to_string().contains(&format!("{field} is out of range (0 to 2147483647)")), "{e}");
+        assert!(!attached, "the exec's stdio was attached: it started");
+        assert_eq!(c.list_pids(&id).unwrap(), [init_pid], "a process was left in the container");
+    }
+    // Nothing was registered: the same exec id works with the largest valid uid.
+    let mut p = process(&["sh", "-c", script]);
+    let mut u = p.user().clone();
+    u.set_uid(2_147_483_647);
+    p.set_user(u);
+    let mut slot = None;
+    c.exec(&id, "bad", &p, false, &mut collect_into(&mut slot)).expect("exec with uid 2147483647");
+    assert_eq!(rec.wait_exit(&id, "bad").info.exit_code, 0);
+    let (out, _) = slot.unwrap().finish();
+    assert_eq!(out, "STARTED\n2147483647\n");
+    assert_eq!(rec.trace(&id), ["create:init", "start:init", "exec-added:bad", "exec-started:bad", "exit:bad"]);
+    c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    c.delete(&id).unwrap();
+}
