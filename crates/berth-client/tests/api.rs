@@ -653,3 +653,37 @@ fn exec_with_an_out_of_range_uid_is_refused_and_nothing_runs() {
     c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
     c.delete(&id).unwrap();
 }
+
+#[test]
+fn device_rules_in_an_update_keep_the_default_devices() {
+    // An update's device rules are composed as at create (deny all, the rules, the default
+    // allow list): before, they replaced everything, so /dev/null became unusable.
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("devupdate");
+    // /dev/kmsg as a node (without it, the probe's write would create a regular file).
+    let mut s = serde_json::to_value(spec(&["sleep", "1000"])).unwrap();
+    s["linux"]["devices"] = serde_json::json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+    c.create(&id, &serde_json::from_value(s).unwrap(), None).unwrap();
+    start_collect(&c, &id, false);
+    let probe = |n: &str| -> String {
+        let script =
+            "(echo x > /dev/null) 2>&1 && echo null=ok; (echo '<7>berth test' > /dev/kmsg) 2>&1 && echo kmsg=ok";
+        let mut slot = None;
+        c.exec(&id, n, &process(&["sh", "-c", script]), false, &mut collect_into(&mut slot)).unwrap();
+        rec.wait_exit(&id, n);
+        slot.unwrap().finish().0
+    };
+    let update = |rules: serde_json::Value| {
+        let r: berth_client::Resources = serde_json::from_value(serde_json::json!({"devices": rules})).unwrap();
+        c.update_resources(&id, &r).unwrap();
+    };
+    let denied = "null=ok\nsh: can't create /dev/kmsg: Operation not permitted\n";
+    assert_eq!(probe("p1"), denied);
+    update(serde_json::json!([{"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}]));
+    assert_eq!(probe("p2"), "null=ok\nkmsg=ok\n");
+    update(serde_json::json!([{"allow": false, "access": "rwm"}]));
+    assert_eq!(probe("p3"), denied);
+    c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    c.delete(&id).unwrap();
+}
