@@ -1811,6 +1811,36 @@ fn berth_update_changes_device_rules_of_a_running_container() {
     env.finish();
 }
 
+#[test]
+fn a_fifo_in_linux_devices_is_created_with_its_mode_and_owner() {
+    // A FIFO entry is valid (the runtime spec lists type "p"); it used to be turned into a
+    // device cgroup rule of type p, which the cgroup code refused, so the container failed.
+    // The process runs as the FIFO's owner (root here has no CAP_DAC_OVERRIDE).
+    let env = Env::new();
+    let script = "echo STARTED; [ -p /dev/myfifo ] && echo fifo=yes; stat -c '%A %u:%g %t:%T' /dev/myfifo; \
+                  (echo through-the-fifo > /dev/myfifo &); cat /dev/myfifo";
+    let want = "STARTED\nfifo=yes\nprw-r----- 1000:1001 0:0\nthrough-the-fifo\n";
+    // major/minor are meaningless for a FIFO and ignored.
+    let fifo = json!({"path": "/dev/myfifo", "type": "p", "major": 1, "minor": 11, "fileMode": 0o640, "uid": 1000, "gid": 1001});
+    let mut b = env.bundle(&["sh", "-c", script]);
+    b.set("/process/user", json!({"uid": 1000, "gid": 1001}));
+    b.push("/linux/devices", fifo.clone());
+    let out = env.berth(&["run", "--bundle", b.dir(), &env.id("fifo")]);
+    assert_eq!(out.ok(), want);
+    // In a user namespace too (device nodes are bound from the host there; a FIFO is made).
+    let mut b = env.bundle_own(&["sh", "-c", script]);
+    fs::set_permissions(b.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.set("/linux/uidMappings", map.clone());
+    b.set("/linux/gidMappings", map);
+    b.set("/process/user", json!({"uid": 1000, "gid": 1001}));
+    b.push("/linux/devices", fifo);
+    let out = env.berth(&["run", "--bundle", b.dir(), &env.id("fifo-userns")]);
+    assert_eq!(out.ok(), want);
+    env.finish();
+}
+
 // =============================================================================================
 // 10. User and group ids out of range. runc accepts 0..=2147483647. 4294967295 is `(uid_t)-1`,
 //     which setresuid/setresgid read as "leave unchanged": passed through, the process stayed
