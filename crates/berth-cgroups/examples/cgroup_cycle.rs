@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use berth_cgroups::{default_allowed_devices, Cgroup};
+use berth_cgroups::{runc_device_rules, Cgroup};
 
 fn main() {
     let n: u32 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
@@ -14,9 +14,7 @@ fn main() {
             "devices": [{"allow": false, "access": "rwm"}]}"#,
     )
     .expect("resources");
-    let mut d = r.devices().clone().unwrap_or_default();
-    d.extend(default_allowed_devices());
-    r.set_devices(Some(d));
+    r.set_devices(Some(runc_device_rules(r.devices().as_deref().unwrap_or_default())));
     let path = format!("/berth-bench-{}", std::process::id());
     let mut times = Vec::with_capacity(n as usize);
     for _ in 0..n {

@@ -27,10 +27,15 @@ const ACC_ALL: u8 = ACC_M | ACC_R | ACC_W;
 /// helpers).
 pub(crate) const LICENSE: &CStr = c"Apache";
 
-/// runc's implicit allow list, which the caller appends after the spec's
-/// rules: `/dev/null`, `zero`, `full`, `random`, `urandom`, `tty`, `console`,
-/// `ptmx`, every `/dev/pts/*` and `/dev/net/tun`, plus the wildcard `mknod`
-/// rules runc also grants.
+/// runc 1.1's fixed allow list (`AllowedDevices` in libcontainer/specconv), in its order:
+/// `mknod` of any char and block node, `/dev/null`, `random`, `full`, `tty`, `zero`,
+/// `urandom`, every `/dev/pts/*`, `ptmx` and `/dev/net/tun`. [`runc_device_rules`] appends
+/// it after the spec's rules, so a spec cannot deny these.
+///
+/// Not `/dev/console` (5:1): runc 1.1 has no rule for it either; a terminal's console is the
+/// PTY slave bound there, a `136:*` device. One deliberate difference: runc 1.1 drops a
+/// default rule whose path (e.g. `/dev/null`) is also listed in `linux.devices`, which makes
+/// such a container fail to open its own `/dev/null`; berth always appends the whole list.
 pub fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
     let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut r = LinuxDeviceCgroup::default();
@@ -47,16 +52,26 @@ pub fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
         rule(C, None, None, "m"),
         rule(B, None, None, "m"),
         rule(C, Some(1), Some(3), "rwm"),    // /dev/null
-        rule(C, Some(1), Some(5), "rwm"),    // /dev/zero
-        rule(C, Some(1), Some(7), "rwm"),    // /dev/full
         rule(C, Some(1), Some(8), "rwm"),    // /dev/random
-        rule(C, Some(1), Some(9), "rwm"),    // /dev/urandom
+        rule(C, Some(1), Some(7), "rwm"),    // /dev/full
         rule(C, Some(5), Some(0), "rwm"),    // /dev/tty
-        rule(C, Some(5), Some(1), "rwm"),    // /dev/console
-        rule(C, Some(5), Some(2), "rwm"),    // /dev/ptmx
+        rule(C, Some(1), Some(5), "rwm"),    // /dev/zero
+        rule(C, Some(1), Some(9), "rwm"),    // /dev/urandom
         rule(C, Some(136), None, "rwm"),     // /dev/pts/*
+        rule(C, Some(5), Some(2), "rwm"),    // /dev/ptmx
         rule(C, Some(10), Some(200), "rwm"), // /dev/net/tun
     ]
+}
+
+/// The rules a container's devices cgroup gets for `linux.resources.devices`, as runc 1.1
+/// builds them: everything denied (the state every rule list starts from), the spec's rules
+/// in order, then [`default_allowed_devices`]. For `create`, and for an `update` that carries
+/// devices (so an update never drops the defaults). `linux.devices` contributes nothing:
+/// creating a node in the container is not permission to open it.
+pub fn runc_device_rules(spec_rules: &[LinuxDeviceCgroup]) -> Vec<LinuxDeviceCgroup> {
+    let mut rules = spec_rules.to_vec();
+    rules.extend(default_allowed_devices());
+    rules
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -445,6 +460,37 @@ mod tests {
         let mut v = vec![r(false, "a", None, None, "rwm")];
         v.extend(default_allowed_devices());
         v
+    }
+
+    #[test]
+    fn default_list_is_runc_1_1s_and_follows_the_spec_rules() {
+        // runc 1.1 libcontainer/specconv AllowedDevices, in order (no 5:1 console).
+        let want = [
+            "c *:* m",
+            "b *:* m",
+            "c 1:3 rwm",
+            "c 1:8 rwm",
+            "c 1:7 rwm",
+            "c 5:0 rwm",
+            "c 1:5 rwm",
+            "c 1:9 rwm",
+            "c 136:* rwm",
+            "c 5:2 rwm",
+            "c 10:200 rwm",
+        ];
+        let got: Vec<String> = normalise(&default_allowed_devices())
+            .unwrap()
+            .into_iter()
+            .map(|r| match r {
+                Rule::One { allow: true, meta, access } => rule_string(meta, access),
+                other => panic!("not an allow rule: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, want);
+        let spec = [r(false, "a", None, None, "rwm"), r(true, "c", Some(1), Some(11), "r")];
+        let all = runc_device_rules(&spec);
+        assert_eq!(all[..2], spec);
+        assert_eq!(all[2..], default_allowed_devices()[..]);
     }
 
     #[test]

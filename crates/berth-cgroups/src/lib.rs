@@ -37,7 +37,7 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 use apply::{Ctl, Target};
-pub use devices::default_allowed_devices;
+pub use devices::{default_allowed_devices, runc_device_rules};
 pub use error::CgroupError;
 pub use freezer::FreezerState;
 pub use layout::{detect, Mode};
@@ -239,8 +239,9 @@ impl Cgroup {
     /// later error, every directory this call created (and only those) is
     /// removed before the error is returned.
     ///
-    /// `resources.devices` of `None` is an empty rule list, i.e. deny all:
-    /// append [`default_allowed_devices`] to the spec's rules.
+    /// `resources.devices` is applied as given, and `None` is an empty rule
+    /// list, i.e. deny all: a runtime passes the spec's rules through
+    /// [`runc_device_rules`] first, which appends [`default_allowed_devices`].
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
         let empty = LinuxResources::default();
         let r = resources.unwrap_or(&empty);
@@ -366,7 +367,8 @@ impl Cgroup {
 
     /// Applies `r` to the live cgroup (`berth update`). Fields that are absent
     /// are left as they are; `devices` is replaced only if present (minimal
-    /// transition on v1, atomic program replacement on v2).
+    /// transition on v1, atomic program replacement on v2), by exactly the
+    /// rules given: compose them with [`runc_device_rules`] as for create.
     pub fn update(&self, r: &LinuxResources) -> Result<(), CgroupError> {
         let ops = apply::plan(self, r, false, true)?;
         apply::execute(&ops)

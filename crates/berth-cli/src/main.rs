@@ -434,7 +434,7 @@ fn cmd_list(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
 }
 
 fn cmd_exec(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
-    use berth_linux::exec::{parse_user, ExecOptions};
+    use berth_linux::exec::{parse_additional_gids, parse_user, ExecOptions};
     let mut o = ExecOptions { root: g.root.clone(), ..Default::default() };
     let mut id = None;
     while id.is_none() {
@@ -447,12 +447,7 @@ fn cmd_exec(g: &Global, p: &mut lexopt::Parser) -> Result<i32> {
             Short('e') | Long("env") => o.args.env.push(os(p.value()?)?),
             Short('u') | Long("user") => o.args.user = Some(parse_user(&os(p.value()?)?)?),
             Short('g') | Long("additional-gids") => {
-                let v = os(p.value()?)?;
-                for g in v.split(',') {
-                    o.args
-                        .additional_gids
-                        .push(g.parse().map_err(|_| anyhow!("--additional-gids {g:?}: not a number"))?);
-                }
+                o.args.additional_gids.extend(parse_additional_gids(&os(p.value()?)?)?);
             }
             Short('c') | Long("cap") => o.args.caps.push(os(p.value()?)?),
             Long("no-new-privs") => o.args.no_new_privs = true,

@@ -1591,3 +1591,452 @@ proptest::proptest! {
         proptest::prop_assert!(!stderr.contains("panicked"), "berth {args:?} panicked:\n{stderr}");
     }
 }
+
+// =============================================================================================
+// 9. The devices cgroup enforces exactly the spec's rules. As runc 1.1: deny everything, then
+//    `linux.resources.devices` in order, then runc's fixed default allow list. Nothing comes
+//    from `linux.devices`: creating a node in the container is not permission to use it.
+
+/// runc 1.1's default allow list as the v1 kernel lists it (`devices.list` of a runc 1.1.5
+/// container with a deny-all spec on this host): mknod of anything, null, zero, full, random,
+/// urandom, tty, ptmx, net/tun and every pts.
+const RUNC_1_1_DEVICES_LIST: &[&str] = &[
+    "b *:* m",
+    "c *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+    "c 136:* rwm",
+];
+
+/// Writes to and reads from /dev/kmsg, printing `write=ok`/`read=ok` or the tool's error, then
+/// checks that /dev/null (a default rule) still works. /dev/kmsg is a device no default rule
+/// allows, which root can write and (with CAP_SYSLOG, since this host sets dmesg_restrict)
+/// read; the message goes to the kernel log at debug level.
+const KMSG_PROBE: &str = "w=$( (echo '<7>berth devices test' > /dev/kmsg) 2>&1 ) && w=ok; echo \"write=$w\"; \
+     r=$(dd if=/dev/kmsg of=/dev/null bs=8192 count=1 2>&1) && r=ok; echo \"read=$r\"; \
+     n=$( (echo x > /dev/null) 2>&1 ) && n=ok; echo \"null=$n\"";
+
+const KMSG_DENIED: [&str; 3] = [
+    "write=sh: can't create /dev/kmsg: Operation not permitted",
+    "read=dd: can't open '/dev/kmsg': Operation not permitted",
+    "null=ok",
+];
+const KMSG_ALLOWED: [&str; 3] = ["write=ok", "read=ok", "null=ok"];
+
+/// A bundle whose spec has the default deny-all device rule followed by `rules`, /dev/kmsg in
+/// `linux.devices`, and CAP_SYSLOG (so that only the devices cgroup can refuse a read).
+fn kmsg_bundle(env: &Env, script: &str, rules: &[Value]) -> Bundle {
+    let mut b = env.bundle(&["sh", "-c", script]);
+    assert_eq!(b.config["linux"]["resources"]["devices"], json!([{"allow": false, "access": "rwm"}]));
+    for r in rules {
+        b.push("/linux/resources/devices", r.clone());
+    }
+    b.push("/linux/devices", json!({"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600}));
+    for set in ["bounding", "effective", "permitted"] {
+        b.push(&format!("/process/capabilities/{set}"), json!("CAP_SYSLOG"));
+    }
+    b
+}
+
+fn allow_kmsg(access: &str) -> Value {
+    json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": access})
+}
+
+/// The lines of `text` that start with `prefix`, without it.
+fn tagged<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines().filter_map(|l| l.strip_prefix(prefix)).collect()
+}
+
+/// The probe's three result lines.
+fn kmsg_result(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| ["write=", "read=", "null="].iter().any(|p| l.starts_with(p))).collect()
+}
+
+#[test]
+fn linux_devices_grant_no_device_access_on_cgroup_v1() {
+    // Before the fix every linux.devices entry got an implicit "c 1:11 rwm" allow rule, so a
+    // deny-all spec still let the container write the host's kernel log.
+    let env = Env::new();
+    let script = format!(
+        "echo STARTED; grep :devices: /proc/self/cgroup; sed 's/^/list: /' /sys/fs/cgroup/devices/devices.list; {KMSG_PROBE}"
+    );
+    let id = env.id("kmsg-v1");
+    let out = env.berth(&["run", "--bundle", kmsg_bundle(&env, &script, &[]).dir(), &id]);
+    let text = out.ok();
+    // The v1 devices controller decided: the process is in the container's own devices cgroup.
+    let line = text.lines().find(|l| l.contains(":devices:")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with(&format!("/{id}")), "not in the container's v1 devices cgroup: {text}");
+    assert_eq!(kmsg_result(text), KMSG_DENIED, "{text}");
+    // Exactly runc 1.1's list: the spec's deny-all, the defaults, nothing for /dev/kmsg.
+    let mut list = tagged(text, "list: ");
+    list.sort_unstable();
+    let mut want = RUNC_1_1_DEVICES_LIST.to_vec();
+    want.sort_unstable();
+    assert_eq!(list, want, "{text}");
+    // Negative control: a spec rule allowing c 1:11 makes both work, so the probe sees access.
+    let id = env.id("kmsg-v1-allowed");
+    let out = env.berth(&["run", "--bundle", kmsg_bundle(&env, &script, &[allow_kmsg("rw")]).dir(), &id]);
+    let text = out.ok();
+    assert_eq!(kmsg_result(text), KMSG_ALLOWED, "{text}");
+    assert!(tagged(text, "list: ").contains(&"c 1:11 rw"), "{text}");
+    env.finish();
+}
+
+/// `berth --root <root> args...` in a private mount namespace where the v1 devices hierarchy
+/// is unmounted: berth then finds no v1 devices controller and uses cgroup2's eBPF device
+/// program, as on a unified host. The output goes to `<bundle>/<label>.out` and `.err`.
+fn berth_without_v1_devices(env: &Env, b: &Bundle, label: &str, args: &[&str]) -> Out {
+    let out = fs::File::create(b.file(&format!("{label}.out"))).unwrap();
+    let err = fs::File::create(b.file(&format!("{label}.err"))).unwrap();
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", "umount /sys/fs/cgroup/devices && exec \"$@\"", "sh"])
+        .arg(BERTH)
+        .arg("--root")
+        .arg(env.root())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .expect("running unshare (util-linux)");
+    Out {
+        cmd: format!("unshare -m ... berth {}", args.join(" ")),
+        code: status.code(),
+        stdout: fs::read_to_string(b.file(&format!("{label}.out"))).unwrap(),
+        stderr: fs::read_to_string(b.file(&format!("{label}.err"))).unwrap(),
+    }
+}
+
+/// `run -d` without the v1 devices hierarchy; returns the init pid.
+fn run_detached_v2_devices(env: &Env, b: &Bundle, id: &str) -> i32 {
+    let pidfile = b.file(&format!("{id}.pid"));
+    berth_without_v1_devices(
+        env,
+        b,
+        id,
+        &["run", "-d", "--pid-file", pidfile.to_str().unwrap(), "--bundle", b.dir(), id],
+    )
+    .ok();
+    let pid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    env.adopt(pid);
+    pid
+}
+
+/// Asserts that the container of `id` (init `pid`) is governed by a cgroup2 device program
+/// only: no v1 devices directory for it, its init in the root v1 devices cgroup (which allows
+/// everything), and at least one device program attached to its cgroup2 directory.
+fn assert_ebpf_devices_only(id: &str, pid: i32) {
+    use std::os::fd::AsFd;
+    assert!(!v1_cgroup_dir("devices", id).exists(), "berth created a v1 devices cgroup");
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = |pred: &dyn Fn(&str) -> bool| -> String {
+        cg.lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctl, p) = (f.next()?, f.next()?, f.next()?);
+                pred(ctl).then(|| p.to_string())
+            })
+            .unwrap_or_else(|| panic!("{cg}"))
+    };
+    assert_eq!(path(&|c| c.split(',').any(|c| c == "devices")), "/", "init not in the root v1 devices cgroup: {cg}");
+    let v2 = path(&|c| c.is_empty());
+    assert!(v2.ends_with(&format!("/{id}")), "init not in the container's cgroup2 directory: {cg}");
+    let dir = Path::new("/sys/fs/cgroup/unified").join(v2.trim_start_matches('/'));
+    let f = fs::File::open(&dir).unwrap();
+    let mut ids = [0u32; 16];
+    let n = berth_sys::bpf::prog_query(f.as_fd(), berth_sys::bpf::BPF_CGROUP_DEVICE, &mut ids).unwrap();
+    assert!(n >= 1, "no device program attached to {}", dir.display());
+}
+
+#[test]
+fn linux_devices_grant_no_device_access_with_the_cgroup_v2_device_program() {
+    // The same hole and check through berth's eBPF program, end to end on this hybrid host.
+    let env = Env::new();
+    let script = format!("echo STARTED; {KMSG_PROBE}; echo done; exec sleep 100000");
+    for (name, rules, want) in
+        [("kmsg-v2", vec![], KMSG_DENIED), ("kmsg-v2-allowed", vec![allow_kmsg("rw")], KMSG_ALLOWED)]
+    {
+        let b = kmsg_bundle(&env, &script, &rules);
+        let id = env.id(name);
+        let pid = run_detached_v2_devices(&env, &b, &id);
+        let text = wait_for_text(&b.file(&format!("{id}.out")), "done");
+        assert_ebpf_devices_only(&id, pid);
+        // The allowed case is the negative control: the probe sees access through the program.
+        assert_eq!(kmsg_result(&text), want, "{name}: {text}");
+        env.berth(&["delete", "-f", &id]).ok();
+        env.reap(pid);
+    }
+    env.finish();
+}
+
+#[test]
+fn berth_update_changes_device_rules_of_a_running_container() {
+    // deny -> allow -> deny for c 1:11, seen by processes inside the running container, on
+    // the v1 controller and through the v2 program. The default rules stay in force across
+    // updates (/dev/null keeps working): an update's rules are composed like create's.
+    let env = Env::new();
+    for v2 in [false, true] {
+        let b = kmsg_bundle(&env, "sleep 100000", &[]);
+        let id = env.id(if v2 { "update-dev-v2" } else { "update-dev-v1" });
+        let pid = if v2 { run_detached_v2_devices(&env, &b, &id) } else { env.run_detached(&b, &id) };
+        if v2 {
+            assert_ebpf_devices_only(&id, pid);
+        } else {
+            assert!(v1_cgroup_dir("devices", &id).exists());
+        }
+        let probe = |step: &str| -> String {
+            let out = env.berth(&["exec", &id, "sh", "-c", KMSG_PROBE]);
+            format!("{step}: {}", kmsg_result(out.ok()).join(" | "))
+        };
+        let update = |devices: Value| {
+            let f = b.file("resources.json");
+            fs::write(&f, json!({"devices": devices}).to_string()).unwrap();
+            env.berth(&["update", "--resources", f.to_str().unwrap(), &id]).ok();
+            // The recorded spec follows (what exec and a later update see), without the
+            // defaults, which are never part of the spec.
+            let state: Value =
+                serde_json::from_slice(&fs::read(env.root().join(&id).join("state.json")).unwrap()).unwrap();
+            assert_eq!(state["spec"]["linux"]["resources"]["devices"], devices, "recorded device rules");
+        };
+        let want = |step: &str, r: [&str; 3]| format!("{step}: {}", r.join(" | "));
+        assert_eq!(probe("created"), want("created", KMSG_DENIED), "v2={v2}");
+        update(json!([allow_kmsg("rw")]));
+        assert_eq!(probe("allowed"), want("allowed", KMSG_ALLOWED), "v2={v2}");
+        update(json!([{"allow": false, "access": "rwm"}]));
+        assert_eq!(probe("denied again"), want("denied again", KMSG_DENIED), "v2={v2}");
+        env.berth(&["delete", "-f", &id]).ok();
+        env.reap(pid);
+    }
+    env.finish();
+}
+
+#[test]
+fn a_fifo_in_linux_devices_is_created_with_its_mode_and_owner() {
+    // A FIFO entry is valid (the runtime spec lists type "p"); it used to be turned into a
+    // device cgroup rule of type p, which the cgroup code refused, so the container failed.
+    // The process runs as the FIFO's owner (root here has no CAP_DAC_OVERRIDE).
+    let env = Env::new();
+    let script = "echo STARTED; [ -p /dev/myfifo ] && echo fifo=yes; stat -c '%A %u:%g %t:%T' /dev/myfifo; \
+                  (echo through-the-fifo > /dev/myfifo &); cat /dev/myfifo";
+    let want = "STARTED\nfifo=yes\nprw-r----- 1000:1001 0:0\nthrough-the-fifo\n";
+    // major/minor are meaningless for a FIFO and ignored.
+    let fifo = json!({"path": "/dev/myfifo", "type": "p", "major": 1, "minor": 11, "fileMode": 0o640, "uid": 1000, "gid": 1001});
+    let mut b = env.bundle(&["sh", "-c", script]);
+    b.set("/process/user", json!({"uid": 1000, "gid": 1001}));
+    b.push("/linux/devices", fifo.clone());
+    let out = env.berth(&["run", "--bundle", b.dir(), &env.id("fifo")]);
+    assert_eq!(out.ok(), want);
+    // In a user namespace too (device nodes are bound from the host there; a FIFO is made).
+    let mut b = env.bundle_own(&["sh", "-c", script]);
+    fs::set_permissions(b.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.set("/linux/uidMappings", map.clone());
+    b.set("/linux/gidMappings", map);
+    b.set("/process/user", json!({"uid": 1000, "gid": 1001}));
+    b.push("/linux/devices", fifo);
+    let out = env.berth(&["run", "--bundle", b.dir(), &env.id("fifo-userns")]);
+    assert_eq!(out.ok(), want);
+    env.finish();
+}
+
+// =============================================================================================
+// 10. User and group ids out of range. runc accepts 0..=2147483647. 4294967295 is `(uid_t)-1`,
+//     which setresuid/setresgid read as "leave unchanged": passed through, the process stayed
+//     root.
+
+const ID_RANGE: &str = "is out of range (0 to 2147483647)";
+
+/// What a process prints if it runs at all: the sentinel, then its ids.
+const PRINT_IDS: &str = "echo STARTED; echo ids=$(id -u):$(id -g); grep ^Groups: /proc/self/status";
+
+#[test]
+fn a_uid_of_4294967295_is_refused_instead_of_running_as_root() {
+    let env = Env::new();
+    for (ptr, needle) in [
+        ("/process/user/uid", format!("process.user.uid: 4294967295 {ID_RANGE}")),
+        ("/process/user/gid", format!("process.user.gid: 4294967295 {ID_RANGE}")),
+    ] {
+        let mut b = env.bundle(&["sh", "-c", PRINT_IDS]);
+        b.set(ptr, json!(4_294_967_295u32));
+        // `run` first: if the process starts, its output shows which ids it got.
+        fails_clean(&env, &b, "run", &env.id("id-minus-one"), &needle);
+        fails_clean(&env, &b, "create", &env.id("id-minus-one"), &needle);
+    }
+    // Control: the largest valid ids are used as given.
+    let mut b = env.bundle(&["sh", "-c", PRINT_IDS]);
+    b.set(
+        "/process/user",
+        json!({"uid": 2_147_483_647u32, "gid": 2_147_483_646u32, "additionalGids": [2_147_483_647u32]}),
+    );
+    let out = env.berth(&["run", "--bundle", b.dir(), &env.id("id-max")]);
+    assert_eq!(out.ok(), "STARTED\nids=2147483647:2147483646\nGroups:\t2147483647 \n");
+    env.finish();
+}
+
+#[test]
+fn out_of_range_ids_in_config_json_are_refused_naming_the_field() {
+    let env = Env::new();
+    let user_ns = |b: &mut Bundle| {
+        b.push("/linux/namespaces", json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.set("/linux/uidMappings", map.clone());
+        b.set("/linux/gidMappings", map);
+    };
+    let idmapped_mount = |b: &mut Bundle, uid_map: Value, gid_map: Value| {
+        fs::create_dir_all(b.file("vol")).unwrap();
+        b.push(
+            "/mounts",
+            json!({"destination": "/data", "type": "bind", "source": b.file("vol"), "options": ["rbind"],
+                   "uidMappings": uid_map, "gidMappings": gid_map}),
+        );
+    };
+    let one = |c: u64, h: u64, s: u64| json!([{"containerID": c, "hostID": h, "size": s}]);
+    type Case = (&'static str, Box<dyn Fn(&mut Bundle)>, String);
+    let cases: Vec<Case> = vec![
+        (
+            "uid",
+            Box::new(|b| {
+                b.set("/process/user/uid", json!(2_147_483_648u32));
+            }),
+            format!("process.user.uid: 2147483648 {ID_RANGE}"),
+        ),
+        (
+            "gid",
+            Box::new(|b| {
+                b.set("/process/user/gid", json!(3_000_000_000u32));
+            }),
+            format!("process.user.gid: 3000000000 {ID_RANGE}"),
+        ),
+        (
+            "addgids",
+            Box::new(|b| {
+                b.set("/process/user/additionalGids", json!([5, 4_294_967_295u32]));
+            }),
+            format!("process.user.additionalGids[1]: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            "uidmap-host",
+            Box::new(move |b| {
+                user_ns(b);
+                b.set("/linux/uidMappings", one(0, 2_147_483_648, 1));
+            }),
+            format!("linux.uidMappings[0].hostID: 2147483648 {ID_RANGE}"),
+        ),
+        (
+            "uidmap-container",
+            Box::new(move |b| {
+                user_ns(b);
+                b.push("/linux/uidMappings", json!({"containerID": 4_294_967_295u32, "hostID": 1, "size": 1}));
+            }),
+            format!("linux.uidMappings[1].containerID: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            "gidmap-end",
+            Box::new(move |b| {
+                user_ns(b);
+                b.push("/linux/gidMappings", json!({"containerID": 2_147_483_600u32, "hostID": 200000, "size": 100}));
+            }),
+            format!("linux.gidMappings[1].size: containerID 2147483600 + size 100 - 1 = 2147483699 {ID_RANGE}"),
+        ),
+        (
+            "mount-uidmap",
+            Box::new(move |b| idmapped_mount(b, one(0, 4_294_967_295, 1), one(0, 1000, 1))),
+            format!("mounts[7].uidMappings[0].hostID: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            "mount-gidmap-end",
+            Box::new(move |b| idmapped_mount(b, one(0, 1000, 1), one(0, 2_147_483_647, 2))),
+            format!("mounts[7].gidMappings[0].size: hostID 2147483647 + size 2 - 1 = 2147483648 {ID_RANGE}"),
+        ),
+    ];
+    for (name, mutate, needle) in cases {
+        let mut b = env.bundle_own(&["sh", "-c", PRINT_IDS]);
+        fs::set_permissions(b.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        mutate(&mut b);
+        create_and_run_fail_clean(&env, &b, name, &needle);
+    }
+    env.finish();
+}
+
+/// The pids of a container's processes (`berth ps --format json`), sorted.
+fn container_pids(env: &Env, id: &str) -> Vec<i64> {
+    let out = env.berth(&["ps", "--format", "json", id]);
+    let v: Value = serde_json::from_str(out.ok()).unwrap();
+    let mut pids: Vec<i64> = v.as_array().unwrap().iter().map(|p| p.as_i64().unwrap()).collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[test]
+fn exec_refuses_out_of_range_users_and_groups() {
+    let env = Env::new();
+    let b = env.bundle(&["sleep", "100000"]);
+    let id = env.id("exec-ids");
+    let pid = env.run_detached(&b, &id);
+    let before = container_pids(&env, &id);
+    let process_file = |name: &str, user: Value| -> String {
+        let f = b.file(name);
+        let doc = json!({"args": ["sh", "-c", PRINT_IDS], "cwd": "/", "env": ["PATH=/bin"], "user": user});
+        fs::write(&f, doc.to_string()).unwrap();
+        f.to_str().unwrap().to_string()
+    };
+    let cmd = ["sh", "-c", PRINT_IDS];
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (vec!["--user".into(), "4294967295".into()], format!("--user \"4294967295\": uid 4294967295 {ID_RANGE}")),
+        (vec!["-u".into(), "0:4294967295".into()], format!("--user \"0:4294967295\": gid 4294967295 {ID_RANGE}")),
+        (vec!["--user".into(), "2147483648:0".into()], format!("--user \"2147483648:0\": uid 2147483648 {ID_RANGE}")),
+        (
+            vec!["--additional-gids".into(), "4294967295".into()],
+            format!("--additional-gids \"4294967295\": gid 4294967295 {ID_RANGE}"),
+        ),
+        (
+            vec!["-g".into(), "5,2147483648".into()],
+            format!("--additional-gids \"5,2147483648\": gid 2147483648 {ID_RANGE}"),
+        ),
+        (
+            vec!["--process".into(), process_file("p-uid.json", json!({"uid": 4_294_967_295u32, "gid": 0}))],
+            format!("--process: user.uid: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            vec!["--process".into(), process_file("p-gid.json", json!({"uid": 0, "gid": 4_294_967_295u32}))],
+            format!("--process: user.gid: 4294967295 {ID_RANGE}"),
+        ),
+        (
+            vec![
+                "--process".into(),
+                process_file("p-groups.json", json!({"uid": 0, "gid": 0, "additionalGids": [2_147_483_648u32]})),
+            ],
+            format!("--process: user.additionalGids[0]: 2147483648 {ID_RANGE}"),
+        ),
+    ];
+    for (flags, needle) in cases {
+        let mut args: Vec<&str> = vec!["exec"];
+        args.extend(flags.iter().map(String::as_str));
+        args.push(&id);
+        if !flags.iter().any(|f| f == "--process") {
+            args.extend(cmd);
+        }
+        let out = env.berth(&args);
+        // The error is logged as msg="...", with its quotes escaped.
+        out.fails_with(&needle.replace('"', "\\\""));
+        out.code_is(1);
+        assert!(!out.stdout.contains("STARTED"), "the process ran: {out:?}");
+        assert_eq!(container_pids(&env, &id), before, "{args:?} left a process in the container");
+    }
+    // Control: the largest valid ids are accepted on every path.
+    let out = env.berth(&["exec", "-u", "2147483647:2147483647", "-g", "2147483647", &id, "sh", "-c", PRINT_IDS]);
+    assert_eq!(out.ok(), "STARTED\nids=2147483647:2147483647\nGroups:\t2147483647 \n");
+    let f = process_file("p-max.json", json!({"uid": 2_147_483_647u32, "gid": 2_147_483_647u32}));
+    let out = env.berth(&["exec", "--process", &f, &id]);
+    assert!(out.ok().starts_with("STARTED\nids=2147483647:2147483647\n"), "{out:?}");
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}

@@ -1011,7 +1011,7 @@ impl berth_core::Client for Client {
             return Err(Error::conflict(format!("container {id} is stopped")));
         }
         let cg = self.cgroup_of(id)?;
-        cg.update(resources).map_err(|e| {
+        cg.update(&berth_linux::resources::for_update(resources)).map_err(|e| {
             let kind = match &e {
                 berth_cgroups::CgroupError::Invalid { .. } | berth_cgroups::CgroupError::Unsupported { .. } => {
                     ErrorKind::InvalidParameter

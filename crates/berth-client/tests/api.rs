@@ -602,3 +602,88 @@ fn the_sink_may_call_back_into_the_client() {
     assert!(c.status(&id).unwrap_err().is_not_found());
     assert!(!c.root().join(&id).exists());
 }
+
+#[test]
+fn exec_with_an_out_of_range_uid_is_refused_and_nothing_runs() {
+    // uid 4294967295 is (uid_t)-1: set*id(-1) means "unchanged", so an exec process that got
+    // through would run as root. The API caller gets an invalid-parameter error naming the field.
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("badids");
+    c.create(&id, &spec(&["sleep", "1000"]), None).unwrap();
+    let (init_pid, _io) = start_collect(&c, &id, false);
+    let script = "echo STARTED; id -u";
+    for (uid, gid, groups, field) in [
+        (u32::MAX, 0, vec![], "user.uid: 4294967295"),
+        (0, u32::MAX, vec![], "user.gid: 4294967295"),
+        (0, 0, vec![2_147_483_648], "user.additionalGids[0]: 2147483648"),
+    ] {
+        let mut p = process(&["sh", "-c", script]);
+        let mut u = p.user().clone();
+        u.set_uid(uid).set_gid(gid).set_additional_gids(Some(groups));
+        p.set_user(u);
+        let mut attached = false;
+        let r = c.exec(&id, "bad", &p, false, &mut |_| {
+            attached = true;
+            Ok(())
+        });
+        let e = match r {
+            Ok(pid) => {
+                let out = rec.wait_exit(&id, "bad");
+                panic!("exec as {uid}:{gid} ran as pid {pid} (exit {:?})", out.info.exit_code);
+            }
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), ErrorKind::InvalidParameter, "{e}");
+        assert!(e.to_string().contains(&format!("{field} is out of range (0 to 2147483647)")), "{e}");
+        assert!(!attached, "the exec's stdio was attached: it started");
+        assert_eq!(c.list_pids(&id).unwrap(), [init_pid], "a process was left in the container");
+    }
+    // Nothing was registered: the same exec id works with the largest valid uid.
+    let mut p = process(&["sh", "-c", script]);
+    let mut u = p.user().clone();
+    u.set_uid(2_147_483_647);
+    p.set_user(u);
+    let mut slot = None;
+    c.exec(&id, "bad", &p, false, &mut collect_into(&mut slot)).expect("exec with uid 2147483647");
+    assert_eq!(rec.wait_exit(&id, "bad").info.exit_code, 0);
+    let (out, _) = slot.unwrap().finish();
+    assert_eq!(out, "STARTED\n2147483647\n");
+    assert_eq!(rec.trace(&id), ["create:init", "start:init", "exec-added:bad", "exec-started:bad", "exit:bad"]);
+    c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    c.delete(&id).unwrap();
+}
+
+#[test]
+fn device_rules_in_an_update_keep_the_default_devices() {
+    // An update's device rules are composed as at create (deny all, the rules, the default
+    // allow list): before, they replaced everything, so /dev/null became unusable.
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("devupdate");
+    // /dev/kmsg as a node (without it, the probe's write would create a regular file).
+    let mut s = serde_json::to_value(spec(&["sleep", "1000"])).unwrap();
+    s["linux"]["devices"] = serde_json::json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+    c.create(&id, &serde_json::from_value(s).unwrap(), None).unwrap();
+    start_collect(&c, &id, false);
+    let probe = |n: &str| -> String {
+        let script =
+            "(echo x > /dev/null) 2>&1 && echo null=ok; (echo '<7>berth test' > /dev/kmsg) 2>&1 && echo kmsg=ok";
+        let mut slot = None;
+        c.exec(&id, n, &process(&["sh", "-c", script]), false, &mut collect_into(&mut slot)).unwrap();
+        rec.wait_exit(&id, n);
+        slot.unwrap().finish().0
+    };
+    let update = |rules: serde_json::Value| {
+        let r: berth_client::Resources = serde_json::from_value(serde_json::json!({"devices": rules})).unwrap();
+        c.update_resources(&id, &r).unwrap();
+    };
+    let denied = "null=ok\nsh: can't create /dev/kmsg: Operation not permitted\n";
+    assert_eq!(probe("p1"), denied);
+    update(serde_json::json!([{"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}]));
+    assert_eq!(probe("p2"), "null=ok\nkmsg=ok\n");
+    update(serde_json::json!([{"allow": false, "access": "rwm"}]));
+    assert_eq!(probe("p3"), denied);
+    c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
+    c.delete(&id).unwrap();
+}

@@ -158,23 +158,12 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
     Ok(loaded.spec)
 }
 
-/// The device cgroup rules runc applies: the spec's rules, an allow rule for each device in
-/// `linux.devices`, then the implicit allow list (null, zero, tty, pts...).
+/// `linux.resources` with the device rules runc 1.1 applies: deny all, the spec's rules, its
+/// fixed allow list ([`berth_cgroups::runc_device_rules`]). Nothing comes from `linux.devices`.
 fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
     let linux = spec.linux().as_ref()?;
     let mut res = linux.resources().clone().unwrap_or_default();
-    let mut rules = res.devices().clone().unwrap_or_default();
-    for d in linux.devices().iter().flatten() {
-        let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
-        r.set_allow(true)
-            .set_typ(Some(d.typ()))
-            .set_major(Some(d.major()))
-            .set_minor(Some(d.minor()))
-            .set_access(Some("rwm".to_string()));
-        rules.push(r);
-    }
-    rules.extend(berth_cgroups::default_allowed_devices());
-    res.set_devices(Some(rules));
+    res.set_devices(Some(berth_cgroups::runc_device_rules(res.devices().as_deref().unwrap_or_default())));
     Some(res)
 }
 

@@ -68,19 +68,32 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
 }
 
+/// One id of an `exec` flag: decimal digits only, in `0..=berth_spec::MAX_ID`. 4294967295 is
+/// `(uid_t)-1`, which set*id reads as "unchanged": it would leave the process root.
+fn parse_id(flag: &str, arg: &str, what: &str, v: &str) -> Result<u32> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Invalid(format!("{flag} {arg:?}: {what} must be a decimal number")));
+    }
+    let problem = |n: &str| format!("{flag} {arg:?}: {what} {n} is out of range (0 to {})", berth_spec::MAX_ID);
+    let n: u64 = v.parse().map_err(|_| Error::Invalid(problem(v)))?;
+    match u32::try_from(n) {
+        Ok(id) if id <= berth_spec::MAX_ID => Ok(id),
+        _ => Err(Error::Invalid(problem(&n.to_string()))),
+    }
+}
+
 /// Parses `-u`: `UID` or `UID:GID`, both decimal. Anything else is an error: `1` must be
 /// uid 1, never silently 0 (crun CVE-2026-30892).
 pub fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
-    let num = |what: &str, v: &str| -> Result<u32> {
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::Invalid(format!("--user {s:?}: {what} must be a decimal number")));
-        }
-        v.parse::<u32>().map_err(|_| Error::Invalid(format!("--user {s:?}: {what} out of range")))
-    };
     match s.split_once(':') {
-        None => Ok((num("uid", s)?, None)),
-        Some((u, g)) => Ok((num("uid", u)?, Some(num("gid", g)?))),
+        None => Ok((parse_id("--user", s, "uid", s)?, None)),
+        Some((u, g)) => Ok((parse_id("--user", s, "uid", u)?, Some(parse_id("--user", s, "gid", g)?))),
     }
+}
+
+/// Parses `--additional-gids`: decimal gids separated by commas.
+pub fn parse_additional_gids(s: &str) -> Result<Vec<u32>> {
+    s.split(',').map(|g| parse_id("--additional-gids", s, "gid", g)).collect()
 }
 
 /// Builds the exec process from the container's process and the command-line overrides.
@@ -389,6 +402,31 @@ mod tests {
         assert_eq!(parse_user("1000:100").unwrap(), (1000, Some(100)));
         for bad in ["", "a", "1:", ":1", "-1", "1:x", "4294967296", "1 ", " 1", "+1", "0x1", "1:2:3"] {
             assert!(parse_user(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn ids_are_limited_to_0_through_2147483647() {
+        assert_eq!(parse_user("2147483647:2147483647").unwrap(), (2_147_483_647, Some(2_147_483_647)));
+        let range = "is out of range (0 to 2147483647)";
+        for (arg, want) in [
+            ("4294967295", format!("--user \"4294967295\": uid 4294967295 {range}")),
+            ("2147483648", format!("--user \"2147483648\": uid 2147483648 {range}")),
+            ("0:4294967295", format!("--user \"0:4294967295\": gid 4294967295 {range}")),
+            (
+                "99999999999999999999999",
+                format!("--user \"99999999999999999999999\": uid 99999999999999999999999 {range}"),
+            ),
+        ] {
+            assert_eq!(parse_user(arg).unwrap_err().to_string(), want);
+        }
+        assert_eq!(parse_additional_gids("0,5,2147483647").unwrap(), [0, 5, 2_147_483_647]);
+        assert_eq!(
+            parse_additional_gids("5,4294967295").unwrap_err().to_string(),
+            format!("--additional-gids \"5,4294967295\": gid 4294967295 {range}")
+        );
+        for bad in ["", "1,", ",1", "+1", "1 ", "x", "-1", "1,,2"] {
+            assert!(parse_additional_gids(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

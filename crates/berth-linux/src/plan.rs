@@ -599,11 +599,13 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         };
         let path = d.path().to_string_lossy().into_owned();
         devices.retain(|x| x.path != path);
+        // A FIFO has no device number: whatever the spec says is ignored.
+        let number = |n: i64| if kind == libc::S_IFIFO { 0 } else { u64::try_from(n).unwrap_or(0) };
         devices.push(DevicePlan {
             path,
             kind,
-            major: u64::try_from(d.major()).unwrap_or(0),
-            minor: u64::try_from(d.minor()).unwrap_or(0),
+            major: number(d.major()),
+            minor: number(d.minor()),
             mode: d.file_mode().unwrap_or(0o666) & 0o7777,
             uid: d.uid().unwrap_or(0),
             gid: d.gid().unwrap_or(0),

@@ -153,12 +153,23 @@ pub fn update(root: &Path, id: &str, r: &LinuxResources) -> Result<()> {
     if st.status(root) == ContainerStatus::Stopped {
         return Err(Error::WrongState(format!("cannot update container {id}: it is stopped")));
     }
-    cgroup(&st)?.update(r).map_err(|e| Error::Cgroup(e.to_string()))?;
+    cgroup(&st)?.update(&for_update(r)).map_err(|e| Error::Cgroup(e.to_string()))?;
     if let Some(linux) = st.spec.linux_mut() {
         let merged = merge(linux.resources().clone().unwrap_or_default(), r);
         linux.set_resources(Some(merged));
     }
     st.save(root)
+}
+
+/// What an update applies to the cgroup: `r`, with device rules (if it has any) composed as
+/// at create (deny all, `r`'s rules, the default allow list), so that an update never takes
+/// `/dev/null` and the other defaults away. Shared by the CLI, the embedding API and the shim.
+pub fn for_update(r: &LinuxResources) -> LinuxResources {
+    let mut out = r.clone();
+    if let Some(d) = r.devices() {
+        out.set_devices(Some(berth_cgroups::runc_device_rules(d)));
+    }
+    out
 }
 
 /// Overlays the fields set in `new` on `old` (what the container's recorded spec keeps).
@@ -181,6 +192,9 @@ fn merge(old: LinuxResources, new: &LinuxResources) -> LinuxResources {
     }
     if new.unified().is_some() {
         out.set_unified(new.unified().clone());
+    }
+    if new.devices().is_some() {
+        out.set_devices(new.devices().clone());
     }
     out
 }

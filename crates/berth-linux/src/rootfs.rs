@@ -521,8 +521,9 @@ fn create_device(root: &Root, plan: &Plan, d: &DevicePlan) -> Result<()> {
     let pfd = root.mkdir_all(&parent, 0o755)?;
     let dir = rfs::openat(&pfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .ctx(|| format!("opening the parent of {}", d.path))?;
-    if plan.in_userns() {
-        // mknod is not permitted in a user namespace: bind the host's node instead.
+    // mknod of a device is not permitted in a user namespace: bind the host's node instead.
+    // A FIFO is no device: it is created there like anywhere else.
+    if plan.in_userns() && d.kind != libc::S_IFIFO {
         match rfs::openat(
             &dir,
             &name,

@@ -1185,7 +1185,7 @@ impl Server {
         if c.init.exit.is_some() {
             return Err(Error::State(format!("cannot update task {}: it has exited", req.id)));
         }
-        c.cgroup()?.update(&r)?;
+        c.cgroup()?.update(&berth_linux::resources::for_update(&r))?;
         Ok(api::Empty::new())
     }
 

@@ -426,6 +426,21 @@ fn task_api_semantics_events_and_hygiene() {
     )
     .unwrap();
     assert_eq!(m.pids.limit, 77);
+    // Device rules in an update are composed as at create: deny all, the rules, then the
+    // default allow list, which an update must never drop (/dev/null and the like). containerd
+    // sends the container's whole `resources`, its device rules included.
+    let list = PathBuf::from(format!("/sys/fs/cgroup/devices/{}/t1/devices.list", cgroup_parent()));
+    up.resources = Some(any_json(
+        "x/LinuxResources",
+        serde_json::json!({"devices": [{"allow": false, "access": "rwm"},
+                                       {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}]}),
+    ))
+    .into();
+    c.call::<api::Empty>("Update", &up).unwrap();
+    let after = fs::read_to_string(&list).unwrap();
+    for rule in ["c 1:3 rwm", "c 136:* rwm", "c 1:11 r"] {
+        assert!(after.lines().any(|l| l == rule), "{rule} missing after the update: {after}");
+    }
 
     // Kill: invalid signal, then SIGKILL; Wait reports 137; a second kill is NotFound.
     let mut k = api::KillRequest::new();

@@ -193,15 +193,15 @@ fn rule_table() -> Vec<(Mutation, &'static str)> {
                 user_ns(v);
                 set(v, "/linux/uidMappings/0/hostID", json!(4_294_967_295u32));
             },
-            "linux.uidMappings[0]: hostID 4294967295 + size 65536 overflows the 32-bit ID space",
+            "linux.uidMappings[0].hostID: 4294967295 is out of range (0 to 2147483647)",
         ),
         (
             |v| {
                 user_ns(v);
-                set(v, "/linux/gidMappings/0/containerID", json!(4_294_967_000u32));
+                set(v, "/linux/gidMappings/0/containerID", json!(2_147_483_000u32));
                 set(v, "/linux/gidMappings/-", json!({"containerID": 0, "hostID": 1, "size": 1}));
             },
-            "linux.gidMappings[0]: containerID 4294967000 + size 65536 overflows the 32-bit ID space",
+            "linux.gidMappings[0].size: containerID 2147483000 + size 65536 - 1 = 2147548535 is out of range (0 to 2147483647)",
         ),
         (
             |v| {
@@ -600,6 +600,138 @@ fn accepted_variants_and_their_warnings() {
             Err(e) => panic!("case {i}: rejected: {e}"),
         }
     }
+}
+
+/// uids and gids are accepted in 0..=2147483647 only, as runc does: `(uid_t)-1` (4294967295)
+/// means "leave unchanged" to set*id(2), so letting it through would run the process as root.
+#[test]
+fn ids_out_of_range_are_errors_naming_the_field() {
+    const MAX: u64 = 2_147_483_647;
+    let range = "is out of range (0 to 2147483647)";
+    // A bind mount that can carry idmap mappings (index 7: after the 7 default mounts).
+    fn idmapped(v: &mut Value) {
+        set(
+            v,
+            "/mounts/-",
+            json!({"destination": "/mnt", "type": "bind", "source": "/tmp",
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}),
+        );
+    }
+    // (pointer, value, setup, JSON path of the error, problem) for every id field at
+    // MAX + 1 and at u32::MAX; each must be refused naming its path.
+    type Setup = fn(&mut Value);
+    let fields: &[(&str, Setup, &str)] = &[
+        ("/process/user/uid", |_| {}, "process.user.uid"),
+        ("/process/user/gid", |_| {}, "process.user.gid"),
+        ("/process/user/additionalGids", |_| {}, "process.user.additionalGids[1]"),
+        ("/linux/uidMappings/0/containerID", user_ns, "linux.uidMappings[0].containerID"),
+        ("/linux/uidMappings/0/hostID", user_ns, "linux.uidMappings[0].hostID"),
+        ("/linux/gidMappings/0/containerID", user_ns, "linux.gidMappings[0].containerID"),
+        ("/linux/gidMappings/0/hostID", user_ns, "linux.gidMappings[0].hostID"),
+        ("/mounts/7/uidMappings/0/containerID", idmapped, "mounts[7].uidMappings[0].containerID"),
+        ("/mounts/7/uidMappings/0/hostID", idmapped, "mounts[7].uidMappings[0].hostID"),
+        ("/mounts/7/gidMappings/0/containerID", idmapped, "mounts[7].gidMappings[0].containerID"),
+        ("/mounts/7/gidMappings/0/hostID", idmapped, "mounts[7].gidMappings[0].hostID"),
+    ];
+    let apply = |ptr: &str, setup: Setup, n: u64| {
+        mutated(|v| {
+            setup(v);
+            if ptr.ends_with("additionalGids") {
+                set(v, ptr, json!([5, n]));
+            } else {
+                set(v, ptr, json!(n));
+                // One id, so that the range ends where it starts.
+                let (entry, _) = ptr.rsplit_once('/').expect("a field of a mapping");
+                set(v, &format!("{entry}/size"), json!(1));
+            }
+            // A container id 0 mapping must remain for the user namespace itself.
+            if ptr.starts_with("/linux/") && ptr.ends_with("containerID") {
+                let list = ptr.trim_end_matches("/0/containerID");
+                set(v, &format!("{list}/-"), json!({"containerID": 0, "hostID": 5, "size": 1}));
+            }
+        })
+    };
+    for (ptr, setup, path) in fields {
+        for n in [MAX + 1, u64::from(u32::MAX)] {
+            let e = apply(ptr, *setup, n).expect_err(&format!("{ptr} = {n} accepted"));
+            assert_eq!(e.to_string(), format!("{path}: {n} {range}"), "{ptr} = {n}");
+            assert_eq!(e.path(), Some(*path));
+        }
+        // The boundary itself is a valid id (mappings of size 1 end on it).
+        let l = apply(ptr, *setup, MAX).unwrap_or_else(|e| panic!("{ptr} = {MAX} refused: {e}"));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    // The last id of a mapping (start + size - 1) must be in range too; size 0 maps nothing.
+    let end = |list: &'static str, first: &'static str, start: u64, size: u64| {
+        mutated(move |v| {
+            user_ns(v);
+            set(v, &format!("/linux/{list}/-"), json!({"containerID": 70000, "hostID": 200000, "size": 1}));
+            set(v, &format!("/linux/{list}/1/{first}"), json!(start));
+            set(v, &format!("/linux/{list}/1/size"), json!(size));
+        })
+    };
+    for (list, first) in [
+        ("uidMappings", "containerID"),
+        ("uidMappings", "hostID"),
+        ("gidMappings", "containerID"),
+        ("gidMappings", "hostID"),
+    ] {
+        end(list, first, MAX - 9, 10).unwrap_or_else(|e| panic!("{list} {first} ending on {MAX} refused: {e}"));
+        let e = end(list, first, MAX - 9, 11).expect_err("one past the end accepted");
+        assert_eq!(
+            e.to_string(),
+            format!("linux.{list}[1].size: {first} {} + size 11 - 1 = {} {range}", MAX - 9, MAX + 1)
+        );
+    }
+    // A size whose end does not fit 32 bits at all (no overflow in the check itself).
+    let e = end("gidMappings", "containerID", MAX, u64::from(u32::MAX)).expect_err("huge size accepted");
+    assert_eq!(
+        e.to_string(),
+        format!("linux.gidMappings[1].size: containerID {MAX} + size 4294967295 - 1 = 6442450941 {range}")
+    );
+    let e = end("uidMappings", "hostID", 5, 0).expect_err("size 0 accepted");
+    assert_eq!(e.to_string(), "linux.uidMappings[1].size: must be greater than 0");
+    let e = mutated(|v| {
+        idmapped(v);
+        set(v, "/mounts/7/gidMappings/0/hostID", json!(MAX - 1));
+        set(v, "/mounts/7/gidMappings/0/size", json!(3));
+    })
+    .expect_err("mount mapping past the end accepted");
+    assert_eq!(
+        e.to_string(),
+        format!("mounts[7].gidMappings[0].size: hostID {} + size 3 - 1 = {} {range}", MAX - 1, MAX + 1)
+    );
+
+    // exec --process documents: paths relative to the document.
+    for (doc, want) in [
+        (r#"{"args": ["id"], "user": {"uid": 4294967295, "gid": 0}}"#, format!("user.uid: 4294967295 {range}")),
+        (r#"{"args": ["id"], "user": {"uid": 0, "gid": 2147483648}}"#, format!("user.gid: 2147483648 {range}")),
+        (
+            r#"{"args": ["id"], "user": {"uid": 0, "gid": 0, "additionalGids": [4294967295]}}"#,
+            format!("user.additionalGids[0]: 4294967295 {range}"),
+        ),
+    ] {
+        let e = parse_process(doc.as_bytes()).expect_err(doc);
+        assert_eq!(e.to_string(), want);
+    }
+    let (p, _) = parse_process(
+        br#"{"args": ["id"], "user": {"uid": 2147483647, "gid": 2147483647, "additionalGids": [2147483647]}}"#,
+    )
+    .expect("the largest id is valid");
+    assert_eq!(p.user().uid(), 2_147_483_647);
+    // validate_process (the embedding API's exec goes through it) applies the same rule.
+    let mut bad = p.clone();
+    bad.set_cwd("/".into());
+    let mut u = bad.user().clone();
+    u.set_uid(u32::MAX);
+    bad.set_user(u);
+    assert_eq!(validate_process(&bad, true).expect_err("uid -1").to_string(), format!("user.uid: 4294967295 {range}"));
+    assert_eq!(
+        validate_process(&bad, false).expect_err("uid -1").to_string(),
+        format!("process.user.uid: 4294967295 {range}")
+    );
 }
 
 #[test]

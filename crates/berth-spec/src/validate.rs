@@ -164,6 +164,12 @@ pub(crate) fn process(p: &Process, prefix: &str, for_exec: bool, warnings: &mut 
     if let Some(name) = p.user().username() {
         no_nul(|| field(&field(prefix, "user"), "username"), name.as_bytes())?;
     }
+    let user_path = field(prefix, "user");
+    id_in_range(u64::from(p.user().uid()), || field(&user_path, "uid"))?;
+    id_in_range(u64::from(p.user().gid()), || field(&user_path, "gid"))?;
+    for (i, g) in p.user().additional_gids().as_deref().unwrap_or(&[]).iter().enumerate() {
+        id_in_range(u64::from(*g), || index(&field(&user_path, "additionalGids"), i))?;
+    }
 
     if let Some(io) = p.io_priority() {
         if !(0..=7).contains(&io.priority()) {
@@ -183,6 +189,23 @@ pub(crate) fn process(p: &Process, prefix: &str, for_exec: bool, warnings: &mut 
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The largest uid or gid berth accepts: runc's limit (`1<<31 - 1`, for 32-bit `int`
+/// compatibility). It matters most at the top: `4294967295` is `(uid_t)-1`, which the set*id
+/// calls read as "leave unchanged", so passing it through would leave the process root.
+pub const MAX_ID: u32 = 2_147_483_647;
+
+/// The message for an id outside `0..=MAX_ID`, shared with the CLI's `exec --user` parsing.
+pub fn id_range_problem(id: u64) -> String {
+    format!("{id} is out of range (0 to {MAX_ID})")
+}
+
+fn id_in_range(id: u64, path: impl FnOnce() -> String) -> R {
+    if id > u64::from(MAX_ID) {
+        return Err(bad(path(), id_range_problem(id)));
     }
     Ok(())
 }
@@ -281,17 +304,20 @@ fn id_map_shape(maps: &[LinuxIdMapping], path: &str) -> R {
     if maps.len() > 340 {
         return Err(bad(path, format!("{} entries; the kernel accepts at most 340", maps.len())));
     }
-    const SPACE: u64 = 1 << 32;
     for (i, m) in maps.iter().enumerate() {
-        if m.size() == 0 {
-            return Err(bad(field(&index(path, i), "size"), "must be greater than 0"));
-        }
+        let at = |f: &str| field(&index(path, i), f);
         let (c, h, s) = (u64::from(m.container_id()), u64::from(m.host_id()), u64::from(m.size()));
-        if c + s > SPACE {
-            return Err(bad(index(path, i), format!("containerID {c} + size {s} overflows the 32-bit ID space")));
+        id_in_range(c, || at("containerID"))?;
+        id_in_range(h, || at("hostID"))?;
+        if s == 0 {
+            return Err(bad(at("size"), "must be greater than 0"));
         }
-        if h + s > SPACE {
-            return Err(bad(index(path, i), format!("hostID {h} + size {s} overflows the 32-bit ID space")));
+        // Every id of the range must be valid, not just its start.
+        for (name, start) in [("containerID", c), ("hostID", h)] {
+            let last = start + s - 1;
+            if last > u64::from(MAX_ID) {
+                return Err(bad(at("size"), format!("{name} {start} + size {s} - 1 = {}", id_range_problem(last))));
+            }
         }
         for (j, o) in maps.iter().enumerate().take(i) {
             let (oc, oh, os) = (u64::from(o.container_id()), u64::from(o.host_id()), u64::from(o.size()));
