@@ -618,6 +618,10 @@ fn ids_out_of_range_are_errors_naming_the_field() {
             "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}),
         );
     }
+    // A device node, whose owner chown would also read (uid_t)-1 as "unchanged".
+    fn device(v: &mut Value) {
+        set(v, "/linux/devices", json!([{"path": "/dev/xnull", "type": "c", "major": 1, "minor": 3}]));
+    }
     // (pointer, value, setup, JSON path of the error, problem) for every id field at
     // MAX + 1 and at u32::MAX; each must be refused naming its path.
     type Setup = fn(&mut Value);
@@ -633,6 +637,8 @@ fn ids_out_of_range_are_errors_naming_the_field() {
         ("/mounts/7/uidMappings/0/hostID", idmapped, "mounts[7].uidMappings[0].hostID"),
         ("/mounts/7/gidMappings/0/containerID", idmapped, "mounts[7].gidMappings[0].containerID"),
         ("/mounts/7/gidMappings/0/hostID", idmapped, "mounts[7].gidMappings[0].hostID"),
+        ("/linux/devices/0/uid", device, "linux.devices[0].uid"),
+        ("/linux/devices/0/gid", device, "linux.devices[0].gid"),
     ];
     let apply = |ptr: &str, setup: Setup, n: u64| {
         mutated(|v| {
@@ -641,9 +647,11 @@ fn ids_out_of_range_are_errors_naming_the_field() {
                 set(v, ptr, json!([5, n]));
             } else {
                 set(v, ptr, json!(n));
-                // One id, so that the range ends where it starts.
-                let (entry, _) = ptr.rsplit_once('/').expect("a field of a mapping");
-                set(v, &format!("{entry}/size"), json!(1));
+                if ptr.contains("Mappings") {
+                    // One id, so that the range ends where it starts.
+                    let (entry, _) = ptr.rsplit_once('/').expect("a field of a mapping");
+                    set(v, &format!("{entry}/size"), json!(1));
+                }
             }
             // A container id 0 mapping must remain for the user namespace itself.
             if ptr.starts_with("/linux/") && ptr.ends_with("containerID") {

@@ -476,6 +476,13 @@ fn devices(linux: &Linux, warnings: &mut Vec<String>) -> R {
         if d.minor() < 0 {
             return Err(bad(at("minor"), "must not be negative"));
         }
+        // Like process.user: (uid_t)-1 would mean "leave the owner unchanged" to chown.
+        if let Some(uid) = d.uid() {
+            id_in_range(u64::from(uid), || at("uid"))?;
+        }
+        if let Some(gid) = d.gid() {
+            id_in_range(u64::from(gid), || at("gid"))?;
+        }
         if let Some(mode) = d.file_mode() {
             if mode & !0o7777 != 0 {
                 return Err(bad(
