@@ -472,3 +472,64 @@ fn ps_json_is_an_array_of_host_pids_and_kill_all_reaches_every_process() {
     env.berth(&["delete", &id]).ok();
     env.finish();
 }
+
+#[test]
+fn the_terminal_belongs_to_the_process_user_for_run_and_exec() {
+    // runc hands the pty to the process user (fixStdioPermissions chowns the uid; the group
+    // is devpts' gid=5, "tty", in runc's default spec), so that the user owns its terminal:
+    // mesg, write, and programs that reopen it. Checked for the init (create + start) and
+    // for `exec -t --user`.
+    let env = Env::new();
+    let probe = "stat -c %u:%g $(tty); echo OWNER-DONE; sleep 1000";
+    let mut b = env.bundle(&["sh", "-c", probe]);
+    b.set("/process/terminal", json!(true)).set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    let id = env.id("tty-owner");
+    let sock = b.file("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let (out, (master, _)) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            env.detached(&b, &id, &["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.dir(), &id])
+        });
+        let got = recv_master(&listener);
+        (h.join().unwrap(), got)
+    });
+    out.ok();
+    let pid = env.pid_of(&id);
+    env.berth(&["start", &id]).ok();
+    let text = read_until(master.as_fd(), "OWNER-DONE");
+    assert!(text.contains("1000:5"), "the init's terminal is not 1000:tty: {text:?}");
+    for user in ["1000:1000", "2000:3000"] {
+        // A detached exec process is re-parented to us (the subreaper) and must be reaped,
+        // or the container's init could not finish dying when it is deleted.
+        let pidfile = b.file("exec.pid");
+        let (out, (xmaster, _)) = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                env.berth(&[
+                    "exec",
+                    "-d",
+                    "-t",
+                    "--pid-file",
+                    pidfile.to_str().unwrap(),
+                    "--console-socket",
+                    sock.to_str().unwrap(),
+                    "--user",
+                    user,
+                    &id,
+                    "sh",
+                    "-c",
+                    "stat -c %u:%g $(tty); echo EXEC-DONE; sleep 1",
+                ])
+            });
+            let got = recv_master(&listener);
+            (h.join().unwrap(), got)
+        });
+        out.ok();
+        let text = read_until(xmaster.as_fd(), "EXEC-DONE");
+        env.reap(fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap());
+        let uid = &user[..user.find(':').unwrap()];
+        assert!(text.contains(&format!("{uid}:5")), "exec -t --user {user}: terminal not {uid}:tty: {text:?}");
+    }
+    env.berth(&["delete", "--force", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}

@@ -325,3 +325,48 @@ fn syscalls_newer_than_the_profile_get_enosys_and_older_unlisted_ones_the_defaul
     }
     env.finish();
 }
+
+#[test]
+fn a_cwd_only_root_may_enter_works_for_another_user_in_create_and_exec() {
+    // runc PR #2086: the cwd is entered while the process is still root, then the user is
+    // switched; the process keeps a cwd it could not have entered itself. Checked for
+    // create/start, run, and `exec --user --cwd`.
+    let env = Env::new();
+    let mut b = env.bundle_own(&["sh", "-c", "pwd; id -u; ls . >/dev/null 2>&1 || echo cannot-list"]);
+    let secret = b.rootfs().join("secret");
+    fs::create_dir(&secret).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o700)).unwrap();
+    b.set("/process/cwd", json!("/secret")).set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    let want = "/secret\n1000\ncannot-list\n";
+    let id = env.id("cwd-run");
+    assert_eq!(env.berth(&["run", "--bundle", b.dir(), &id]).ok(), want);
+    let id = env.id("cwd-create");
+    let pid = env.create(&b, &id);
+    env.berth(&["start", &id]).ok();
+    assert_eq!(env.reap(pid), 0);
+    assert_eq!(env.output_of(&b, &id), want);
+    env.berth(&["delete", &id]).ok();
+    // exec --user into a container running as root with cwd /.
+    b.set("/process/cwd", json!("/")).set("/process/user", json!({"uid": 0, "gid": 0}));
+    b.set("/process/args", json!(["sleep", "1000"]));
+    let id = env.id("cwd-exec");
+    let pid = env.run_detached(&b, &id);
+    let out = env.berth(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        "--cwd",
+        "/secret",
+        &id,
+        "sh",
+        "-c",
+        "pwd; id -u; ls . >/dev/null 2>&1 || echo cannot-list",
+    ]);
+    assert_eq!(out.ok(), want);
+    // The user really cannot enter it on its own (the control: the privilege mattered).
+    let out = env.berth(&["exec", "--user", "1000:1000", &id, "sh", "-c", "cd /secret 2>&1 || echo refused"]);
+    assert!(out.ok().contains("refused"), "{out:?}");
+    env.berth(&["delete", "--force", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}
