@@ -118,6 +118,36 @@ fn a_read_only_dev_is_populated_then_made_read_only() {
     env.finish();
 }
 
+#[test]
+fn a_read_only_tmpfs_gets_its_tmpcopyup_content_and_later_mount_points_first() {
+    // runc mounts every tmpfs read-write and makes the read-only ones read-only last, so
+    // tmpcopyup can fill it and a later mount can create its mount point in it.
+    let env = Env::new();
+    let mut b = env.bundle_own(&[
+        "sh",
+        "-c",
+        "cat /opt/img/f; ls /opt/img; touch /opt/img/new; echo touch=$?; \
+         echo y > /opt/img/sub/g && cat /opt/img/sub/g; cat /proc/self/mountinfo",
+    ]);
+    fs::create_dir_all(b.rootfs().join("opt/img")).unwrap();
+    fs::write(b.rootfs().join("opt/img/f"), "from the image\n").unwrap();
+    b.push(
+        "/mounts",
+        json!({"destination": "/opt/img", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nodev", "tmpcopyup"]}),
+    );
+    b.push("/mounts", json!({"destination": "/opt/img/sub", "type": "tmpfs", "source": "tmpfs"}));
+    let out = run(&env, &b, "tmpfsro");
+    let text = out.ok();
+    assert!(text.starts_with("from the image\nf\nsub\ntouch=1\ny\n"), "{text}");
+    let mounts = mountinfo(text);
+    let img = mount_at(&mounts, "/opt/img", text);
+    assert!(img.opts.iter().any(|o| o == "ro") && img.opts.iter().any(|o| o == "nodev"), "{:?}", img.opts);
+    assert!(mount_at(&mounts, "/opt/img/sub", text).opts.iter().any(|o| o == "rw"));
+    // The image's directory is untouched: the mount point was made in the tmpfs.
+    assert!(!b.rootfs().join("opt/img/sub").exists());
+    env.finish();
+}
+
 /// Receives the PTY master a runtime sends over a console socket (None when the runtime
 /// closed the connection without sending one: it failed).
 fn recv_master(listener: &UnixListener) -> Option<OwnedFd> {
