@@ -309,6 +309,99 @@ fn dangling_symlink_destinations_are_created_inside_the_root() {
 }
 
 #[test]
+fn a_dangling_link_raced_with_rename_exchange_never_leads_out_of_the_root() {
+    // CVE-2021-30465 against the dangling-link walk: a host thread (a sibling container in
+    // real life) exchanges `d` (a directory) and `l` (a link to a host directory, `outside`,
+    // which the rootfs does NOT have, so in the root the link dangles) in a shared volume,
+    // while the container is created again and again with tmpfs mounts through /vol/d. The
+    // walk then reads the link, creates its target inside the root, or loses the race and
+    // fails. Whatever happens, nothing is created in or mounted on the host's `outside`, and
+    // a successful container lists both tmpfs in its own mountinfo (which after pivot_root
+    // only holds mounts under its root).
+    const RUNS: usize = 30;
+    let env = Env::new();
+    let vol = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let (vol_path, outside_path) = (vol.path().canonicalize().unwrap(), outside.path().canonicalize().unwrap());
+    fs::create_dir(vol_path.join("d")).unwrap();
+    symlink(&outside_path, vol_path.join("l")).unwrap();
+    let mut b = env.bundle_own(&["cat", "/proc/self/mountinfo"]);
+    b.push("/mounts", json!({"destination": "/vol", "type": "bind", "source": vol_path, "options": ["rbind", "rw"]}));
+    b.push(
+        "/mounts",
+        json!({"destination": "/vol/d/m1", "type": "tmpfs", "source": "tmpfs", "options": ["size=1236k"]}),
+    );
+    b.push(
+        "/mounts",
+        json!({"destination": "/vol/d/m2/deeper", "type": "tmpfs", "source": "tmpfs", "options": ["size=2468k"]}),
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let (mut ok, mut via_link, mut failed) = (0, 0, Vec::new());
+    let swaps = std::thread::scope(|s| {
+        let racer = s.spawn(|| {
+            let dir = fs::File::open(&vol_path).unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rustix::fs::renameat_with(&dir, "d", &dir, "l", rustix::fs::RenameFlags::EXCHANGE).unwrap();
+                n += 1;
+            }
+            n
+        });
+        let stopper = Stop(&stop);
+        for i in 0..RUNS {
+            let id = env.id(&format!("dangle-race{i}"));
+            // Each run starts with the link dangling in the root: what an earlier run created
+            // at its target inside the rootfs goes (the container is gone, and its mounts).
+            let _ = fs::remove_dir_all(b.rootfs().join(outside_path.strip_prefix("/").unwrap()));
+            let out = env.berth(&["run", "--bundle", b.dir(), &id]);
+            if out.code == Some(0) {
+                let text = &out.stdout;
+                for size in ["size=1236k", "size=2468k"] {
+                    assert!(
+                        mountinfo(text).iter().any(|m| m.fstype == "tmpfs" && m.super_opts.iter().any(|o| o == size)),
+                        "run {i}: the tmpfs with {size} is not inside the container's root: {text}"
+                    );
+                }
+                // Through the link, created inside the root: under the rootfs's own `outside`.
+                if mountinfo(text).iter().any(|m| m.mount_point.starts_with(&*outside_path.to_string_lossy())) {
+                    via_link += 1;
+                }
+                ok += 1;
+            } else {
+                out.code_is(1);
+                LeakProbe::with_bundle(&id, env.root(), &b).assert_clean();
+                failed.push(out.stderr);
+            }
+        }
+        drop(stopper);
+        racer.join().unwrap()
+    });
+    assert!(swaps > 0, "the racer never ran");
+    eprintln!(
+        "dangling race: {ok} runs succeeded ({via_link} through the link, inside the root), {} failed cleanly, \
+         {swaps} exchanges; failures: {failed:?}",
+        failed.len()
+    );
+    let written: Vec<_> = fs::read_dir(&outside_path).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(written.is_empty(), "created outside the root through the link: {written:?}");
+    assert!(
+        mount_leaks(&[outside_path.to_string_lossy().into_owned(), vol_path.to_string_lossy().into_owned()]).is_empty()
+    );
+    // Control: a mkdir that follows the link on the host, as a path-joining runtime would,
+    // does show up in `outside`, so the emptiness above is the walk staying in the root.
+    let l = if fs::symlink_metadata(vol_path.join("l")).unwrap().is_symlink() { "l" } else { "d" };
+    fs::create_dir_all(vol_path.join(l).join("m1")).unwrap();
+    assert!(outside_path.join("m1").is_dir(), "the control did not reach the link's target");
+    env.finish();
+}
+
+#[test]
 fn a_destination_through_a_symlink_loop_is_refused_cleanly() {
     let env = Env::new();
     let mut b = env.bundle_own(&["sh", "-c", "echo STARTED"]);
