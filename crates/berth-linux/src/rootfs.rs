@@ -294,10 +294,22 @@ fn is_strict(dest: &str, fstype: &str) -> bool {
 fn mount_fs(root: &Root, mp: &MountPlan) -> Result<Option<OwnedFd>> {
     let strict = is_strict(&mp.destination, &mp.fstype);
     let ro_later = mp.opts.flags & libc::MS_RDONLY != 0 && (mp.fstype == "tmpfs" || clean(&mp.destination) == "/dev");
+    // As runc: a tmpfs without `mode=` takes the mode of the directory it covers when the
+    // image has one (a tmpfs on a 0711 or 1777 directory keeps it); on a mount point that
+    // berth creates it keeps tmpfs's own default, 1777.
+    let keep_mode = mp.fstype == "tmpfs"
+        && !mp.opts.data.split(',').any(|o| o.starts_with("mode="))
+        && if strict { root.resolve_no_symlinks(&mp.destination) } else { root.resolve(&mp.destination) }.is_ok();
     let target = target_dir(root, &mp.destination, strict)?;
     let source = cstr("source", if mp.source.is_empty() { &mp.fstype } else { &mp.source })?;
     let fstype = cstr("type", &mp.fstype)?;
-    let data = if mp.opts.data.is_empty() { None } else { Some(cstr("options", &mp.opts.data)?) };
+    let mut data = mp.opts.data.clone();
+    if keep_mode {
+        let st = rfs::fstat(&target).ctx(|| format!("stat {}", mp.destination))?;
+        let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+        data = if data.is_empty() { mode } else { format!("{mode},{data}") };
+    }
+    let data = if data.is_empty() { None } else { Some(cstr("options", &data)?) };
     let tpath = proc_fd(target.as_fd());
     let mut flags = mp.opts.flags & !libc::MS_REMOUNT;
     if ro_later {
