@@ -35,7 +35,14 @@ pub struct ReadOnlyLater(Vec<(String, OwnedFd)>);
 /// mounts that [`finish`] makes read-only.
 pub fn prepare(plan: &Plan) -> Result<(Root, ReadOnlyLater)> {
     let slash = c"/";
-    let prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    let mut prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    // An unbindable tree refuses every bind from it: the rootfs's bind onto itself first
+    // (EINVAL: runc 1.1 fails there), then every bind mount of `mounts`. Build under the
+    // default rslave (which, like unbindable, sends nothing back to the host) and make the
+    // new root unbindable (`runbindable`: the whole tree) in finish().
+    if prop & libc::MS_UNBINDABLE != 0 {
+        prop = libc::MS_SLAVE | libc::MS_REC;
+    }
     m::mount(None, slash, None, prop | libc::MS_REC, None)
         .ctx(|| "making the container's mount tree non-propagating".to_string())?;
     // Only a shared propagation leaves mounts peered with the host's (it is applied
