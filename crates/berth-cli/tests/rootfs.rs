@@ -107,6 +107,23 @@ fn a_read_only_dev_is_populated_then_made_read_only() {
     assert_eq!(mount_at(&mounts, "/dev/pts", text).fstype, "devpts");
     assert!(!b.rootfs().join("dev/x").exists());
 
+    // The same in a user namespace, where the device nodes are bound from the host and the
+    // remount is done by the namespace's root.
+    let mut b = env.bundle_own(&["sh", "-c", DEV_PROBE]);
+    // The mapped root must be able to reach the rootfs.
+    fs::set_permissions(b.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    add_option(&mut b, "/dev", "ro");
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.set("/linux/uidMappings", map.clone());
+    b.set("/linux/gidMappings", map);
+    let out = run(&env, &b, "devro-userns");
+    let text = out.ok();
+    for want in ["null-ok\n", "nodes-ok\n", "\n4\n", "touch=1\n", "shm-ok\n"] {
+        assert!(text.contains(want), "user namespace: {want:?} missing: {text}");
+    }
+    assert!(mount_at(&mountinfo(text), "/dev", text).opts.iter().any(|o| o == "ro"), "{text}");
+
     // Control: the same probe on the default, writable /dev can create the file, so
     // `touch=1` above is the read-only mount and not a broken probe.
     let b = env.bundle(&["sh", "-c", DEV_PROBE]);
