@@ -165,6 +165,27 @@ fn a_read_only_tmpfs_gets_its_tmpcopyup_content_and_later_mount_points_first() {
     env.finish();
 }
 
+#[test]
+fn a_dev_bind_spelled_unclean_is_not_populated() {
+    // With /dev bound from the host, berth must not create device nodes in it: they would
+    // land in the host's directory (with the host's /dev: its nodes re-created, its ptmx
+    // replaced by a link). The check must see `/dev/` and `//dev/.` as /dev, as runc does.
+    let env = Env::new();
+    for (i, dest) in ["/dev/", "//dev/."].iter().enumerate() {
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("marker"), "").unwrap();
+        let mut b = env.bundle(&["ls", "/dev"]);
+        b.push("/mounts", json!({"destination": dest, "type": "bind", "source": host.path(), "options": ["rbind"]}));
+        // Masking files needs a /dev/null, which this /dev does not have.
+        b.remove("/linux/maskedPaths");
+        let out = run(&env, &b, &format!("devbind{i}"));
+        assert_eq!(out.ok(), "marker\n", "{dest}");
+        let names: Vec<_> = fs::read_dir(host.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["marker"], "{dest}: berth created these in the bound host directory");
+    }
+    env.finish();
+}
+
 /// Receives the PTY master a runtime sends over a console socket (None when the runtime
 /// closed the connection without sending one: it failed).
 fn recv_master(listener: &UnixListener) -> Option<OwnedFd> {

@@ -221,6 +221,22 @@ fn create_file_at(dir: &OwnedFd, name: &OsStr, shown: &str) -> Result<OwnedFd> {
         .ctx(|| format!("opening {shown} in the container root"))
 }
 
+/// The lexically cleaned form of a container path (`/dev/`, `//dev/.`, `/x/../dev` are all
+/// `/dev`), for comparing destinations as runc does (`CleanPath`). Never used to resolve.
+pub fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 /// Strips leading slashes so a container path is relative to the root descriptor.
 pub fn rel(path: &str) -> &str {
     let r = path.trim_start_matches('/');
@@ -313,6 +329,15 @@ mod tests {
         let e = r.mkdir_all("/mnt/loop1/c", 0o755).unwrap_err().to_string();
         assert!(e.contains("symbolic links"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn clean_paths() {
+        for p in ["/dev", "/dev/", "//dev/.", "/x/../dev", "dev", "/../dev"] {
+            assert_eq!(clean(p), "/dev", "{p}");
+        }
+        assert_eq!(clean("/"), "/");
+        assert_eq!(clean("/dev/pts/"), "/dev/pts");
     }
 
     #[test]

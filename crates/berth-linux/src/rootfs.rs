@@ -16,7 +16,7 @@ use rustix::fs::{self as rfs, Mode, OFlags};
 
 use crate::error::{Context, Error, Result};
 use crate::mountopts;
-use crate::paths::{cstr, proc_fd, rel, Root};
+use crate::paths::{clean, cstr, proc_fd, rel, Root};
 use crate::plan::{DevicePlan, MountKind, MountPlan, Plan};
 
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
@@ -178,22 +178,6 @@ fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<Option<OwnedFd>
     }
 }
 
-/// The lexically cleaned form of a container path (`/dev/`, `//dev`, `/x/../dev` are
-/// `/dev`), as runc compares destinations.
-fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 /// A detached copy of a bind mount's source with the mount's attributes and, given a user
 /// namespace, its id mapping: what [`mount_bind`] attaches.
 ///
@@ -292,7 +276,8 @@ fn target_dir(root: &Root, dest: &str, strict: bool) -> Result<OwnedFd> {
 /// Targets that must be reached without following any symlink: /proc and /sys (LSM label and
 /// sysctl writes go there) and /dev (device nodes and the /dev/null used for masking).
 fn is_strict(dest: &str, fstype: &str) -> bool {
-    let d = dest.trim_end_matches('/');
+    // Cleaned, so that `//proc/.` or `/x/../sys` cannot pass for another path.
+    let d = clean(dest);
     fstype == "proc"
         || fstype == "sysfs"
         || ["/proc", "/sys", "/dev"].iter().any(|p| d == *p || d.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
@@ -778,7 +763,18 @@ pub fn write_sysctls(plan: &Plan) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::unescape_mountinfo;
+    use super::{is_strict, unescape_mountinfo};
+
+    #[test]
+    fn strict_targets_whatever_the_spelling() {
+        for d in ["/proc", "//proc/.", "/sys/", "/x/../sys/fs", "/dev", "/./dev/pts", "dev/shm"] {
+            assert!(is_strict(d, "tmpfs"), "{d}");
+        }
+        for d in ["/mnt", "/devices", "/proc2", "/sys.d"] {
+            assert!(!is_strict(d, "tmpfs"), "{d}");
+        }
+        assert!(is_strict("/mnt", "proc") && is_strict("/mnt", "sysfs"));
+    }
 
     #[test]
     fn mountinfo_escapes() {
