@@ -163,7 +163,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
             ))
         })?;
     }
-    let root = rootfs::prepare(plan)?;
+    let (root, ro_later) = rootfs::prepare(plan)?;
     if !plan.process.cwd.is_empty() && plan.process.cwd != "/" {
         root.mkdir_all(&plan.process.cwd, 0o755).map_err(|e| Error::Invalid(format!("process.cwd: {e}")))?;
     }
@@ -192,7 +192,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     // Before finish(): the default spec makes /proc/sys read-only, so runc writes sysctls
     // before applying readonlyPaths, and so do we.
     rootfs::write_sysctls(plan)?;
-    rootfs::finish(plan)?;
+    rootfs::finish(plan, ro_later)?;
     if let Some(h) = &plan.hostname {
         rustix::system::sethostname(h.as_bytes()).ctx(|| "hostname: sethostname".to_string())?;
     }

@@ -8,9 +8,11 @@
 //! or by `move_mount`), so a later rename of a path component cannot redirect it
 //! (CVE-2021-30465).
 
-use std::ffi::CString;
+use std::collections::VecDeque;
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
@@ -68,31 +70,65 @@ impl Root {
     }
 
     /// Creates `path` and every missing parent as directories (mode `mode`), resolving each
-    /// existing component inside the root, and returns an `O_PATH` descriptor of it.
+    /// existing component inside the root, and returns an `O_PATH` descriptor of it. A
+    /// dangling symlink on the way is followed inside the root and what it names is created
+    /// (see [`Root::create_in_root`]).
     pub fn mkdir_all(&self, path: &str, mode: u32) -> Result<OwnedFd> {
         match self.open_in(path, OFlags::PATH | OFlags::DIRECTORY) {
-            Ok(fd) => return Ok(fd),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(Error::io(format!("resolving {path} in the container root"), e)),
+            Ok(fd) => Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.create_in_root(path, Leaf::Dir(mode)),
+            Err(e) => Err(Error::io(format!("resolving {path} in the container root"), e)),
         }
-        let mut cur = rfs::openat(&self.fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .ctx(|| "opening the container root".to_string())?;
+    }
+
+    /// Makes sure `path` exists (creating it as an empty regular file, and its parents as
+    /// directories), for bind-mounting a file onto it, and returns an `O_PATH` descriptor of
+    /// it. A dangling symlink at `path` or on the way (`/etc/resolv.conf -> /run/...`) is
+    /// followed inside the root and its target created.
+    pub fn create_file(&self, path: &str) -> Result<OwnedFd> {
+        if let Ok(fd) = self.resolve(path) {
+            return Ok(fd);
+        }
+        if Path::new(rel(path)).file_name().is_none() {
+            return Err(Error::Invalid(format!("{path}: not a file path")));
+        }
+        self.create_in_root(path, Leaf::File)
+    }
+
+    /// Walks `path` one component at a time, creating what is missing.
+    ///
+    /// Every existing component is reached by resolving the path walked so far from the root
+    /// with `RESOLVE_IN_ROOT`, so it is inside the root whatever the image's links say and
+    /// whatever is renamed concurrently. A missing component is created with a single name
+    /// (`mkdirat`/`openat(O_CREAT|O_NOFOLLOW)`) under the directory descriptor just resolved,
+    /// so it lands in that directory and nowhere else (CVE-2021-30465). A component that is
+    /// a symlink whose target does not exist (yet) is read with `readlinkat` from that same
+    /// descriptor and replaced by its target's components, an absolute target starting again
+    /// from the root and `..` being resolved by the kernel, again inside the root: so the
+    /// link's target is what gets created, as the kernel would create it were the rootfs `/`.
+    fn create_in_root(&self, path: &str, leaf: Leaf) -> Result<OwnedFd> {
+        let top = || {
+            rfs::openat(&self.fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .ctx(|| "opening the container root".to_string())
+        };
+        let mut cur = top()?;
+        // The path that resolves (in the root) to `cur`. It keeps `..` as given so that the
+        // kernel resolves it against the directory actually reached, not lexically.
         let mut sofar = PathBuf::from("/");
-        for comp in Path::new(rel(path)).components() {
-            let name = match comp {
-                Component::Normal(n) => n,
-                // RESOLVE_IN_ROOT already clamps `..` at the root; a `..` here after a
-                // created component would be meaningless, so resolve from the root again.
-                Component::ParentDir => {
-                    sofar.pop();
-                    cur = self.resolve(&sofar.to_string_lossy()).ctx(|| format!("resolving {}", sofar.display()))?;
-                    continue;
-                }
-                _ => continue,
-            };
-            sofar.push(name);
+        let mut todo: VecDeque<OsString> = walkable(Path::new(rel(path))).collect();
+        let mut links = 0u32;
+        while let Some(name) = todo.pop_front() {
+            sofar.push(&name);
             let shown = sofar.display().to_string();
-            match self.open_in(&shown, OFlags::PATH | OFlags::DIRECTORY) {
+            if name == ".." {
+                cur = self
+                    .open_in(&shown, OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(|e| Error::io(format!("resolving {shown} in the container root"), e))?;
+                continue;
+            }
+            let file = todo.is_empty() && matches!(leaf, Leaf::File);
+            let flags = if file { OFlags::PATH } else { OFlags::PATH | OFlags::DIRECTORY };
+            match self.open_in(&shown, flags) {
                 Ok(fd) => {
                     cur = fd;
                     continue;
@@ -100,52 +136,105 @@ impl Root {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(Error::io(format!("resolving {shown} in the container root"), e)),
             }
-            // `cur` is a directory we resolved inside the root, and `name` a single component,
-            // so the new directory is inside the root whatever happens concurrently.
-            match rfs::mkdirat(&cur, name, Mode::from_raw_mode(mode)) {
-                Ok(()) => {}
-                Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(Error::io(format!("creating {shown} in the container root"), e)),
+            match rfs::readlinkat(&cur, name.as_os_str(), Vec::new()) {
+                Ok(target) => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(Error::io(
+                            format!("resolving {path} in the container root: more than {MAX_SYMLINKS} symbolic links"),
+                            io::Error::from_raw_os_error(libc::ELOOP),
+                        ));
+                    }
+                    sofar.pop();
+                    let target = Path::new(OsStr::from_bytes(target.as_bytes()));
+                    if target.is_absolute() {
+                        cur = top()?;
+                        sofar = PathBuf::from("/");
+                    }
+                    for c in walkable(target).collect::<Vec<_>>().into_iter().rev() {
+                        todo.push_front(c);
+                    }
+                    continue;
+                }
+                // Missing, or (created meanwhile) not a link: create it below.
+                Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => return Err(Error::io(format!("reading {shown} in the container root"), e)),
             }
-            cur = rfs::openat(
-                &cur,
-                name,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .ctx(|| format!("opening {shown} in the container root"))?;
+            cur = if file { create_file_at(&cur, &name, &shown)? } else { mkdir_at(&cur, &name, &shown, leaf)? };
         }
         Ok(cur)
     }
+}
 
-    /// Makes sure `path` exists as a regular file (creating parents as directories), for
-    /// bind-mounting a file onto it, and returns an `O_PATH` descriptor of it.
-    pub fn create_file(&self, path: &str) -> Result<OwnedFd> {
-        if let Ok(fd) = self.resolve(path) {
-            return Ok(fd);
-        }
-        let p = Path::new(rel(path));
-        let (parent, name) = match (p.parent(), p.file_name()) {
-            (Some(parent), Some(name)) => (parent, name),
-            _ => return Err(Error::Invalid(format!("{path}: not a file path"))),
-        };
-        let dir = self.mkdir_all(&parent.to_string_lossy(), 0o755)?;
-        // The parent is now an O_PATH fd; creating needs a real directory fd.
-        let dirfd = rfs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .ctx(|| format!("opening the parent of {path}"))?;
-        let f = rfs::openat(
-            &dirfd,
-            name,
-            OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        );
-        match f {
-            Ok(_) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(Error::io(format!("creating {path} in the container root"), e)),
-        }
-        rfs::openat(&dirfd, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .ctx(|| format!("opening {path} in the container root"))
+/// What [`Root::create_in_root`] makes of the last component.
+#[derive(Debug, Clone, Copy)]
+enum Leaf {
+    /// A directory, as every parent, with this mode.
+    Dir(u32),
+    /// An empty regular file (parents are directories with mode 0755).
+    File,
+}
+
+/// Linux's limit on symlinks followed in one path resolution (MAXSYMLINKS).
+const MAX_SYMLINKS: u32 = 40;
+
+/// The components of `p` that a walk acts on: names and `..` (the root and `.` are no-ops).
+fn walkable(p: &Path) -> impl Iterator<Item = OsString> + '_ {
+    p.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        _ => None,
+    })
+}
+
+/// Creates directory `name` in `dir` (a directory resolved inside the root) and opens it
+/// without following a link, so a swap for a link after the mkdir fails instead of leading
+/// elsewhere.
+fn mkdir_at(dir: &OwnedFd, name: &OsStr, shown: &str, leaf: Leaf) -> Result<OwnedFd> {
+    let mode = match leaf {
+        Leaf::Dir(m) => m,
+        Leaf::File => 0o755,
+    };
+    match rfs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(Error::io(format!("creating {shown} in the container root"), e)),
     }
+    rfs::openat(dir, name, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening {shown} in the container root"))
+}
+
+/// Creates the empty file `name` in `dir` (if missing) and opens it without following a link.
+fn create_file_at(dir: &OwnedFd, name: &OsStr, shown: &str) -> Result<OwnedFd> {
+    // The walk holds O_PATH descriptors; creating needs a real directory descriptor.
+    let dirfd = rfs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening the parent of {shown}"))?;
+    match rfs::openat(
+        &dirfd,
+        name,
+        OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    ) {
+        Ok(_) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(Error::io(format!("creating {shown} in the container root"), e)),
+    }
+    rfs::openat(&dirfd, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening {shown} in the container root"))
+}
+
+/// The lexically cleaned form of a container path (`/dev/`, `//dev/.`, `/x/../dev` are all
+/// `/dev`), for comparing destinations as runc does (`CleanPath`). Never used to resolve.
+pub fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// Strips leading slashes so a container path is relative to the root descriptor.
@@ -206,6 +295,49 @@ mod tests {
         assert!(r.resolve_no_symlinks("/up").is_err());
         assert!(r.resolve_no_symlinks("/real").is_ok());
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn dangling_links_are_followed_and_created_inside_the_root() {
+        let d = tmpdir("dangling");
+        let root = d.join("root");
+        std::fs::create_dir_all(root.join("mnt")).unwrap();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let outside = format!("berth-paths-outside-{}", std::process::id());
+        symlink("/data/newdir", root.join("mnt/abs")).unwrap();
+        symlink(format!("../../../../../{outside}"), root.join("mnt/dots")).unwrap();
+        symlink("/mnt/chain2", root.join("mnt/chain")).unwrap();
+        symlink("../data/x/y", root.join("mnt/chain2")).unwrap();
+        symlink("../run/sub/resolv.conf", root.join("mnt/file")).unwrap();
+        symlink("loop2/a", root.join("mnt/loop1")).unwrap();
+        symlink("loop1/b", root.join("mnt/loop2")).unwrap();
+        let r = Root::open(&root).unwrap();
+        r.mkdir_all("/mnt/abs", 0o755).unwrap();
+        assert!(root.join("data/newdir").is_dir());
+        r.mkdir_all("/mnt/dots/below", 0o755).unwrap();
+        assert!(root.join(&outside).join("below").is_dir());
+        assert!(!Path::new("/").join(&outside).exists() && !d.join(&outside).exists());
+        r.mkdir_all("/mnt/chain/z", 0o755).unwrap();
+        assert!(root.join("data/x/y/z").is_dir());
+        // The descriptor returned is the created directory.
+        let fd = r.mkdir_all("/mnt/abs", 0o755).unwrap();
+        let (a, b) = (rfs::fstat(&fd).unwrap(), rfs::stat(root.join("data/newdir")).unwrap());
+        assert_eq!((a.st_dev, a.st_ino), (b.st_dev, b.st_ino));
+        r.create_file("/mnt/file").unwrap();
+        assert!(root.join("run/sub/resolv.conf").is_file());
+        // A cycle is refused, not followed forever.
+        let e = r.mkdir_all("/mnt/loop1/c", 0o755).unwrap_err().to_string();
+        assert!(e.contains("symbolic links"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn clean_paths() {
+        for p in ["/dev", "/dev/", "//dev/.", "/x/../dev", "dev", "/../dev"] {
+            assert_eq!(clean(p), "/dev", "{p}");
+        }
+        assert_eq!(clean("/"), "/");
+        assert_eq!(clean("/dev/pts/"), "/dev/pts");
     }
 
     #[test]

@@ -551,7 +551,9 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
             let md = std::fs::metadata(&abs).map_err(|e| {
                 Error::Invalid(format!("mounts[{index}].source: bind source {} is not accessible: {e}", abs.display()))
             })?;
-            if destination == "/dev" {
+            // Cleaned as runc does: a bind at `/dev/` is a /dev of the host's (or the
+            // caller's) in which berth must create nothing.
+            if crate::paths::clean(&destination) == "/dev" {
                 populate_dev = false;
             }
             (abs.to_string_lossy().into_owned(), MountKind::Bind { dir: md.is_dir() })

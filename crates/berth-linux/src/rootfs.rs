@@ -2,10 +2,10 @@
 //!
 //! Runs in the container's init (a single-threaded child). Order, as runc and crun do it:
 //! make the mount tree non-propagating, bind the rootfs onto itself, perform `mounts` in spec
-//! order, populate /dev, (createContainer hooks), pivot_root, then read-only and masked
-//! paths, the read-only root and the final root propagation. Nothing here touches the host's
-//! mount namespace, so a failure leaves no host mount behind: the namespace dies with the
-//! process.
+//! order, populate /dev, (createContainer hooks), pivot_root, (the console), then read-only
+//! and masked paths, the read-only tmpfs mounts and /dev, the read-only root and the final
+//! root propagation. Nothing here touches the host's mount namespace, so a failure leaves no
+//! host mount behind: the namespace dies with the process.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,16 +16,33 @@ use rustix::fs::{self as rfs, Mode, OFlags};
 
 use crate::error::{Context, Error, Result};
 use crate::mountopts;
-use crate::paths::{cstr, proc_fd, rel, Root};
+use crate::paths::{clean, cstr, proc_fd, rel, Root};
 use crate::plan::{DevicePlan, MountKind, MountPlan, Plan};
 
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 const SYSFS_MAGIC: i64 = 0x6265_6572;
 
-/// Prepares the mount namespace up to (not including) pivot_root. Returns the root.
-pub fn prepare(plan: &Plan) -> Result<Root> {
+/// Mounts that `mounts` asked to be read-only but that are made read-write first and
+/// read-only by [`finish`]: a tmpfs, and /dev whatever its type (runc's order). /dev must be
+/// populated and gets the mount points of /dev/pts, /dev/shm, ... and /dev/console; a tmpfs
+/// may get mount points of later mounts and its tmpcopyup content. Each entry holds the new
+/// mount's root, so the remount reaches the mount that entry made, whatever is later mounted
+/// over its path.
+#[derive(Debug, Default)]
+pub struct ReadOnlyLater(Vec<(String, OwnedFd)>);
+
+/// Prepares the mount namespace up to (not including) pivot_root. Returns the root and the
+/// mounts that [`finish`] makes read-only.
+pub fn prepare(plan: &Plan) -> Result<(Root, ReadOnlyLater)> {
     let slash = c"/";
-    let prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    let mut prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    // An unbindable tree refuses every bind from it: the rootfs's bind onto itself first
+    // (EINVAL: runc 1.1 fails there), then every bind mount of `mounts`. Build under the
+    // default rslave (which, like unbindable, sends nothing back to the host) and make the
+    // new root unbindable (`runbindable`: the whole tree) in finish().
+    if prop & libc::MS_UNBINDABLE != 0 {
+        prop = libc::MS_SLAVE | libc::MS_REC;
+    }
     m::mount(None, slash, None, prop | libc::MS_REC, None)
         .ctx(|| "making the container's mount tree non-propagating".to_string())?;
     // Only a shared propagation leaves mounts peered with the host's (it is applied
@@ -37,14 +54,18 @@ pub fn prepare(plan: &Plan) -> Result<Root> {
     m::mount(Some(&rootfs), &rootfs, None, libc::MS_BIND | libc::MS_REC, None)
         .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
     let root = Root::open(&plan.rootfs)?;
+    let mut later = ReadOnlyLater::default();
     for mp in &plan.mounts {
-        mount_one(&root, plan, mp)
+        let ro_later = mount_one(&root, plan, mp)
             .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): {e}", mp.index, mp.destination)))?;
+        if let Some(fd) = ro_later {
+            later.0.push((format!("mounts[{}] ({})", mp.index, mp.destination), fd));
+        }
     }
     if plan.populate_dev {
         populate_dev(&root, plan)?;
     }
-    Ok(root)
+    Ok((root, later))
 }
 
 /// Before a chroot (`--no-pivot`), removes from the container's mount namespace every full
@@ -144,14 +165,16 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
+/// Performs one entry of `mounts`. Returns the new mount when it is to be made read-only by
+/// [`finish`] (see [`ReadOnlyLater`]).
+fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<Option<OwnedFd>> {
     match mp.kind {
         MountKind::Bind { dir } => {
             let premade = plan.idmap_trees.iter().find(|(i, _)| *i == mp.index).map(|(_, fd)| fd);
-            mount_bind(root, mp, dir, premade)
+            mount_bind(root, mp, dir, premade).map(|()| None)
         }
-        MountKind::Fs => mount_fs(root, plan, mp),
-        MountKind::Cgroup => mount_cgroup(root, plan, mp),
+        MountKind::Fs => mount_fs(root, mp),
+        MountKind::Cgroup => mount_cgroup(root, plan, mp).map(|()| None),
     }
 }
 
@@ -253,20 +276,37 @@ fn target_dir(root: &Root, dest: &str, strict: bool) -> Result<OwnedFd> {
 /// Targets that must be reached without following any symlink: /proc and /sys (LSM label and
 /// sysctl writes go there) and /dev (device nodes and the /dev/null used for masking).
 fn is_strict(dest: &str, fstype: &str) -> bool {
-    let d = dest.trim_end_matches('/');
+    // Cleaned, so that `//proc/.` or `/x/../sys` cannot pass for another path.
+    let d = clean(dest);
     fstype == "proc"
         || fstype == "sysfs"
         || ["/proc", "/sys", "/dev"].iter().any(|p| d == *p || d.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
-fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
+fn mount_fs(root: &Root, mp: &MountPlan) -> Result<Option<OwnedFd>> {
     let strict = is_strict(&mp.destination, &mp.fstype);
+    let ro_later = mp.opts.flags & libc::MS_RDONLY != 0 && (mp.fstype == "tmpfs" || clean(&mp.destination) == "/dev");
+    // As runc: a tmpfs without `mode=` takes the mode of the directory it covers when the
+    // image has one (a tmpfs on a 0711 or 1777 directory keeps it); on a mount point that
+    // berth creates it keeps tmpfs's own default, 1777.
+    let keep_mode = mp.fstype == "tmpfs"
+        && !mp.opts.data.split(',').any(|o| o.starts_with("mode="))
+        && if strict { root.resolve_no_symlinks(&mp.destination) } else { root.resolve(&mp.destination) }.is_ok();
     let target = target_dir(root, &mp.destination, strict)?;
     let source = cstr("source", if mp.source.is_empty() { &mp.fstype } else { &mp.source })?;
     let fstype = cstr("type", &mp.fstype)?;
-    let data = if mp.opts.data.is_empty() { None } else { Some(cstr("options", &mp.opts.data)?) };
+    let mut data = mp.opts.data.clone();
+    if keep_mode {
+        let st = rfs::fstat(&target).ctx(|| format!("stat {}", mp.destination))?;
+        let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+        data = if data.is_empty() { mode } else { format!("{mode},{data}") };
+    }
+    let data = if data.is_empty() { None } else { Some(cstr("options", &data)?) };
     let tpath = proc_fd(target.as_fd());
-    let flags = mp.opts.flags & !libc::MS_REMOUNT;
+    let mut flags = mp.opts.flags & !libc::MS_REMOUNT;
+    if ro_later {
+        flags &= !libc::MS_RDONLY;
+    }
     let res = m::mount(Some(&source), &tpath, Some(&fstype), flags, data.as_deref());
     match res {
         Ok(()) => {}
@@ -292,8 +332,12 @@ fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
         }
         Err(e) => return Err(Error::io(format!("mounting {} on {}", mp.fstype, mp.destination), e)),
     }
-    let _ = plan;
-    if !mp.opts.propagation.is_empty() || mp.opts.rec_set | mp.opts.rec_clr != 0 || strict || mp.opts.tmpcopyup {
+    if !mp.opts.propagation.is_empty()
+        || mp.opts.rec_set | mp.opts.rec_clr != 0
+        || strict
+        || mp.opts.tmpcopyup
+        || ro_later
+    {
         // The O_PATH fd above refers to the directory under the new mount; re-resolve to reach
         // the mount itself.
         let mounted = if strict { root.resolve_no_symlinks(&mp.destination) } else { root.resolve(&mp.destination) }
@@ -312,8 +356,11 @@ fn mount_fs(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
         for p in &mp.opts.propagation {
             m::mount(None, &proc_fd(mounted.as_fd()), None, *p, None).ctx(|| "setting propagation".to_string())?;
         }
+        if ro_later {
+            return Ok(Some(mounted));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// `tmpcopyup`: the new tmpfs starts with a copy of what the image had at that path. The
@@ -596,8 +643,9 @@ pub fn enter(root: &Root, plan: &Plan) -> Result<()> {
     rustix::process::chdir("/").ctx(|| "chdir /".to_string())
 }
 
-/// After pivot_root: read-only paths, masked paths, read-only root, root propagation.
-pub fn finish(plan: &Plan) -> Result<()> {
+/// After pivot_root (and the console): read-only paths, masked paths, the mounts of
+/// [`ReadOnlyLater`], read-only root, root propagation.
+pub fn finish(plan: &Plan, later: ReadOnlyLater) -> Result<()> {
     let root = Root::open(Path::new("/"))?;
     for (i, p) in plan.readonly.iter().enumerate() {
         readonly_path(&root, p).map_err(|e| Error::Invalid(format!("linux.readonlyPaths[{i}] ({p}): {e}")))?;
@@ -608,6 +656,13 @@ pub fn finish(plan: &Plan) -> Result<()> {
             mask_path(&root, p, null.as_ref())
                 .map_err(|e| Error::Invalid(format!("linux.maskedPaths[{i}] ({p}): {e}")))?;
         }
+    }
+    // mount_setattr changes only the read-only attribute, so nosuid, nodev, noexec and the
+    // atime setting the spec gave stay as they are (a MS_REMOUNT would need them all again).
+    let ro = MountAttr { attr_set: m::MOUNT_ATTR_RDONLY, ..Default::default() };
+    for (what, fd) in later.0 {
+        m::mount_setattr(fd.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &ro)
+            .ctx(|| format!("{what}: making it read-only"))?;
     }
     if plan.readonly_root {
         let vfs = rfs::statvfs("/").ctx(|| "statvfs /".to_string())?;
@@ -708,7 +763,18 @@ pub fn write_sysctls(plan: &Plan) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::unescape_mountinfo;
+    use super::{is_strict, unescape_mountinfo};
+
+    #[test]
+    fn strict_targets_whatever_the_spelling() {
+        for d in ["/proc", "//proc/.", "/sys/", "/x/../sys/fs", "/dev", "/./dev/pts", "dev/shm"] {
+            assert!(is_strict(d, "tmpfs"), "{d}");
+        }
+        for d in ["/mnt", "/devices", "/proc2", "/sys.d"] {
+            assert!(!is_strict(d, "tmpfs"), "{d}");
+        }
+        assert!(is_strict("/mnt", "proc") && is_strict("/mnt", "sysfs"));
+    }
 
     #[test]
     fn mountinfo_escapes() {
