@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
 use common::*;
@@ -510,5 +511,47 @@ fn an_unbindable_root_runs_with_its_mounts() {
             assert_eq!(unbindable, prop == "runbindable", "{prop}: {} {:?}", m.mount_point, m.optional);
         }
     }
+    env.finish();
+}
+
+#[test]
+fn bind_sources_only_host_root_can_reach_work_in_a_user_namespace() {
+    // The source lies under a directory only host root may search (mode 0700). The init runs
+    // as the container's root, which is host uid 100000 in its user namespace: resolving the
+    // source from there is refused. berth opens the sources on the host side, before the
+    // user namespace, and hands the init the trees to attach. Checked for run and for
+    // create, and exec works in the container afterwards.
+    let env = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    let private = host.path().join("private");
+    let data = private.join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("hello"), "from-the-host\n").unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut b = env.bundle_own(&["sh", "-c", "cat /mnt/data/hello && echo STARTED"]);
+    // The rootfs belongs to the container's root (host 100000), as with any userns image.
+    Command::new("chown").args(["-R", "100000:100000"]).arg(b.rootfs()).status().unwrap();
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    b.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    b.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    b.push("/mounts", json!({"destination": "/mnt/data", "type": "bind", "source": data, "options": ["rbind", "ro"]}));
+    // The control: host uid 100000, which is what the container's root is to host files,
+    // cannot reach the path (its capabilities in its own namespace do not count here).
+    let control = Command::new("setpriv")
+        .args(["--reuid=100000", "--regid=100000", "--clear-groups", "ls"])
+        .arg(&data)
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(!control.status.success(), "the control reached {}: the test would prove nothing", data.display());
+    let out = run(&env, &b, "userns-bind");
+    assert_eq!(out.ok(), "from-the-host\nSTARTED\n");
+    b.set("/process/args", json!(["sleep", "1000"]));
+    let id = env.id("userns-bind-exec");
+    let pid = env.create(&b, &id);
+    env.berth(&["start", &id]).ok();
+    assert_eq!(env.berth(&["exec", &id, "cat", "/mnt/data/hello"]).ok(), "from-the-host\n");
+    env.berth(&["delete", "--force", &id]).ok();
+    env.reap(pid);
     env.finish();
 }

@@ -63,7 +63,7 @@ pub fn run(child: &Child, plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, st
     let mut keep: Vec<std::os::fd::RawFd> = vec![chan.fd().as_raw_fd()];
     keep.extend(fifo.as_ref().map(|f| f.as_raw_fd()));
     keep.extend(plan.console_socket.as_ref().map(|f| f.as_raw_fd()));
-    keep.extend(plan.idmap_trees.iter().map(|(_, f)| f.as_raw_fd()));
+    keep.extend(plan.bind_trees.iter().map(|(_, f)| f.as_raw_fd()));
     keep.extend(plan.join.iter().chain(&plan.join_user).map(|ns| ns.fd.as_raw_fd()));
     keep.extend(stdio.into_iter().flat_map(Stdio::fds));
     keep.extend((3..3 + plan.process.preserve_fds).filter_map(|fd| i32::try_from(fd).ok()));

@@ -51,6 +51,13 @@ pub struct MountPlan {
     pub idmap: Option<(String, String, bool)>,
 }
 
+impl MountPlan {
+    /// Whether a bind source lies inside the container's rootfs.
+    pub fn source_in_rootfs(&self, rootfs: &Path) -> bool {
+        Path::new(&self.source).starts_with(rootfs)
+    }
+}
+
 /// One hierarchy to expose under a `cgroup` mount.
 #[derive(Debug, Clone)]
 pub struct CgroupMountPlan {
@@ -297,9 +304,11 @@ pub struct Plan {
     pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
     /// The compiled `linux.seccomp` filter (compiled in the parent, installed by the child).
     pub seccomp: Option<berth_seccomp::CompiledFilter>,
-    /// Detached, already idmapped trees for idmapped bind mounts, by index in `mounts`
-    /// (made by the parent in the host's user namespace; the init only attaches them).
-    pub idmap_trees: Vec<(usize, OwnedFd)>,
+    /// Detached trees for bind mounts, by index in `mounts`, made by the parent in the
+    /// host's user namespace; the init only attaches them. Idmapped binds always (setting
+    /// the mapping needs the host's privileges), and with a user namespace every bind whose
+    /// source lies outside the rootfs (the init could not reach what only host root can).
+    pub bind_trees: Vec<(usize, OwnedFd)>,
 }
 
 impl Plan {
@@ -669,6 +678,6 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         create_container_hooks,
         start_container_hooks,
         seccomp: None,
-        idmap_trees: Vec::new(),
+        bind_trees: Vec::new(),
     })
 }

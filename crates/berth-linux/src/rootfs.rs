@@ -170,7 +170,7 @@ fn unescape_mountinfo(s: &str) -> String {
 fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<Option<OwnedFd>> {
     match mp.kind {
         MountKind::Bind { dir } => {
-            let premade = plan.idmap_trees.iter().find(|(i, _)| *i == mp.index).map(|(_, fd)| fd);
+            let premade = plan.bind_trees.iter().find(|(i, _)| *i == mp.index).map(|(_, fd)| fd);
             mount_bind(root, mp, dir, premade).map(|()| None)
         }
         MountKind::Fs => mount_fs(root, mp),
@@ -182,7 +182,7 @@ fn mount_one(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<Option<OwnedFd>
 /// namespace, its id mapping: what [`mount_bind`] attaches.
 ///
 /// Idmapped trees are made by the runtime parent, in the host's user namespace, and handed
-/// to the init ([`Plan::idmap_trees`]): `MOUNT_ATTR_IDMAP` needs CAP_SYS_ADMIN in the user
+/// to the init ([`Plan::bind_trees`]): `MOUNT_ATTR_IDMAP` needs CAP_SYS_ADMIN in the user
 /// namespace of the source's filesystem (the host's), which an init inside a new user
 /// namespace does not have.
 pub fn bind_tree(mp: &MountPlan, userns: Option<&OwnedFd>) -> Result<OwnedFd> {
