@@ -249,14 +249,16 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
                 .and_then(|ns| crate::rootfs::bind_tree(mp, Some(&ns)))
                 .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): idmap: {e}", mp.index, mp.destination)))?;
             plan.bind_trees.push((mp.index, tree));
-        } else if plan.in_userns()
+        } else if !rootless
+            && plan.in_userns()
             && matches!(mp.kind, plan::MountKind::Bind { .. })
             && !mp.source_in_rootfs(&plan.rootfs)
         {
             // The init resolves paths as the container's root, which is an unprivileged user
             // to host files: a source only host root can reach must be opened here, before
             // the user namespace. (Sources inside the rootfs are left to the init: they may
-            // lie under the container's own earlier mounts.)
+            // lie under the container's own earlier mounts. A rootless caller has no more
+            // access than its init, and may not clone mounts of the host's namespace.)
             let tree = crate::rootfs::bind_tree(mp, None)
                 .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): {e}", mp.index, mp.destination)))?;
             plan.bind_trees.push((mp.index, tree));
