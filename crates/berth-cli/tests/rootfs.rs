@@ -555,3 +555,70 @@ fn bind_sources_only_host_root_can_reach_work_in_a_user_namespace() {
     env.reap(pid);
     env.finish();
 }
+
+/// The mounts of the test process's (the host's) mount namespace at or under `dir`.
+fn host_mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|mp| mp == &d || mp.starts_with(&format!("{d}/")))
+        .collect()
+}
+
+/// Propagation of the host's root mount (its optional fields), which a container without a
+/// mount namespace must not change.
+fn host_root_propagation() -> String {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info.lines().find(|l| l.split(' ').nth(4) == Some("/")).unwrap().to_string();
+    let (pre, _) = line.split_once(" - ").unwrap();
+    pre.split(' ').skip(6).map(|f| f.split(':').next().unwrap()).collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn a_container_without_a_mount_namespace_runs_in_the_callers() {
+    // The runtime spec: a namespace type not listed is inherited. runc runs such a container
+    // in its own mount namespace, confined by chroot. berth does the same and makes the same
+    // mounts (in the caller's namespace, resolved inside the root as always), but unlike runc
+    // never changes the caller's propagation and removes every mount it made on delete.
+    let env = Env::new();
+    let script = "readlink /proc/self/ns/mnt; cat /etc/marker; grep -q ' /proc .* - proc ' /proc/self/mountinfo && echo has-proc";
+    let mut b = env.bundle_own(&["sh", "-c", script]);
+    fs::write(b.rootfs().join("etc/marker"), "in-the-rootfs\n").unwrap();
+    b.drop_namespace("mount");
+    b.remove("/linux/maskedPaths").remove("/linux/readonlyPaths");
+    b.set("/root/readonly", json!(false));
+    let own_ns = fs::read_link("/proc/self/ns/mnt").unwrap().to_string_lossy().into_owned();
+    let propagation = host_root_propagation();
+    let out = run(&env, &b, "no-mntns");
+    assert_eq!(out.ok(), format!("{own_ns}\nin-the-rootfs\nhas-proc\n"));
+    assert!(host_mounts_under(b.rootfs()).is_empty(), "mounts left: {:?}", host_mounts_under(b.rootfs()));
+    assert_eq!(host_root_propagation(), propagation, "the caller's propagation changed");
+    // A detached one: its mounts are there while it runs, exec sees its root, and delete
+    // removes them.
+    b.set("/process/args", json!(["sleep", "1000"]));
+    let id = env.id("no-mntns-exec");
+    let pid = env.run_detached(&b, &id);
+    assert!(!host_mounts_under(b.rootfs()).is_empty(), "the container's mounts are not in the caller's namespace");
+    let out = env.berth(&["exec", &id, "sh", "-c", "readlink /proc/self/ns/mnt; cat /etc/marker"]);
+    assert_eq!(out.ok(), format!("{own_ns}\nin-the-rootfs\n"));
+    env.berth(&["delete", "--force", &id]).ok();
+    env.reap(pid);
+    assert!(host_mounts_under(b.rootfs()).is_empty(), "mounts left after delete: {:?}", host_mounts_under(b.rootfs()));
+    // What cannot be done without a mount namespace is refused, naming the field.
+    for (ptr, value, needle) in [
+        ("/linux/maskedPaths", json!(["/proc/kcore"]), "linux.maskedPaths: requires a mount namespace"),
+        ("/linux/readonlyPaths", json!(["/proc/sys"]), "linux.readonlyPaths: requires a mount namespace"),
+        ("/root/readonly", json!(true), "root.readonly: requires a mount namespace"),
+        ("/linux/rootfsPropagation", json!("shared"), "linux.rootfsPropagation: requires a mount namespace"),
+    ] {
+        let mut bad = env.bundle(&["sh", "-c", "echo STARTED"]);
+        bad.drop_namespace("mount");
+        bad.remove("/linux/maskedPaths").remove("/linux/readonlyPaths");
+        bad.set("/root/readonly", json!(false));
+        bad.set(ptr, value);
+        fails_clean(&env, &bad, "run", &env.id("no-mntns-bad"), needle);
+    }
+    env.finish();
+}

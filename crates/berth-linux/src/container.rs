@@ -93,6 +93,9 @@ struct Guard<'a> {
     dir_created: bool,
     cgroup: Option<berth_cgroups::Cgroup>,
     child: Option<(i32, OwnedFd)>,
+    /// The rootfs of a container without a mount namespace of its own, whose mounts are in
+    /// ours.
+    shared_mounts: Option<PathBuf>,
 }
 
 impl Guard<'_> {
@@ -100,6 +103,7 @@ impl Guard<'_> {
         self.dir_created = false;
         self.cgroup = None;
         self.child = None;
+        self.shared_mounts = None;
     }
 }
 
@@ -109,6 +113,11 @@ impl Drop for Guard<'_> {
             let _ = rustix::process::pidfd_send_signal(&pidfd, Signal::KILL);
             if let Some(p) = Pid::from_raw(pid) {
                 let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+            }
+        }
+        if let Some(rootfs) = self.shared_mounts.take() {
+            if let Err(e) = crate::rootfs::unmount_under_rootfs(&rootfs) {
+                log::warn!("cleaning up the mounts of {}: {e}", self.id);
             }
         }
         if let Some(cg) = self.cgroup.take() {
@@ -201,7 +210,8 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(opts.id.clone())),
         Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
     }
-    let mut guard = Guard { root: &opts.root, id: &opts.id, dir_created: true, cgroup: None, child: None };
+    let mut guard =
+        Guard { root: &opts.root, id: &opts.id, dir_created: true, cgroup: None, child: None, shared_mounts: None };
     let spec = match &opts.spec {
         None => load_spec(&bundle)?,
         Some(spec) => {
@@ -220,6 +230,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         &spec,
         BuildOptions { no_pivot: opts.no_pivot, preserve_fds: opts.preserve_fds + listen_fds, extra_env },
     )?;
+    if !plan.own_mntns {
+        guard.shared_mounts = Some(plan.rootfs.clone());
+    }
     let detaches = mode == LaunchMode::RunDetached || (mode == LaunchMode::Create && !opts.keep_master);
     if plan.process.terminal && opts.console_socket.is_none() && detaches {
         return Err(Error::Invalid(
@@ -709,6 +722,9 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
 /// Removes everything a stopped container holds: leftover processes (when it shares the
 /// host pid namespace), cgroups, poststop hooks, the state directory.
 pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
+    if !has_mount_namespace(&st.spec) {
+        crate::rootfs::unmount_under_rootfs(&st.rootfs)?;
+    }
     if let Some(cg) = &st.cgroup {
         if !st.own_pidns {
             let _ = cg.signal_all(libc::SIGKILL);
@@ -723,6 +739,14 @@ pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
     );
     let d = state::dir(root, &st.id);
     fs::remove_dir_all(&d).ctx(|| format!("removing {}", d.display()))
+}
+
+/// Whether the spec gives the container a mount namespace of its own (new or joined).
+pub(crate) fn has_mount_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount))
 }
 
 /// `state`.

@@ -253,6 +253,23 @@ fn run(
         )
         .ctx(|| "joining the container's pid namespace".to_string())?;
     }
+    // A container without a mount namespace of its own is confined by its init's root (a
+    // chroot in the caller's namespace): the exec process enters that root, taken from the
+    // init (checked alive through the pidfd after opening, so the pid was not reused).
+    let shared_root = if crate::container::has_mount_namespace(&st.spec) {
+        None
+    } else {
+        let p = format!("/proc/{}/root", st.pid);
+        let fd = rustix::fs::open(&p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening the container's root {p}"))?;
+        // A pidfd polls readable once its process has exited.
+        let mut fds = [rustix::event::PollFd::new(&init, rustix::event::PollFlags::IN)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        if rustix::event::poll(&mut fds, Some(&zero)).unwrap_or(1) != 0 {
+            return Err(Error::WrongState(format!("container {} is not running", st.id)));
+        }
+        Some(fd)
+    };
     let (console_parent, console_child) = crate::tty::console_endpoints(opts.console_socket.as_deref(), plan.terminal)?;
     let cg = st.cgroup.as_ref();
     let unified = match cg.and_then(|c| c.unified_dir()) {
@@ -270,7 +287,17 @@ fn run(
             drop(pchan);
             drop(unified);
             drop(console_parent);
-            child(&new, &init, child_ns, plan, seccomp, &cchan, console_child.as_ref(), opts.stdio.as_ref())
+            child(
+                &new,
+                &init,
+                child_ns,
+                shared_root.as_ref(),
+                plan,
+                seccomp,
+                &cchan,
+                console_child.as_ref(),
+                opts.stdio.as_ref(),
+            )
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.ok_or_else(|| Error::Init("clone3 returned no pidfd".into()))?),
     };
@@ -330,6 +357,7 @@ fn child(
     new: &berth_sys::process::Child,
     init: &OwnedFd,
     ns: u32,
+    root: Option<&OwnedFd>,
     plan: &ProcessPlan,
     seccomp: Option<&berth_seccomp::CompiledFilter>,
     chan: &Channel,
@@ -339,6 +367,7 @@ fn child(
     // As for the init (init::run): keep only what this process uses.
     log::set_max_level(log::LevelFilter::Off);
     let mut keep = vec![init.as_raw_fd(), chan.fd().as_raw_fd()];
+    keep.extend(root.map(|f| f.as_raw_fd()));
     keep.extend(console.map(|f| f.as_raw_fd()));
     keep.extend(stdio.into_iter().flat_map(crate::init::Stdio::fds));
     keep.extend((3..3 + plan.preserve_fds).filter_map(|fd| i32::try_from(fd).ok()));
@@ -356,6 +385,11 @@ fn child(
                 rustix::thread::ThreadNameSpaceType::from_bits_retain(ns),
             )
             .ctx(|| "joining the container's namespaces".to_string())?;
+        }
+        if let Some(r) = root {
+            rustix::process::fchdir(r).ctx(|| "entering the container's root".to_string())?;
+            rustix::process::chroot(".").ctx(|| "chroot to the container's root".to_string())?;
+            rustix::process::chdir("/").ctx(|| "chdir /".to_string())?;
         }
         if let Some(adj) = plan.oom_score_adj {
             std::fs::write("/proc/self/oom_score_adj", adj.to_string())

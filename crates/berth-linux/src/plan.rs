@@ -244,6 +244,10 @@ pub struct Plan {
     pub rootfs_propagation: Option<libc::c_ulong>,
     /// chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// The container has a mount namespace of its own (new or joined). Without one it shares
+    /// its caller's: mounts are made there under the rootfs (and removed on delete), nothing
+    /// else in it is changed, and the process is confined with chroot.
+    pub own_mntns: bool,
     /// Namespaces created by clone (CLONE_NEW* bits).
     pub clone_flags: u64,
     /// Namespaces joined by path in the child.
@@ -505,9 +509,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
             },
         }
     }
-    if !has_mntns {
-        return Err(Error::Invalid("linux.namespaces: a mount namespace is required to set up the rootfs".into()));
-    }
+
     let (mut unshare_after_user, mut fork_for_pidns) = (0, false);
     if join_user.is_some() {
         let pid = libc::CLONE_NEWPID as u64;
@@ -650,6 +652,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         readonly_root: root.readonly().unwrap_or(false),
         rootfs_propagation: linux.rootfs_propagation().as_deref().and_then(mountopts::rootfs_propagation),
         no_pivot: opts.no_pivot,
+        own_mntns: has_mntns,
         clone_flags,
         join,
         join_pid,

@@ -34,6 +34,30 @@ pub struct ReadOnlyLater(Vec<(String, OwnedFd)>);
 /// Prepares the mount namespace up to (not including) pivot_root. Returns the root and the
 /// mounts that [`finish`] makes read-only.
 pub fn prepare(plan: &Plan) -> Result<(Root, ReadOnlyLater)> {
+    if plan.own_mntns {
+        isolate_mount_tree(plan)?;
+    }
+    // Without a mount namespace the mounts below land in the caller's namespace, under the
+    // rootfs only (resolved inside it as always); delete removes them
+    // (`unmount_under_rootfs`).
+    let root = Root::open(&plan.rootfs)?;
+    let mut later = ReadOnlyLater::default();
+    for mp in &plan.mounts {
+        let ro_later = mount_one(&root, plan, mp)
+            .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): {e}", mp.index, mp.destination)))?;
+        if let Some(fd) = ro_later {
+            later.0.push((format!("mounts[{}] ({})", mp.index, mp.destination), fd));
+        }
+    }
+    if plan.populate_dev {
+        populate_dev(&root, plan)?;
+    }
+    Ok((root, later))
+}
+
+/// In the container's own mount namespace: stops propagation back to the host and binds the
+/// rootfs onto itself (pivot_root needs a mount point).
+fn isolate_mount_tree(plan: &Plan) -> Result<()> {
     let slash = c"/";
     let mut prop = plan.rootfs_propagation.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     // An unbindable tree refuses every bind from it: the rootfs's bind onto itself first
@@ -53,19 +77,33 @@ pub fn prepare(plan: &Plan) -> Result<(Root, ReadOnlyLater)> {
     let rootfs = cstr("root.path", &plan.rootfs.to_string_lossy())?;
     m::mount(Some(&rootfs), &rootfs, None, libc::MS_BIND | libc::MS_REC, None)
         .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
-    let root = Root::open(&plan.rootfs)?;
-    let mut later = ReadOnlyLater::default();
-    for mp in &plan.mounts {
-        let ro_later = mount_one(&root, plan, mp)
-            .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): {e}", mp.index, mp.destination)))?;
-        if let Some(fd) = ro_later {
-            later.0.push((format!("mounts[{}] ({})", mp.index, mp.destination), fd));
+    Ok(())
+}
+
+/// Removes every mount at or under `rootfs` from the calling process's mount namespace,
+/// deepest first: what a container without a mount namespace of its own left in its
+/// caller's (runc leaves them there).
+pub fn unmount_under_rootfs(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo".to_string())?;
+    let mut targets: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(|m| PathBuf::from(unescape_mountinfo(m))))
+        .filter(|mp| mp.starts_with(rootfs))
+        .collect();
+    targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let mut first = None;
+    for mp in targets {
+        let c = cstr("container mount", &mp.to_string_lossy())?;
+        match m::umount2(&c, libc::MNT_DETACH) {
+            // Gone already with a parent, or stacked mounts counted twice.
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => {
+                first.get_or_insert(Error::io(format!("unmounting {}", mp.display()), e));
+            }
         }
     }
-    if plan.populate_dev {
-        populate_dev(&root, plan)?;
-    }
-    Ok((root, later))
+    first.map_or(Ok(()), Err)
 }
 
 /// Before a chroot (`--no-pivot`), removes from the container's mount namespace every full
@@ -623,7 +661,11 @@ pub fn enter(root: &Root, plan: &Plan) -> Result<()> {
     let dir = rfs::openat(root.fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .ctx(|| "opening the rootfs".to_string())?;
     rustix::process::fchdir(&dir).ctx(|| "chdir to the rootfs".to_string())?;
-    if plan.no_pivot {
+    if !plan.own_mntns {
+        // The caller's namespace: its mounts stay as they are; chroot is all there is (as
+        // in runc), and CAP_SYS_CHROOT would leave it (docs/spec.md).
+        rustix::process::chroot(".").ctx(|| "chroot".to_string())?;
+    } else if plan.no_pivot {
         detach_host_proc_and_sys(&plan.rootfs)?;
         m::mount(Some(c"."), c"/", None, libc::MS_MOVE, None).ctx(|| "moving the rootfs to /".to_string())?;
         rustix::process::chroot(".").ctx(|| "chroot".to_string())?;

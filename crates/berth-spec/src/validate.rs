@@ -57,6 +57,7 @@ pub fn validate_with_warnings(spec: &Spec, warnings: &mut Vec<String>) -> R {
     devices(linux, warnings)?;
     restricted_paths(linux, &ns)?;
     propagation(linux)?;
+    without_mount_namespace(spec, linux, &ns)?;
     cgroups_path(linux, warnings)?;
     resources(linux)?;
     intel_rdt(linux)?;
@@ -491,6 +492,24 @@ fn devices(linux: &Linux, warnings: &mut Vec<String>) -> R {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Without a mount namespace the container shares its caller's: berth mounts only under the
+/// rootfs there and removes those mounts on delete, but will not remount the rootfs or change
+/// the propagation of the caller's mounts (runc ignores both fields in that case).
+fn without_mount_namespace(spec: &Spec, linux: &Linux, ns: &Namespaces<'_>) -> R {
+    // No linux section at all is another problem, reported when a container is created.
+    if spec.linux().is_none() || ns.get(LinuxNamespaceType::Mount).is_some() {
+        return Ok(());
+    }
+    let why = "requires a mount namespace in linux.namespaces (without one the container shares its caller's)";
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        return Err(bad("root.readonly", why));
+    }
+    if linux.rootfs_propagation().as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(bad("linux.rootfsPropagation", why));
     }
     Ok(())
 }
