@@ -86,6 +86,11 @@ pub enum CgroupError {
     #[error("freezing {}: cgroup did not reach FROZEN within {secs}s (still {state})", path.display())]
     FreezeTimeout { path: PathBuf, secs: u64, state: String },
 
+    /// The container's cgroup (or an ancestor) is frozen: a process started
+    /// there could never run. The key words are runc's.
+    #[error("linux.cgroupsPath: container's cgroup unexpectedly frozen: {}: {detail}; thaw it or use another cgroup", path.display())]
+    Frozen { path: PathBuf, detail: String },
+
     /// The cgroup watched by an [`crate::OomWatcher`] has been removed.
     #[error("cgroup {} was removed", path.display())]
     Removed { path: PathBuf },

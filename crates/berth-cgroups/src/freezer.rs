@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::Target;
 use crate::error::CgroupError;
 use crate::fsutil;
+use crate::Cgroup;
 
 /// Freezer state of a cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +81,44 @@ fn parse_v1(dir: &Path, s: &str) -> Result<FreezerState, CgroupError> {
             Err(CgroupError::Parse { path: dir.join("freezer.state"), reason: format!("unknown state {other:?}") })
         }
     }
+}
+
+/// Refuses a cgroup that is frozen, or being frozen, in either freezer (its
+/// own setting or an ancestor's): a process started there could never run,
+/// and `create` would wait for it forever. runc refuses the same.
+pub(crate) fn check_not_frozen(cg: &Cgroup) -> Result<(), CgroupError> {
+    if let Some(v1) = cg.v1_dir("freezer") {
+        let raw = match fsutil::read(v1, "freezer.state") {
+            Ok(s) => Some(s),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(raw) = raw {
+            if parse_v1(v1, &raw)? != FreezerState::Thawed {
+                let inherited = fsutil::read(v1, "freezer.self_freezing").is_ok_and(|s| s.trim() == "0");
+                return Err(CgroupError::Frozen {
+                    path: v1.join("freezer.state"),
+                    detail: format!("{}{}", raw.trim(), if inherited { " (an ancestor cgroup is frozen)" } else { "" }),
+                });
+            }
+        }
+    }
+    if let Some(v2) = cg.unified_dir() {
+        match fsutil::read_u64_opt(v2, "cgroup.freeze")? {
+            None | Some(0) => {}
+            Some(v) => return Err(CgroupError::Frozen { path: v2.join("cgroup.freeze"), detail: v.to_string() }),
+        }
+        // An ancestor's cgroup.freeze applies here too; cgroup.events shows it.
+        if let Ok(events) = fsutil::read(v2, "cgroup.events") {
+            if fsutil::value_of(&events, "frozen") == Some(1) {
+                return Err(CgroupError::Frozen {
+                    path: v2.join("cgroup.events"),
+                    detail: "frozen 1 (an ancestor cgroup is frozen)".into(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn freeze_v1(dir: &Path) -> Result<(), CgroupError> {

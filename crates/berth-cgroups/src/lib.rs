@@ -235,7 +235,10 @@ impl Cgroup {
     /// cgroup2 controllers on the way down, initialises v1 cpusets, then
     /// applies `resources`.
     ///
-    /// All of `resources` is validated before anything is created. On any
+    /// All of `resources` is validated before anything is created. A cgroup
+    /// that is frozen (v1 `freezer.state` not `THAWED`, or cgroup2
+    /// `cgroup.freeze` set, on the directory itself or an ancestor) is refused
+    /// with [`CgroupError::Frozen`] before anything is written to it. On any
     /// later error, every directory this call created (and only those) is
     /// removed before the error is returned.
     ///
@@ -269,6 +272,10 @@ impl Cgroup {
         }
         if let Some(v2) = &self.v2 {
             all_new &= mkdir_p(&v2.mount, &v2.path, created)?;
+        }
+        // Before anything is written: a pre-existing cgroup is not ours to change.
+        freezer::check_not_frozen(self)?;
+        if let Some(v2) = &self.v2 {
             self.enable_v2_controllers(v2);
         }
         if let Some(cpuset) = self.v1.iter().find(|h| h.controllers.iter().any(|c| c == "cpuset")) {
