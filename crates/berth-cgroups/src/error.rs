@@ -86,6 +86,16 @@ pub enum CgroupError {
     #[error("freezing {}: cgroup did not reach FROZEN within {secs}s (still {state})", path.display())]
     FreezeTimeout { path: PathBuf, secs: u64, state: String },
 
+    /// A v1 freezer reported `FROZEN` but a task kept running, even after
+    /// the cgroup was thawed and frozen again several times.
+    #[error("freezing {}: the freezer reports FROZEN but a task is not stopped: {task}", path.display())]
+    FreezeEscaped { path: PathBuf, task: String },
+
+    /// The container's cgroup (or an ancestor) is frozen: a process started
+    /// there could never run. The key words are runc's.
+    #[error("linux.cgroupsPath: container's cgroup unexpectedly frozen: {}: {detail}; thaw it or use another cgroup", path.display())]
+    Frozen { path: PathBuf, detail: String },
+
     /// The cgroup watched by an [`crate::OomWatcher`] has been removed.
     #[error("cgroup {} was removed", path.display())]
     Removed { path: PathBuf },

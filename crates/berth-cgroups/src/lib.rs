@@ -113,6 +113,14 @@ impl Cgroup {
         Self::from_layout(&l, &spec)
     }
 
+    /// This cgroup without its cgroup2 directory, as on a host with v1
+    /// hierarchies only. Lets tests drive the v1-only code paths (the v1
+    /// freezer alone) on a hybrid host. Not for production use.
+    #[doc(hidden)]
+    pub fn without_unified_for_tests(&self) -> Cgroup {
+        Cgroup { mode: Mode::Legacy, v1: self.v1.clone(), v2: None }
+    }
+
     fn from_layout(l: &layout::Layout, spec: &layout::SpecPath) -> Result<Cgroup, CgroupError> {
         let (rel, own) = match spec {
             layout::SpecPath::Absolute(r) => (r.as_str(), None),
@@ -235,7 +243,10 @@ impl Cgroup {
     /// cgroup2 controllers on the way down, initialises v1 cpusets, then
     /// applies `resources`.
     ///
-    /// All of `resources` is validated before anything is created. On any
+    /// All of `resources` is validated before anything is created. A cgroup
+    /// that is frozen (v1 `freezer.state` not `THAWED`, or cgroup2
+    /// `cgroup.freeze` set, on the directory itself or an ancestor) is refused
+    /// with [`CgroupError::Frozen`] before anything is written to it. On any
     /// later error, every directory this call created (and only those) is
     /// removed before the error is returned.
     ///
@@ -270,6 +281,10 @@ impl Cgroup {
         }
         if let Some(v2) = &self.v2 {
             all_new &= mkdir_p(&v2.mount, &v2.path, created)?;
+        }
+        // Before anything is written: a pre-existing cgroup is not ours to change.
+        freezer::check_not_frozen(self)?;
+        if let Some(v2) = &self.v2 {
             self.enable_v2_controllers(v2);
         }
         if let Some(cpuset) = self.v1.iter().find(|h| h.controllers.iter().any(|c| c == "cpuset")) {
@@ -374,24 +389,24 @@ impl Cgroup {
         apply::execute(&ops)
     }
 
-    /// Freezes every process (v1 `freezer.state`, waiting for `FROZEN`; v2
-    /// `cgroup.freeze`, waiting for `frozen 1` in `cgroup.events`).
+    /// Freezes every process: cgroup2 `cgroup.freeze` (waiting for `frozen 1`
+    /// in `cgroup.events`) wherever the container has a cgroup2 directory,
+    /// then the v1 `freezer.state` (waiting for `FROZEN`, then checking in
+    /// `/proc` that every task really stopped and freezing again if one did
+    /// not). On error nothing is left frozen.
     pub fn freeze(&self) -> Result<(), CgroupError> {
-        freezer::freeze(self.freezer_target()?)
+        freezer::freeze(self)
     }
 
-    /// Thaws the cgroup.
+    /// Thaws both freezers.
     pub fn thaw(&self) -> Result<(), CgroupError> {
-        freezer::thaw(self.freezer_target()?)
+        freezer::thaw(self)
     }
 
-    /// Current freezer state.
+    /// Current freezer state, over both freezers: `Frozen` only when every
+    /// freezer asked to freeze has frozen.
     pub fn freezer_state(&self) -> Result<FreezerState, CgroupError> {
-        freezer::state(self.freezer_target()?)
-    }
-
-    fn freezer_target(&self) -> Result<Target<'_>, CgroupError> {
-        self.locate(Ctl::Freezer).ok_or(CgroupError::NoController { op: "freeze", controller: "freezer" })
+        freezer::state(self)
     }
 
     /// The hierarchy used to list processes: cgroup2 on unified hosts, else

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::apply::{Ctl, Target};
+use crate::apply::Ctl;
 use crate::error::CgroupError;
 use crate::freezer::{self, FreezerState};
 use crate::fsutil;
@@ -111,13 +111,11 @@ pub(crate) fn signal_all(cg: &Cgroup, sig: i32) -> Result<(), CgroupError> {
             }
         }
     }
-    let frz = cg.locate(Ctl::Freezer);
-    let before = match frz {
-        Some(t) => Some(freezer::state(t)?),
-        None => None,
-    };
-    if let Some(t) = frz {
-        freezer::freeze(t)?;
+    let has_freezer = cg.locate(Ctl::Freezer).is_some();
+    let before = if has_freezer { Some(freezer::state(cg)?) } else { None };
+    // A paused cgroup already cannot fork; freezing it again is not needed.
+    if has_freezer && before != Some(FreezerState::Frozen) {
+        freezer::freeze(cg)?;
     }
     let result = (|| {
         for pid in cg.pids()? {
@@ -133,18 +131,18 @@ pub(crate) fn signal_all(cg: &Cgroup, sig: i32) -> Result<(), CgroupError> {
         }
         Ok(())
     })();
-    if let Some(t) = frz {
+    if has_freezer {
         // SIGKILL must be able to act, which v1 frozen tasks cannot.
         let keep_frozen = before == Some(FreezerState::Frozen) && sig != libc::SIGKILL;
         if !keep_frozen {
-            thaw_after_signal(t)?;
+            thaw_after_signal(cg)?;
         }
     }
     result
 }
 
-fn thaw_after_signal(t: Target<'_>) -> Result<(), CgroupError> {
-    match freezer::thaw(t) {
+fn thaw_after_signal(cg: &Cgroup) -> Result<(), CgroupError> {
+    match freezer::thaw(cg) {
         // The cgroup may vanish once everything died.
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         r => r,

@@ -648,3 +648,67 @@ fn devices_none_on_create_means_deny_all() {
     let (_, w) = journal(&fx.dir, || fx.cg.update(&r));
     assert_eq!(w, pairs(&[("devices/c/devices.deny", "c 1:5 rwm"), ("devices/c/devices.allow", "c 1:7 rw")]));
 }
+
+// ---- freezer -------------------------------------------------------------
+
+/// A hybrid cgroup on temp dirs: a v1 freezer and a cgroup2 directory.
+fn hybrid_freezer_fixture(v1_state: &str, v2_freeze: &str, v2_frozen: &str) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let fmount = tmp.path().join("freezer");
+    let fdir = fmount.join("c");
+    std::fs::create_dir_all(&fdir).unwrap();
+    std::fs::write(fdir.join("freezer.state"), v1_state).unwrap();
+    let umount = tmp.path().join("unified");
+    let udir = umount.join("c");
+    std::fs::create_dir_all(&udir).unwrap();
+    std::fs::write(udir.join("cgroup.freeze"), v2_freeze).unwrap();
+    std::fs::write(udir.join("cgroup.events"), format!("populated 1\nfrozen {v2_frozen}\n")).unwrap();
+    let cg = Cgroup {
+        mode: Mode::Hybrid,
+        v1: vec![V1Dir { controllers: vec!["freezer".into()], mount: fmount, path: fdir }],
+        v2: Some(V2Dir { mount: umount, path: udir, controllers: Vec::new() }),
+    };
+    let dir = tmp.path().to_path_buf();
+    Fixture { _tmp: tmp, cg, dir }
+}
+
+#[test]
+fn freezer_state_is_frozen_only_when_every_freezer_asked_has_frozen() {
+    use crate::FreezerState::*;
+    for (v1, freeze, frozen, want) in [
+        ("THAWED", "0", "0", Thawed),
+        // Paused through one freezer only (by an older berth, or by hand).
+        ("FROZEN", "0", "0", Frozen),
+        ("THAWED", "1", "1", Frozen),
+        ("FROZEN", "1", "1", Frozen),
+        // One freezer still on its way.
+        ("FREEZING", "1", "1", Freezing),
+        ("FROZEN", "1", "0", Freezing),
+        ("THAWED", "1", "0", Freezing),
+    ] {
+        let fx = hybrid_freezer_fixture(v1, freeze, frozen);
+        assert_eq!(fx.cg.freezer_state().unwrap(), want, "freezer.state {v1}, cgroup.freeze {freeze}, frozen {frozen}");
+    }
+}
+
+/// The v1 freezer of kernels 6.1 to 6.15 (without upstream 14a67b42cb6f)
+/// can report `FROZEN` while a task runs. A fake freezer whose
+/// `freezer.state` simply keeps what is written plays that kernel, with a
+/// real process that is not stopped (asleep in `S`) as its task: `freeze`
+/// must not report success, must have frozen again before giving up, and
+/// must leave the cgroup thawed.
+#[test]
+fn v1_freeze_does_not_trust_frozen_while_a_task_is_not_stopped() {
+    let mut child = std::process::Command::new("/bin/busybox").args(["sleep", "1000"]).spawn().unwrap();
+    let pid = child.id().to_string();
+    let fx = v1_fixture(&[("freezer", &[("freezer.state", "THAWED"), ("tasks", &pid)])]);
+    let (out, w) = journal(&fx.dir, || fx.cg.freeze());
+    let _ = child.kill();
+    let _ = child.wait();
+    let e = out.expect_err("freeze reported success while a task of the cgroup was running").to_string();
+    assert!(e.contains("freezer reports FROZEN but a task is not stopped"), "{e}");
+    assert!(e.contains(&format!("task {pid} is in state S")), "{e}");
+    let writes: Vec<&str> = w.iter().filter(|(f, _)| f == "freezer/c/freezer.state").map(|(_, v)| v.as_str()).collect();
+    assert!(writes.windows(2).filter(|p| p == &["THAWED", "FROZEN"]).count() >= 3, "no refreeze: {writes:?}");
+    assert_eq!(writes.last(), Some(&"THAWED"), "left frozen: {writes:?}");
+}

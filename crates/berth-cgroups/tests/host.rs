@@ -174,9 +174,14 @@ fn pids_limit_makes_fork_fail() {
     assert_eq!(out.trim(), "forked");
 }
 
+/// A busy shell loop that rewrites `count` (truncate, then write: a typical
+/// busy writer) and appends the same number to `count.log`.
 fn counting_proc(dir: &Path) -> (Proc, PathBuf) {
     let file = dir.join("count");
-    let p = Proc::spawn(&format!("i=0; while true; do i=$((i+1)); echo $i > {}; done", file.display()));
+    let p = Proc::spawn(&format!(
+        "i=0; while true; do i=$((i+1)); echo $i > {f}; echo $i >> {f}.log; done",
+        f = file.display()
+    ));
     (p, file)
 }
 
@@ -186,6 +191,29 @@ fn count(file: &Path) -> Option<u64> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 
+/// How far the loop got: the size of its log, which grows with every round.
+/// (`count` alone hides most rounds: on ext4 the loop spends most of its
+/// time between truncating and rewriting it, so it reads empty at almost
+/// every look, frozen or not.)
+fn progress(file: &Path) -> u64 {
+    std::fs::metadata(file.with_extension("log")).map_or(0, |m| m.len())
+}
+
+/// The state letter of `/proc/PID/stat` (`D` for a frozen task: the kernel
+/// reports `TASK_FROZEN` as uninterruptible).
+fn proc_state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s.rsplit_once(')').unwrap().1.split_whitespace().next().unwrap().chars().next().unwrap()
+}
+
+/// Both freezers of this hybrid host: the v1 `freezer.state` and the
+/// cgroup2 `cgroup.freeze` with its `frozen` event.
+fn freezers(cg: &Cgroup) -> (String, String, String) {
+    let v2 = cg.unified_dir().unwrap();
+    let frozen = read(&v2.join("cgroup.events")).lines().find(|l| l.starts_with("frozen ")).unwrap().to_owned();
+    (read(&v1(cg, "freezer").join("freezer.state")), read(&v2.join("cgroup.freeze")), frozen)
+}
+
 #[test]
 fn freeze_stops_a_counting_process_and_thaw_resumes_it() {
     let (_, cg) = resolve("freeze");
@@ -193,6 +221,7 @@ fn freeze_stops_a_counting_process_and_thaw_resumes_it() {
     t.cg.create(None).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (mut p, file) = counting_proc(tmp.path());
+    let _thaw = ThawOnDrop(&t.cg);
     t.cg.add_pid(p.pid(), false).unwrap();
     p.go();
     wait_until("counter to start", || count(&file).is_some_and(|n| n > 10));
@@ -200,16 +229,120 @@ fn freeze_stops_a_counting_process_and_thaw_resumes_it() {
 
     t.cg.freeze().unwrap();
     assert_eq!(t.cg.freezer_state().unwrap(), FreezerState::Frozen);
-    // Raw contents: the process may be frozen between truncate and write.
-    let a = std::fs::read_to_string(&file).unwrap();
+    // Held by both freezers, and really stopped.
+    assert_eq!(freezers(&t.cg), ("FROZEN".into(), "1".into(), "frozen 1".into()));
+    assert_eq!(proc_state(p.pid()), 'D');
+    let a = progress(&file);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let b = std::fs::read_to_string(&file).unwrap();
-    assert_eq!(a, b, "a frozen process kept counting");
-    let frozen_at = a.trim().parse::<u64>().unwrap_or(0);
+    assert_eq!(a, progress(&file), "a frozen process kept counting");
 
     t.cg.thaw().unwrap();
     assert_eq!(t.cg.freezer_state().unwrap(), FreezerState::Thawed);
-    wait_until("counter to resume", || count(&file).is_some_and(|n| n > frozen_at));
+    assert_eq!(freezers(&t.cg), ("THAWED".into(), "0".into(), "frozen 0".into()));
+    wait_until("counter to resume", || progress(&file) > a);
+}
+
+/// Writes `FROZEN` to the v1 freezer by hand until the kernel reports it.
+fn freeze_v1_by_hand(dir: &Path) {
+    wait_until("v1 freezer to report FROZEN", || {
+        std::fs::write(dir.join("freezer.state"), "FROZEN").unwrap();
+        read(&dir.join("freezer.state")) == "FROZEN"
+    });
+}
+
+#[test]
+fn freezer_state_follows_both_freezers_and_freeze_works_over_a_v1_freeze() {
+    let (_, cg) = resolve("freeze2");
+    let t = TestCgroup::new(cg.clone());
+    t.cg.create(None).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut p, file) = counting_proc(tmp.path());
+    let _thaw = ThawOnDrop(&t.cg);
+    t.cg.add_pid(p.pid(), false).unwrap();
+    p.go();
+    wait_until("counter to start", || count(&file).is_some_and(|n| n > 10));
+    let v1_dir = v1(&cg, "freezer");
+    let v2_dir = cg.unified_dir().unwrap().to_path_buf();
+
+    // Paused through the v1 freezer only (by hand, or by an older berth).
+    freeze_v1_by_hand(&v1_dir);
+    assert_eq!(t.cg.freezer_state().unwrap(), FreezerState::Frozen);
+    let held = progress(&file);
+    // freeze over it reaches cgroup2 too, although v1 held the task first
+    // (cgroup2 alone would never see it arrive), and the hand-over (v1 is
+    // thawed once cgroup2's trap is armed) runs no user code.
+    t.cg.freeze().unwrap();
+    assert_eq!(freezers(&t.cg), ("FROZEN".into(), "1".into(), "frozen 1".into()));
+    assert_eq!(progress(&file), held, "the loop ran while freeze moved it from v1 to cgroup2");
+    assert_eq!(proc_state(p.pid()), 'D');
+    let a = progress(&file);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(a, progress(&file), "a frozen process kept counting");
+    t.cg.thaw().unwrap();
+    assert_eq!(freezers(&t.cg), ("THAWED".into(), "0".into(), "frozen 0".into()));
+    assert_eq!(t.cg.freezer_state().unwrap(), FreezerState::Thawed);
+
+    // Paused through cgroup2 only: still paused; thaw undoes it.
+    std::fs::write(v2_dir.join("cgroup.freeze"), "1").unwrap();
+    wait_until("cgroup2 to freeze", || read(&v2_dir.join("cgroup.events")).contains("frozen 1"));
+    assert_eq!(t.cg.freezer_state().unwrap(), FreezerState::Frozen);
+    t.cg.thaw().unwrap();
+    assert_eq!(freezers(&t.cg), ("THAWED".into(), "0".into(), "frozen 0".into()));
+    let before = progress(&file);
+    wait_until("counter to resume", || progress(&file) > before);
+}
+
+/// Freezes and thaws `freezer` `cycles` times while a busy loop runs in
+/// `cg`, and returns every freeze after which the loop still made progress.
+fn slips(cg: &Cgroup, freezer: &Cgroup, cycles: usize) -> Vec<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut p, file) = counting_proc(tmp.path());
+    let _thaw = ThawOnDrop(cg);
+    cg.add_pid(p.pid(), false).unwrap();
+    p.go();
+    wait_until("counter to start", || count(&file).is_some_and(|n| n > 10));
+    let mut slips = Vec::new();
+    for cycle in 0..cycles {
+        freezer.freeze().unwrap();
+        assert_eq!(freezer.freezer_state().unwrap(), FreezerState::Frozen);
+        let a = progress(&file);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let b = progress(&file);
+        if a != b {
+            slips.push(format!("cycle {cycle}: log grew from {a} to {b} bytes"));
+        }
+        freezer.thaw().unwrap();
+        // Only a freeze that catches the loop running tests anything.
+        wait_until("counter to move after thaw", || progress(&file) > b);
+    }
+    slips
+}
+
+/// Each `freeze` must hold: the busy loop must not write once it returned.
+/// The v1 freezer of kernels 6.1 to 6.15 without upstream 14a67b42cb6f can
+/// report `FROZEN` while a task that was entering the refrigerator walks out
+/// again; `freeze` must not return while a task runs.
+#[test]
+fn freeze_holds_a_busy_loop_over_500_cycles() {
+    let (_, cg) = resolve("freezeloop");
+    let t = TestCgroup::new(cg);
+    t.cg.create(None).unwrap();
+    let s = slips(&t.cg, &t.cg, 500);
+    assert!(s.is_empty(), "{} of 500 freezes let the loop run on:\n{}", s.len(), s.join("\n"));
+}
+
+/// The same with the v1 freezer alone (a host without cgroup2), where only
+/// the check of every task in /proc stands between a slip and `pause`.
+#[test]
+fn v1_freezer_alone_holds_a_busy_loop_over_300_cycles() {
+    let (_, cg) = resolve("freezeloop1");
+    let t = TestCgroup::new(cg);
+    t.cg.create(None).unwrap();
+    let v1_only = t.cg.without_unified_for_tests();
+    let s = slips(&t.cg, &v1_only, 300);
+    assert!(s.is_empty(), "{} of 300 freezes let the loop run on:\n{}", s.len(), s.join("\n"));
+    // cgroup2 was left alone.
+    assert_eq!(read(&t.cg.unified_dir().unwrap().join("cgroup.freeze")), "0");
 }
 
 #[test]

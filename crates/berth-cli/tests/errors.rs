@@ -277,6 +277,201 @@ fn cgroup_path_that_cannot_be_created() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A pre-existing frozen cgroup (issue 12): a process started there could never run, so create
+// and run refuse it, as runc does, and leave the cgroup (which is not berth's) as it was.
+
+/// One mounted cgroup hierarchy, from /proc/self/mountinfo (no assumption about the layout).
+struct Hierarchy {
+    mount: PathBuf,
+    /// A v1 hierarchy holding the freezer controller.
+    freezer: bool,
+    /// The cgroup2 hierarchy.
+    unified: bool,
+}
+
+fn hierarchies() -> Vec<Hierarchy> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut post = post.split_whitespace();
+            let fstype = post.next()?;
+            let opts = post.nth(1).unwrap_or("");
+            let mount = PathBuf::from(pre.split_whitespace().nth(4)?);
+            match fstype {
+                "cgroup" => Some(Hierarchy { mount, freezer: opts.split(',').any(|o| o == "freezer"), unified: false }),
+                "cgroup2" => Some(Hierarchy { mount, freezer: false, unified: true }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// A cgroup made by the test, as an administrator would (v1 cpusets initialised), in the
+/// hierarchies `which` selects. Drop thaws it, kills and reaps anything in it and removes it.
+struct PreCgroup {
+    rel: String,
+    dirs: Vec<PathBuf>,
+    freezer: PathBuf,
+    unified: PathBuf,
+}
+
+impl PreCgroup {
+    fn new(rel: &str, which: impl Fn(&Hierarchy) -> bool) -> PreCgroup {
+        let mut dirs = Vec::new();
+        let (mut freezer, mut unified) = (None, None);
+        for h in hierarchies().into_iter().filter(|h| which(h)) {
+            let d = h.mount.join(rel.trim_start_matches('/'));
+            fs::create_dir(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+            if !h.unified && d.join("cpuset.cpus").exists() {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    fs::write(d.join(f), fs::read_to_string(h.mount.join(f)).unwrap().trim()).unwrap();
+                }
+            }
+            if h.freezer {
+                freezer = Some(d.clone());
+            }
+            if h.unified {
+                unified = Some(d.clone());
+            }
+            dirs.push(d);
+        }
+        let need = "this test needs a v1 freezer hierarchy and a cgroup2 mount (a hybrid host)";
+        PreCgroup { rel: rel.to_string(), dirs, freezer: freezer.expect(need), unified: unified.expect(need) }
+    }
+
+    fn set(&self, dir: &Path, file: &str, v: &str) {
+        fs::write(dir.join(file), v).unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()));
+    }
+
+    /// Everything that must not change: which directories exist, their processes and freezer
+    /// settings.
+    fn snapshot(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            let r = |f: &str| fs::read_to_string(d.join(f)).unwrap_or_else(|e| format!("<{e}>"));
+            out.push(format!("{} exists={} procs={:?}", d.display(), d.is_dir(), r("cgroup.procs")));
+        }
+        out.push(fs::read_to_string(self.freezer.join("freezer.state")).unwrap());
+        out.push(fs::read_to_string(self.unified.join("cgroup.freeze")).unwrap());
+        out
+    }
+}
+
+impl Drop for PreCgroup {
+    fn drop(&mut self) {
+        let _ = fs::write(self.freezer.join("freezer.state"), "THAWED");
+        let _ = fs::write(self.unified.join("cgroup.freeze"), "0");
+        let me = std::process::id() as i32;
+        // Anything berth left inside (only if the test failed), and sub-cgroups berth made.
+        for d in &self.dirs {
+            for sub in [d.join("child"), d.clone()] {
+                for pid in fs::read_to_string(sub.join("cgroup.procs")).unwrap_or_default().lines() {
+                    let Ok(pid) = pid.trim().parse::<i32>() else { continue };
+                    let p = rustix::process::Pid::from_raw(pid).unwrap();
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    if parent_of(pid) == Some(me) {
+                        let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+                    }
+                }
+                wait_until(|| fs::read_to_string(sub.join("cgroup.procs")).map_or(true, |s| s.trim().is_empty()));
+                let _ = fs::remove_dir(&sub);
+            }
+        }
+    }
+}
+
+const FROZEN_NEEDLE: &str = "container's cgroup unexpectedly frozen";
+
+#[test]
+fn starting_into_a_frozen_pre_existing_cgroup_is_refused() {
+    let env = Env::new();
+    let mut b = env.bundle_own(&["sh", "-c", "echo STARTED"]);
+    let pre = PreCgroup::new(&format!("/berth-it-frozen-{}", std::process::id()), |_| true);
+    b.set("/linux/cgroupsPath", json!(pre.rel));
+
+    // v1: freezer.state FROZEN.
+    pre.set(&pre.freezer, "freezer.state", "FROZEN");
+    let before = pre.snapshot();
+    let state_file = pre.freezer.join("freezer.state");
+    for cmd in ["run", "create"] {
+        let out = fails_clean(&env, &b, cmd, &env.id("frozen-v1"), FROZEN_NEEDLE);
+        assert!(out.stderr.contains("linux.cgroupsPath"), "the message must name the field: {out:?}");
+        assert!(out.stderr.contains(state_file.to_str().unwrap()), "the message must name the file: {out:?}");
+        assert_eq!(pre.snapshot(), before, "`berth {cmd}` changed the pre-existing cgroup");
+    }
+    pre.set(&pre.freezer, "freezer.state", "THAWED");
+
+    // cgroup2 only: cgroup.freeze 1 in the container's unified directory.
+    pre.set(&pre.unified, "cgroup.freeze", "1");
+    let before = pre.snapshot();
+    let freeze_file = pre.unified.join("cgroup.freeze");
+    for cmd in ["run", "create"] {
+        let out = fails_clean(&env, &b, cmd, &env.id("frozen-v2"), FROZEN_NEEDLE);
+        assert!(out.stderr.contains("linux.cgroupsPath"), "the message must name the field: {out:?}");
+        assert!(out.stderr.contains(freeze_file.to_str().unwrap()), "the message must name the file: {out:?}");
+        assert_eq!(pre.snapshot(), before, "`berth {cmd}` changed the pre-existing cgroup");
+    }
+    pre.set(&pre.unified, "cgroup.freeze", "0");
+
+    // Control: the same cgroup, thawed, runs the container.
+    let id = env.id("thawed");
+    let out = env.detached_within(&b, &id, &["run", "--bundle", b.dir(), &id], Some(2 * PATIENCE));
+    out.ok();
+    assert!(out.stdout.contains("STARTED"), "{out:?}");
+    env.finish();
+}
+
+#[test]
+fn frozen_refusal_removes_only_the_cgroup_directories_berth_created() {
+    let env = Env::new();
+    let mut b = env.bundle_own(&["sh", "-c", "echo STARTED"]);
+    // Pre-existing only where the freezers live: berth makes the other hierarchies' directories.
+    let pre = PreCgroup::new(&format!("/berth-it-frozen-part-{}", std::process::id()), |h| h.freezer || h.unified);
+    let mine = |rel: &str| -> Vec<PathBuf> {
+        hierarchies()
+            .iter()
+            .map(|h| h.mount.join(rel.trim_start_matches('/')))
+            .filter(|d| !pre.dirs.contains(d))
+            .collect()
+    };
+    b.set("/linux/cgroupsPath", json!(pre.rel));
+    pre.set(&pre.freezer, "freezer.state", "FROZEN");
+    let before = pre.snapshot();
+    for cmd in ["run", "create"] {
+        fails_clean(&env, &b, cmd, &env.id("frozen-part"), FROZEN_NEEDLE);
+        for d in mine(&pre.rel) {
+            assert!(!d.exists(), "`berth {cmd}` left {}", d.display());
+        }
+        assert_eq!(pre.snapshot(), before, "`berth {cmd}` changed the pre-existing cgroup");
+    }
+
+    // Below a frozen cgroup every directory is berth's; a new cgroup there is frozen too.
+    let child = format!("{}/child", pre.rel);
+    b.set("/linux/cgroupsPath", json!(child));
+    for (file, on, off) in
+        [(pre.freezer.join("freezer.state"), "FROZEN", "THAWED"), (pre.unified.join("cgroup.freeze"), "1", "0")]
+    {
+        fs::write(&file, on).unwrap();
+        let before = pre.snapshot();
+        for cmd in ["run", "create"] {
+            let out = fails_clean(&env, &b, cmd, &env.id("frozen-parent"), FROZEN_NEEDLE);
+            assert!(out.stderr.contains("linux.cgroupsPath"), "{out:?}");
+            for h in hierarchies() {
+                let d = h.mount.join(child.trim_start_matches('/'));
+                assert!(!d.exists(), "`berth {cmd}` left {}", d.display());
+            }
+            for d in mine(&pre.rel) {
+                assert!(!d.exists(), "`berth {cmd}` left {}", d.display());
+            }
+            assert_eq!(pre.snapshot(), before, "`berth {cmd}` changed the pre-existing cgroup");
+        }
+        fs::write(&file, off).unwrap();
+    }
+    env.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Lifecycle errors
 
 #[test]

@@ -188,6 +188,55 @@ fn pause_stops_a_counter_and_resume_restarts_it() {
     env.finish();
 }
 
+/// `pause` must hold every time: after it returns, a busy loop must not write again. On this
+/// kernel's v1 freezer a busy task can occasionally walk out of a freeze that reports FROZEN
+/// (issue 12); berth freezes cgroup2 as well and checks every task.
+#[test]
+fn pause_holds_a_busy_loop_every_time() {
+    const CYCLES: usize = 100;
+    let env = Env::new();
+    // The log's size grows with every round; /out/count alone reads empty most of the time
+    // (the loop spends most of it between truncating and rewriting the file), hiding rounds.
+    let mut b =
+        env.bundle(&["sh", "-c", "i=0; while :; do echo $i > /out/count; echo $i >> /out/log; i=$((i+1)); done"]);
+    let out = b.file("out");
+    fs::create_dir(&out).unwrap();
+    b.push("/mounts", json!({"destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]}));
+    let id = env.id("pausebusy");
+    let pid = env.run_detached(&b, &id);
+    let progress = || fs::metadata(out.join("log")).map_or(0, |m| m.len());
+    assert!(wait_until(|| progress() > 100), "the loop never ran");
+    // The init's cgroup2 directory: the cgroup2 mount (the hierarchy with cgroup.controllers)
+    // joined with the `0::` line of /proc/PID/cgroup.
+    let v2_mount = cgroup_hierarchies().into_iter().find(|h| h.join("cgroup.controllers").exists());
+    let v2_rel = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2_rel = v2_rel.lines().find_map(|l| l.strip_prefix("0::")).map(|r| r.trim_start_matches('/').to_string());
+    let unified = v2_mount.zip(v2_rel).map(|(m, r)| m.join(r));
+    let mut slips = Vec::new();
+    for cycle in 0..CYCLES {
+        env.berth(&["pause", &id]).ok();
+        let a = progress();
+        std::thread::sleep(Duration::from_millis(3));
+        let b = progress();
+        if a != b {
+            slips.push(format!("cycle {cycle}: log grew from {a} to {b} bytes"));
+        }
+        if cycle == 0 {
+            assert_eq!(env.status(&id), "paused");
+            if let Some(u) = &unified {
+                assert_eq!(read(u, "cgroup.freeze"), "1", "the container's cgroup2 directory is not frozen");
+            }
+        }
+        env.berth(&["resume", &id]).ok();
+        // Only a pause that catches the loop running tests anything.
+        assert!(wait_until(|| progress() > b), "the loop did not resume after cycle {cycle}");
+    }
+    assert!(slips.is_empty(), "{} of {CYCLES} pauses let the loop run on:\n{}", slips.len(), slips.join("\n"));
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
+    env.finish();
+}
+
 #[test]
 fn events_stats_prints_one_runc_shaped_object() {
     let env = Env::new();

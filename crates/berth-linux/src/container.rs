@@ -188,6 +188,8 @@ fn create_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_c
     };
     match attempt() {
         Ok(cg) => Ok(Some(cg)),
+        // Not a permission problem: running without cgroups would hide it.
+        Err(e @ berth_cgroups::CgroupError::Frozen { .. }) => Err(Error::Cgroup(e.to_string())),
         Err(e) if rootless => {
             if linux.resources().is_some() {
                 log::warn!("rootless: cgroups are not available ({e}); linux.resources is ignored");

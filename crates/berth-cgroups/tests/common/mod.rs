@@ -44,6 +44,18 @@ impl Drop for TestCgroup {
     }
 }
 
+/// Thaws a cgroup when dropped. Declared after the [`Proc`]s of a test that
+/// freezes, it runs before their drop, which would otherwise wait forever for
+/// a v1-frozen process (it cannot act on SIGKILL) when the test fails while
+/// the cgroup is frozen.
+pub struct ThawOnDrop<'a>(pub &'a Cgroup);
+
+impl Drop for ThawOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.thaw();
+    }
+}
+
 /// A busybox shell waiting for one line on stdin before running `script`.
 pub struct Proc {
     pub child: Child,

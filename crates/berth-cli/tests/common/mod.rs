@@ -392,11 +392,40 @@ impl Env {
     /// returns when berth exits, not when the container does. The returned stdout/stderr are
     /// what the files held at that point.
     pub fn detached(&self, b: &Bundle, label: &str, args: &[&str]) -> Out {
+        self.detached_within(b, label, args, None)
+    }
+
+    /// [`Env::detached`] that gives up when berth has not exited after `deadline` (a hang
+    /// bound, not a timing assertion): berth is killed and reaped and the test fails. Whatever
+    /// berth left running is re-parented to this process and must be cleaned up by the caller.
+    #[track_caller]
+    pub fn detached_within(&self, b: &Bundle, label: &str, args: &[&str], deadline: Option<Duration>) -> Out {
         let out = fs::File::create(b.file(&format!("{label}.out"))).unwrap();
         let err = fs::File::create(b.file(&format!("{label}.err"))).unwrap();
         let mut cmd = self.command(args);
         cmd.stdout(out).stderr(err);
-        let status = cmd.status().unwrap();
+        let status = match deadline {
+            None => cmd.status().unwrap(),
+            Some(d) => {
+                let mut child = cmd.spawn().unwrap();
+                let end = Instant::now() + d;
+                loop {
+                    if let Some(st) = child.try_wait().unwrap() {
+                        break st;
+                    }
+                    if Instant::now() > end {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!(
+                            "`berth {}` still running after {d:?} (hung); stderr so far: {}",
+                            args.join(" "),
+                            fs::read_to_string(b.file(&format!("{label}.err"))).unwrap_or_default()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
         Out {
             cmd: format!("berth {}", args.join(" ")),
             code: status.code(),
@@ -784,7 +813,7 @@ pub fn status_caps(status: &str, field: &str) -> u64 {
 pub fn fails_clean(env: &Env, b: &Bundle, cmd: &str, id: &str, needle: &str) -> Out {
     let probe = LeakProbe::with_bundle(id, env.root(), b);
     probe.assert_clean();
-    let out = env.detached(b, id, &[cmd, "--bundle", b.dir(), id]);
+    let out = env.detached_within(b, id, &[cmd, "--bundle", b.dir(), id], Some(2 * PATIENCE));
     out.fails_with(needle);
     out.code_is(1);
     assert!(!out.stdout.contains("STARTED"), "the container's process ran: {out:?}");
