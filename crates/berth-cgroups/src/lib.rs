@@ -253,20 +253,23 @@ impl Cgroup {
     /// `resources.devices` is applied as given, and `None` is an empty rule
     /// list, i.e. deny all: a runtime passes the spec's rules through
     /// [`runc_device_rules`] first, which appends [`default_allowed_devices`].
-    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+    ///
+    /// Returns the directories it made, for a caller whose own setup fails
+    /// later to remove exactly those ([`Created::remove`]).
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<Created, CgroupError> {
         let empty = LinuxResources::default();
         let r = resources.unwrap_or(&empty);
         let fresh_ops = apply::plan(self, r, true, false)?;
         let mut created = Vec::new();
         let result = self.create_dirs_and_apply(r, fresh_ops, &mut created);
-        if result.is_err() {
-            for dir in created.iter().rev() {
-                if let Err(e) = procs::rmdir_retry(dir) {
-                    log::warn!("cleaning up after a failed create: {e}");
-                }
+        let created = Created(created);
+        if let Err(e) = result {
+            if let Err(e) = created.remove() {
+                log::warn!("cleaning up after a failed create: {e}");
             }
+            return Err(e);
         }
-        result
+        Ok(created)
     }
 
     fn create_dirs_and_apply(
@@ -480,6 +483,32 @@ impl Cgroup {
         let content = fsutil::read(dir, file)?;
         // Kernels before 4.13 have no oom_kill line in v1: report 0.
         Ok(fsutil::value_of(&content, "oom_kill").unwrap_or(0))
+    }
+}
+
+/// The directories one [`Cgroup::create`] made (parents before children). A
+/// pre-existing cgroup (a `cgroupsPath` an administrator prepared) is not in
+/// it, so the cleanup of a failed start leaves that one alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Created(Vec<PathBuf>);
+
+impl Created {
+    /// The directories, parents first.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.0
+    }
+
+    /// Removes the directories, children first, retrying briefly while exiting
+    /// processes keep one busy. Every one is attempted; the first error is
+    /// returned.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        let mut first = None;
+        for dir in self.0.iter().rev() {
+            if let Err(e) = procs::rmdir_retry(dir) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 }
 

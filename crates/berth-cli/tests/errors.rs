@@ -471,6 +471,23 @@ fn frozen_refusal_removes_only_the_cgroup_directories_berth_created() {
     env.finish();
 }
 
+#[test]
+fn a_failed_create_leaves_a_pre_existing_cgroup_in_place() {
+    // The cgroup is the administrator's, made before berth ran: a create that fails after
+    // joining it (here: args[0] does not exist) must remove only what berth made.
+    let env = Env::new();
+    let mut b = env.bundle_own(&["/nonexistent-binary"]);
+    let pre = PreCgroup::new(&format!("/berth-it-preexisting-{}", std::process::id()), |_| true);
+    b.set("/linux/cgroupsPath", json!(pre.rel));
+    for cmd in ["run", "create"] {
+        fails_clean(&env, &b, cmd, &env.id("pre-existing"), "nonexistent-binary");
+        for d in &pre.dirs {
+            assert!(d.is_dir(), "`berth {cmd}` removed the pre-existing cgroup {}", d.display());
+        }
+    }
+    env.finish();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lifecycle errors
 

@@ -91,7 +91,8 @@ struct Guard<'a> {
     root: &'a Path,
     id: &'a str,
     dir_created: bool,
-    cgroup: Option<berth_cgroups::Cgroup>,
+    /// The cgroup directories this create made (not a pre-existing cgroup's).
+    cgroup: Option<berth_cgroups::Created>,
     child: Option<(i32, OwnedFd)>,
     /// The rootfs of a container without a mount namespace of its own, whose mounts are in
     /// ours.
@@ -120,8 +121,8 @@ impl Drop for Guard<'_> {
                 log::warn!("cleaning up the mounts of {}: {e}", self.id);
             }
         }
-        if let Some(cg) = self.cgroup.take() {
-            if let Err(e) = cg.destroy() {
+        if let Some(created) = self.cgroup.take() {
+            if let Err(e) = created.remove() {
                 log::warn!("cleaning up cgroups of {}: {e}", self.id);
             }
         }
@@ -179,12 +180,16 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
 /// Creates the container's cgroups. An unprivileged caller usually cannot (cgroups are not
 /// delegated to it), so rootless containers run without them, with a warning when the spec
 /// asked for limits that therefore do not apply (runc behaves the same).
-fn create_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
+fn create_cgroup(
+    spec: &Spec,
+    id: &str,
+    rootless: bool,
+) -> Result<Option<(berth_cgroups::Cgroup, berth_cgroups::Created)>> {
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
-    let attempt = || -> std::result::Result<berth_cgroups::Cgroup, berth_cgroups::CgroupError> {
+    let attempt = || {
         let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
-        cg.create(effective_resources(spec).as_ref())?;
-        Ok(cg)
+        let created = cg.create(effective_resources(spec).as_ref())?;
+        Ok::<_, berth_cgroups::CgroupError>((cg, created))
     };
     match attempt() {
         Ok(cg) => Ok(Some(cg)),
@@ -245,8 +250,8 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let rootless = !rustix::process::geteuid().is_root();
     let cg = match create_cgroup(&spec, &opts.id, rootless)? {
-        Some(cg) => {
-            guard.cgroup = Some(cg.clone());
+        Some((cg, created)) => {
+            guard.cgroup = Some(created);
             plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
             Some(cg)
         }
