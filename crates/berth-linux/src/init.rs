@@ -155,6 +155,10 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         berth_sys::process::unshare_namespaces(libc::CLONE_NEWCGROUP as u64)
             .ctx(|| "creating the cgroup namespace".to_string())?;
     }
+    if plan.new_netns() {
+        // Every namespace is in place: lo is up before any hook or the process runs (runc).
+        crate::net::loopback_up()?;
+    }
     if let Some(adj) = plan.process.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
             Error::Invalid(format!(
