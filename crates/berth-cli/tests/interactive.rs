@@ -368,6 +368,114 @@ fn hook_timeout_and_warn_only_phases() {
     env.finish();
 }
 
+/// A hook that appends `== PHASE`, then its environment (sorted, one variable a line), to
+/// `log`. The commands are named by path: a hook may run without PATH. `bin` is where `env`
+/// and `sort` are: /usr/bin on the host, /bin in the busybox rootfs.
+fn env_hook(phase: &str, bin: &str, log: &str) -> Value {
+    json!({"path": "/bin/sh", "args": ["sh", "-c", format!("{{ echo '== {phase}'; {bin}/env | {bin}/sort; }} >> {log}")]})
+}
+
+/// The sections an [`env_hook`] log holds: phase -> the variables, without those the shell
+/// sets itself (PWD, OLDPWD, SHLVL, _).
+fn env_sections(log: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for l in log.lines() {
+        if let Some(p) = l.strip_prefix("== ") {
+            out.push((p.to_string(), Vec::new()));
+        } else if let Some((_, vars)) = out.last_mut() {
+            let name = l.split('=').next().unwrap_or_default();
+            if !["PWD", "OLDPWD", "SHLVL", "_"].contains(&name) {
+                vars.push(l.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn hooks_without_env_get_the_runtimes_environment_and_container_hooks_the_processs() {
+    // runc 1.1 (measured with runc 1.1.5 on this host): a hook without `env` inherits the
+    // environment of the process that runs it. For prestart, createRuntime, poststart and
+    // poststop that is the runtime, called here with BERTH_IT_CALLER set. createContainer and
+    // startContainer run in runc's init, whose environment is the container process's by
+    // then: process.env for createContainer, and for startContainer exactly what the process
+    // gets, HOME included. A hook with `env` gets only that, `env: []` nothing at all.
+    let env = Env::new();
+    let mut b = env.bundle(&["sh", "-c", "/bin/env | /bin/sort > /data/process.env"]);
+    let logtmp = tempfile::tempdir().unwrap();
+    let logdir = logtmp.path().canonicalize().unwrap();
+    let log = logdir.join("hooks.log");
+    let host = |phase: &str| env_hook(phase, "/usr/bin", log.to_str().unwrap());
+    b.set("/process/env", json!(["PATH=/bin", "BERTH_IT_SPEC=from-the-spec"]));
+    b.push("/mounts", json!({"destination": "/data", "type": "bind", "source": logdir, "options": ["rbind", "rw"]}));
+    let mut only = host("createRuntime-with-env");
+    only["env"] = json!(["ONLY=this"]);
+    let mut empty = host("createRuntime-with-empty-env");
+    empty["env"] = json!([]);
+    b.set(
+        "/hooks",
+        json!({
+            "prestart": [host("prestart")],
+            "createRuntime": [host("createRuntime"), only, empty],
+            "createContainer": [host("createContainer")],
+            "startContainer": [env_hook("startContainer", "/bin", "/data/hooks.log")],
+            "poststart": [host("poststart")],
+            "poststop": [host("poststop")],
+        }),
+    );
+    let id = env.id("hook-env");
+    let out =
+        env.command(&["run", "--bundle", b.dir(), &id]).env("BERTH_IT_CALLER", "from-the-caller").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = fs::read_to_string(&log).unwrap();
+    let sections = env_sections(&text);
+    let vars = |phase: &str| -> Vec<String> {
+        sections
+            .iter()
+            .find(|(p, _)| p == phase)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{phase} missing: {text}"))
+    };
+    let caller = "BERTH_IT_CALLER=from-the-caller".to_string();
+    let spec_var = "BERTH_IT_SPEC=from-the-spec".to_string();
+    let host_path = format!("PATH={}", std::env::var("PATH").unwrap());
+    for phase in ["prestart", "createRuntime", "poststart", "poststop"] {
+        let v = vars(phase);
+        assert!(v.contains(&caller) && v.contains(&host_path), "{phase} lacks the runtime's environment: {v:?}");
+        assert!(!v.contains(&spec_var), "{phase} got the process's environment: {v:?}");
+        // berth's own re-exec marker (the seal) is not the caller's.
+        assert!(!v.iter().any(|x| x.starts_with("BERTH_SEALED")), "{phase}: {v:?}");
+    }
+    assert_eq!(vars("createRuntime-with-env"), ["ONLY=this"]);
+    assert_eq!(vars("createRuntime-with-empty-env"), Vec::<String>::new());
+    // process.env, as the init holds it before HOME is looked up.
+    assert_eq!(vars("createContainer"), [spec_var.clone(), "PATH=/bin".to_string()]);
+    let process: Vec<String> =
+        env_sections(&format!("== process\n{}", fs::read_to_string(logdir.join("process.env")).unwrap())).remove(0).1;
+    // (Sorted: `sort` ran in the container.)
+    assert_eq!(process, [spec_var, "HOME=/root".to_string(), "PATH=/bin".to_string()]);
+    assert_eq!(vars("startContainer"), process, "startContainer sees what the process gets");
+    env.finish();
+}
+
+#[test]
+fn create_container_hooks_run_in_the_container_rootfs() {
+    // runc chdirs to the rootfs before it runs createContainer hooks: the rootfs as the
+    // container sees it before pivot_root, with its mounts (proc here), not the host's view.
+    let env = Env::new();
+    let mut b = env.bundle(&["true"]);
+    let log = b.file("cwd.log");
+    let script = format!(
+        "{{ pwd -P; if test -e proc/self/status; then echo proc-mounted; else echo no-proc-here; fi; }} > {}",
+        log.display()
+    );
+    b.set("/hooks/createContainer", json!([{"path": "/bin/sh", "args": ["sh", "-c", script]}]));
+    let id = env.id("hook-cwd");
+    env.berth(&["run", "--bundle", b.dir(), &id]).ok();
+    assert_eq!(fs::read_to_string(&log).unwrap(), format!("{}\nproc-mounted\n", b.rootfs().display()));
+    env.finish();
+}
+
 /// Runs the bundle with `berth run FLAGS` from a shell that first runs `prelude` (opening
 /// descriptors, exporting variables); returns the descriptor numbers `ls -1` printed before
 /// the `LISTEN_FDS=` line, in numeric order, and the whole output.
