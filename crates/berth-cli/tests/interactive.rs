@@ -358,13 +358,13 @@ fn hook_timeout_and_warn_only_phases() {
     let id = env.id("hook-timeout");
     // The message proves the 1 s timeout, not the hook's own 30 s, ended it.
     env.berth(&["run", "--bundle", b.dir(), &id]).fails_with("timed out after 1s");
-    // A failing poststart or poststop only warns: the container runs and exits normally.
+    // A failing poststop only warns: the container runs and exits normally.
     let mut b = env.bundle(&["sh", "-c", "echo ran"]);
-    b.set("/hooks", json!({"poststart": [{"path": "/bin/false"}], "poststop": [{"path": "/bin/false"}]}));
+    b.set("/hooks", json!({"poststop": [{"path": "/bin/false"}]}));
     let id = env.id("hook-warn");
     let out = env.berth(&["run", "--bundle", b.dir(), &id]);
     assert_eq!(out.ok(), "ran\n");
-    assert!(out.stderr.contains("poststart"), "no warning for the failing poststart: {}", out.stderr);
+    assert!(out.stderr.contains("hooks.poststop[0]"), "no warning for the failing poststop: {}", out.stderr);
     env.finish();
 }
 
@@ -473,6 +473,134 @@ fn create_container_hooks_run_in_the_container_rootfs() {
     let id = env.id("hook-cwd");
     env.berth(&["run", "--bundle", b.dir(), &id]).ok();
     assert_eq!(fs::read_to_string(&log).unwrap(), format!("{}\nproc-mounted\n", b.rootfs().display()));
+    env.finish();
+}
+
+/// A poststart hook that fails with a message, and a poststop hook that appends `poststop` to
+/// `log` (to count its runs). With `procs` (a container's cgroup.procs), the poststart hook
+/// first waits until two processes are there (the process and its background child), so
+/// that stopping the container has more than the init to kill; it fails differently if they
+/// never are.
+fn failing_poststart(b: &mut Bundle, log: &std::path::Path, procs: Option<&std::path::Path>) {
+    let wait = procs.map_or(String::new(), |p| {
+        format!(
+            "n=0; for i in $(seq 1000); do n=$(wc -l < {p}); [ $n -ge 2 ] && break; sleep 0.01; done; \
+             [ $n -ge 2 ] || {{ echo background-never-started >&2; exit 4; }}; ",
+            p = p.display()
+        )
+    });
+    b.set(
+        "/hooks",
+        json!({
+            "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("{wait}echo hook-says-no >&2; exit 3")]}],
+            "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo poststop >> {}", log.display())]}],
+        }),
+    );
+}
+
+#[track_caller]
+fn assert_poststart_failure(out: &Out) {
+    out.code_is(1);
+    for needle in ["hooks.poststart[0]", "exit status: 3", "hook-says-no"] {
+        assert!(out.stderr.contains(needle), "the error lacks {needle:?}: {out:?}");
+    }
+}
+
+/// Reaps the zombies that a container without a pid namespace left to this process (the
+/// subreaper of its killed processes). Only dead ones: a live process is a leak to report.
+fn reap_zombies_of(id: &str) {
+    let me = std::process::id() as i32;
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let cgroup = fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+        if parent_of(pid) == Some(me) && proc_state(pid) == Some('Z') && cgroup.contains(id) {
+            let _ =
+                rustix::process::waitpid(rustix::process::Pid::from_raw(pid), rustix::process::WaitOptions::empty());
+        }
+    }
+}
+
+#[test]
+fn failing_poststart_hook_fails_run_and_removes_the_container() {
+    // runtime-spec PR 1262 and runc: a failing poststart hook is an error; the container is
+    // stopped and, for `run`, destroyed (poststop hooks included) like any failed run.
+    let env = Env::new();
+    // Without a pid namespace the init's death takes nothing else down: the background
+    // sleep must be killed too (the leak probe looks for any process in the cgroups).
+    for (label, detach, pidns) in [("detached", true, true), ("fg", false, true), ("hostpid", true, false)] {
+        let mut b = env.bundle(&["sh", "-c", "sleep 100000 & exec sleep 100000"]);
+        if !pidns {
+            b.drop_namespace("pid");
+        }
+        let id = env.id(&format!("poststart-run-{label}"));
+        let log = b.file("poststop.log");
+        failing_poststart(&mut b, &log, Some(&v1_cgroup_dir("pids", &id).join("cgroup.procs")));
+        let probe = LeakProbe::with_bundle(&id, env.root(), &b);
+        let mut args = vec!["run", "--bundle", b.dir(), &id];
+        if detach {
+            args.insert(1, "-d");
+        }
+        // Output to files, and a deadline: with the container left running, a foreground
+        // run would wait for `sleep 100000`.
+        let (o, e) = (b.file(&format!("{label}.out")), b.file(&format!("{label}.err")));
+        let mut child = env
+            .command(&args)
+            .stdout(fs::File::create(&o).unwrap())
+            .stderr(fs::File::create(&e).unwrap())
+            .spawn()
+            .unwrap();
+        let mut status = None;
+        wait_until(|| {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "berth {} did not return: the container kept running after its poststart hook failed",
+                args.join(" ")
+            );
+        };
+        let out = Out {
+            cmd: format!("berth {}", args.join(" ")),
+            code: status.code(),
+            stdout: fs::read_to_string(&o).unwrap(),
+            stderr: fs::read_to_string(&e).unwrap(),
+        };
+        assert_poststart_failure(&out);
+        reap_zombies_of(&id);
+        probe.assert_clean();
+        assert_eq!(fs::read_to_string(&log).unwrap_or_default(), "poststop\n", "{label}: poststop hooks run once");
+    }
+    env.finish();
+}
+
+#[test]
+fn failing_poststart_hook_fails_start_and_stops_the_container() {
+    // `start` reports the failure and stops the container; what is left is a stopped
+    // container, which `delete` removes (running poststop), as after any process exit.
+    // Without a pid namespace, stopping it kills every process in its cgroups.
+    let env = Env::new();
+    for (label, pidns) in [("pidns", true), ("hostpid", false)] {
+        let mut b = env.bundle(&["sh", "-c", "sleep 100000 & exec sleep 100000"]);
+        if !pidns {
+            b.drop_namespace("pid");
+        }
+        let id = env.id(&format!("poststart-start-{label}"));
+        let log = b.file("poststop.log");
+        let procs = v1_cgroup_dir("pids", &id).join("cgroup.procs");
+        failing_poststart(&mut b, &log, Some(&procs));
+        let pid = env.create(&b, &id);
+        assert_poststart_failure(&env.berth(&["start", &id]));
+        assert_eq!(env.status(&id), "stopped");
+        assert_eq!(fs::read_to_string(&procs).unwrap(), "", "{label}: processes left running in the container");
+        assert_eq!(env.reap(pid), 128 + 9, "the init was not killed");
+        reap_zombies_of(&id);
+        assert!(!log.exists(), "poststop ran before delete");
+        env.berth(&["delete", &id]).ok();
+        assert_eq!(fs::read_to_string(&log).unwrap(), "poststop\n");
+    }
     env.finish();
 }
 
