@@ -358,13 +358,249 @@ fn hook_timeout_and_warn_only_phases() {
     let id = env.id("hook-timeout");
     // The message proves the 1 s timeout, not the hook's own 30 s, ended it.
     env.berth(&["run", "--bundle", b.dir(), &id]).fails_with("timed out after 1s");
-    // A failing poststart or poststop only warns: the container runs and exits normally.
+    // A failing poststop only warns: the container runs and exits normally.
     let mut b = env.bundle(&["sh", "-c", "echo ran"]);
-    b.set("/hooks", json!({"poststart": [{"path": "/bin/false"}], "poststop": [{"path": "/bin/false"}]}));
+    b.set("/hooks", json!({"poststop": [{"path": "/bin/false"}]}));
     let id = env.id("hook-warn");
     let out = env.berth(&["run", "--bundle", b.dir(), &id]);
     assert_eq!(out.ok(), "ran\n");
-    assert!(out.stderr.contains("poststart"), "no warning for the failing poststart: {}", out.stderr);
+    assert!(out.stderr.contains("hooks.poststop[0]"), "no warning for the failing poststop: {}", out.stderr);
+    env.finish();
+}
+
+/// A hook that appends `== PHASE`, then its environment (sorted, one variable a line), to
+/// `log`. The commands are named by path: a hook may run without PATH. `bin` is where `env`
+/// and `sort` are: /usr/bin on the host, /bin in the busybox rootfs.
+fn env_hook(phase: &str, bin: &str, log: &str) -> Value {
+    json!({"path": "/bin/sh", "args": ["sh", "-c", format!("{{ echo '== {phase}'; {bin}/env | {bin}/sort; }} >> {log}")]})
+}
+
+/// The sections an [`env_hook`] log holds: phase -> the variables, without those the shell
+/// sets itself (PWD, OLDPWD, SHLVL, _).
+fn env_sections(log: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for l in log.lines() {
+        if let Some(p) = l.strip_prefix("== ") {
+            out.push((p.to_string(), Vec::new()));
+        } else if let Some((_, vars)) = out.last_mut() {
+            let name = l.split('=').next().unwrap_or_default();
+            if !["PWD", "OLDPWD", "SHLVL", "_"].contains(&name) {
+                vars.push(l.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn hooks_without_env_get_the_runtimes_environment_and_container_hooks_the_processs() {
+    // runc 1.1 (measured with runc 1.1.5 on this host): a hook without `env` inherits the
+    // environment of the process that runs it. For prestart, createRuntime, poststart and
+    // poststop that is the runtime, called here with BERTH_IT_CALLER set. createContainer and
+    // startContainer run in runc's init, whose environment is the container process's by
+    // then: process.env for createContainer, and for startContainer exactly what the process
+    // gets, HOME included. A hook with `env` gets only that, `env: []` nothing at all.
+    let env = Env::new();
+    let mut b = env.bundle(&["sh", "-c", "/bin/env | /bin/sort > /data/process.env"]);
+    let logtmp = tempfile::tempdir().unwrap();
+    let logdir = logtmp.path().canonicalize().unwrap();
+    let log = logdir.join("hooks.log");
+    let host = |phase: &str| env_hook(phase, "/usr/bin", log.to_str().unwrap());
+    b.set("/process/env", json!(["PATH=/bin", "BERTH_IT_SPEC=from-the-spec"]));
+    b.push("/mounts", json!({"destination": "/data", "type": "bind", "source": logdir, "options": ["rbind", "rw"]}));
+    let mut only = host("createRuntime-with-env");
+    only["env"] = json!(["ONLY=this"]);
+    let mut empty = host("createRuntime-with-empty-env");
+    empty["env"] = json!([]);
+    b.set(
+        "/hooks",
+        json!({
+            "prestart": [host("prestart")],
+            "createRuntime": [host("createRuntime"), only, empty],
+            "createContainer": [host("createContainer")],
+            "startContainer": [env_hook("startContainer", "/bin", "/data/hooks.log")],
+            "poststart": [host("poststart")],
+            "poststop": [host("poststop")],
+        }),
+    );
+    let id = env.id("hook-env");
+    let out =
+        env.command(&["run", "--bundle", b.dir(), &id]).env("BERTH_IT_CALLER", "from-the-caller").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = fs::read_to_string(&log).unwrap();
+    let sections = env_sections(&text);
+    let vars = |phase: &str| -> Vec<String> {
+        sections
+            .iter()
+            .find(|(p, _)| p == phase)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{phase} missing: {text}"))
+    };
+    let caller = "BERTH_IT_CALLER=from-the-caller".to_string();
+    let spec_var = "BERTH_IT_SPEC=from-the-spec".to_string();
+    let host_path = format!("PATH={}", std::env::var("PATH").unwrap());
+    for phase in ["prestart", "createRuntime", "poststart", "poststop"] {
+        let v = vars(phase);
+        assert!(v.contains(&caller) && v.contains(&host_path), "{phase} lacks the runtime's environment: {v:?}");
+        assert!(!v.contains(&spec_var), "{phase} got the process's environment: {v:?}");
+        // berth's own re-exec marker (the seal) is not the caller's.
+        assert!(!v.iter().any(|x| x.starts_with("BERTH_SEALED")), "{phase}: {v:?}");
+    }
+    assert_eq!(vars("createRuntime-with-env"), ["ONLY=this"]);
+    assert_eq!(vars("createRuntime-with-empty-env"), Vec::<String>::new());
+    // process.env, as the init holds it before HOME is looked up.
+    assert_eq!(vars("createContainer"), [spec_var.clone(), "PATH=/bin".to_string()]);
+    let process: Vec<String> =
+        env_sections(&format!("== process\n{}", fs::read_to_string(logdir.join("process.env")).unwrap())).remove(0).1;
+    // (Sorted: `sort` ran in the container.)
+    assert_eq!(process, [spec_var, "HOME=/root".to_string(), "PATH=/bin".to_string()]);
+    assert_eq!(vars("startContainer"), process, "startContainer sees what the process gets");
+    env.finish();
+}
+
+#[test]
+fn create_container_hooks_run_in_the_container_rootfs() {
+    // runc chdirs to the rootfs before it runs createContainer hooks: the rootfs as the
+    // container sees it before pivot_root, with its mounts (proc here), not the host's view.
+    let env = Env::new();
+    let mut b = env.bundle(&["true"]);
+    let log = b.file("cwd.log");
+    let script = format!(
+        "{{ pwd -P; if test -e proc/self/status; then echo proc-mounted; else echo no-proc-here; fi; }} > {}",
+        log.display()
+    );
+    b.set("/hooks/createContainer", json!([{"path": "/bin/sh", "args": ["sh", "-c", script]}]));
+    let id = env.id("hook-cwd");
+    env.berth(&["run", "--bundle", b.dir(), &id]).ok();
+    assert_eq!(fs::read_to_string(&log).unwrap(), format!("{}\nproc-mounted\n", b.rootfs().display()));
+    env.finish();
+}
+
+/// A poststart hook that fails with a message, and a poststop hook that appends `poststop` to
+/// `log` (to count its runs). With `procs` (a container's cgroup.procs), the poststart hook
+/// first waits until two processes are there (the process and its background child), so
+/// that stopping the container has more than the init to kill; it fails differently if they
+/// never are.
+fn failing_poststart(b: &mut Bundle, log: &std::path::Path, procs: Option<&std::path::Path>) {
+    let wait = procs.map_or(String::new(), |p| {
+        format!(
+            "n=0; for i in $(seq 1000); do n=$(wc -l < {p}); [ $n -ge 2 ] && break; sleep 0.01; done; \
+             [ $n -ge 2 ] || {{ echo background-never-started >&2; exit 4; }}; ",
+            p = p.display()
+        )
+    });
+    b.set(
+        "/hooks",
+        json!({
+            "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("{wait}echo hook-says-no >&2; exit 3")]}],
+            "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo poststop >> {}", log.display())]}],
+        }),
+    );
+}
+
+#[track_caller]
+fn assert_poststart_failure(out: &Out) {
+    out.code_is(1);
+    for needle in ["hooks.poststart[0]", "exit status: 3", "hook-says-no"] {
+        assert!(out.stderr.contains(needle), "the error lacks {needle:?}: {out:?}");
+    }
+}
+
+/// Reaps the zombies that a container without a pid namespace left to this process (the
+/// subreaper of its killed processes). Only dead ones: a live process is a leak to report.
+fn reap_zombies_of(id: &str) {
+    let me = std::process::id() as i32;
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let cgroup = fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+        if parent_of(pid) == Some(me) && proc_state(pid) == Some('Z') && cgroup.contains(id) {
+            let _ =
+                rustix::process::waitpid(rustix::process::Pid::from_raw(pid), rustix::process::WaitOptions::empty());
+        }
+    }
+}
+
+#[test]
+fn failing_poststart_hook_fails_run_and_removes_the_container() {
+    // runtime-spec PR 1262 and runc: a failing poststart hook is an error; the container is
+    // stopped and, for `run`, destroyed (poststop hooks included) like any failed run.
+    let env = Env::new();
+    // Without a pid namespace the init's death takes nothing else down: the background
+    // sleep must be killed too (the leak probe looks for any process in the cgroups).
+    for (label, detach, pidns) in [("detached", true, true), ("fg", false, true), ("hostpid", true, false)] {
+        let mut b = env.bundle(&["sh", "-c", "sleep 100000 & exec sleep 100000"]);
+        if !pidns {
+            b.drop_namespace("pid");
+        }
+        let id = env.id(&format!("poststart-run-{label}"));
+        let log = b.file("poststop.log");
+        failing_poststart(&mut b, &log, Some(&v1_cgroup_dir("pids", &id).join("cgroup.procs")));
+        let probe = LeakProbe::with_bundle(&id, env.root(), &b);
+        let mut args = vec!["run", "--bundle", b.dir(), &id];
+        if detach {
+            args.insert(1, "-d");
+        }
+        // Output to files, and a deadline: with the container left running, a foreground
+        // run would wait for `sleep 100000`.
+        let (o, e) = (b.file(&format!("{label}.out")), b.file(&format!("{label}.err")));
+        let mut child = env
+            .command(&args)
+            .stdout(fs::File::create(&o).unwrap())
+            .stderr(fs::File::create(&e).unwrap())
+            .spawn()
+            .unwrap();
+        let mut status = None;
+        wait_until(|| {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "berth {} did not return: the container kept running after its poststart hook failed",
+                args.join(" ")
+            );
+        };
+        let out = Out {
+            cmd: format!("berth {}", args.join(" ")),
+            code: status.code(),
+            stdout: fs::read_to_string(&o).unwrap(),
+            stderr: fs::read_to_string(&e).unwrap(),
+        };
+        assert_poststart_failure(&out);
+        reap_zombies_of(&id);
+        probe.assert_clean();
+        assert_eq!(fs::read_to_string(&log).unwrap_or_default(), "poststop\n", "{label}: poststop hooks run once");
+    }
+    env.finish();
+}
+
+#[test]
+fn failing_poststart_hook_fails_start_and_stops_the_container() {
+    // `start` reports the failure and stops the container; what is left is a stopped
+    // container, which `delete` removes (running poststop), as after any process exit.
+    // Without a pid namespace, stopping it kills every process in its cgroups.
+    let env = Env::new();
+    for (label, pidns) in [("pidns", true), ("hostpid", false)] {
+        let mut b = env.bundle(&["sh", "-c", "sleep 100000 & exec sleep 100000"]);
+        if !pidns {
+            b.drop_namespace("pid");
+        }
+        let id = env.id(&format!("poststart-start-{label}"));
+        let log = b.file("poststop.log");
+        let procs = v1_cgroup_dir("pids", &id).join("cgroup.procs");
+        failing_poststart(&mut b, &log, Some(&procs));
+        let pid = env.create(&b, &id);
+        assert_poststart_failure(&env.berth(&["start", &id]));
+        assert_eq!(env.status(&id), "stopped");
+        assert_eq!(fs::read_to_string(&procs).unwrap(), "", "{label}: processes left running in the container");
+        assert_eq!(env.reap(pid), 128 + 9, "the init was not killed");
+        reap_zombies_of(&id);
+        assert!(!log.exists(), "poststop ran before delete");
+        env.berth(&["delete", &id]).ok();
+        assert_eq!(fs::read_to_string(&log).unwrap(), "poststop\n");
+    }
     env.finish();
 }
 

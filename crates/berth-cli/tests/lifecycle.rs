@@ -520,6 +520,89 @@ fn memory_and_pids_limits_are_applied() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Networking
+
+/// Prints `ip -o link show lo`, then whether a TCP connection to 127.0.0.1 goes through
+/// (`connect=yes`) or not (`connect=no`). With lo down the address is not even assigned, so
+/// every attempt fails at once; the retries only wait for the listener to be up. The
+/// listener's stdin never ends (busybox nc gives up on a connection when it reads EOF there,
+/// which could reset the client's): it leaves with the container's pid namespace.
+const LOOPBACK_PROBE: &str = "ip -o link show lo; sleep 1000 | nc -l -p 5555 >/dev/null & ok=no; \
+    for i in $(seq 100); do if echo probe | nc 127.0.0.1 5555 2>/dev/null; then ok=yes; break; fi; sleep 0.05; done; \
+    echo connect=$ok";
+
+#[track_caller]
+fn assert_loopback_up(out: &Out, what: &str) {
+    let text = out.ok();
+    assert!(text.contains("<LOOPBACK,UP,LOWER_UP>"), "{what}: lo is not up: {text}");
+    assert!(text.contains("connect=yes\n"), "{what}: no TCP connection over lo: {text}");
+}
+
+#[test]
+fn loopback_is_up_in_a_new_network_namespace() {
+    // runc's "loopback" network strategy: a container with a network namespace of its own
+    // gets lo up before anything of it runs.
+    let env = Env::new();
+    assert_loopback_up(&sh(&env, "lo", LOOPBACK_PROBE, |_| {}), "new netns");
+    // The same in a new user namespace (the init is root only there, which owns the netns).
+    let out = sh(&env, "lo-userns", LOOPBACK_PROBE, |b| {
+        b.push("/linux/namespaces", json!({"type": "user"}));
+        b.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+        b.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    });
+    assert_loopback_up(&out, "new netns in a new user namespace");
+    // And with a joined user namespace, where the netns is created by unshare after the join.
+    let mut holder = env.bundle(&["sleep", "100000"]);
+    holder.push("/linux/namespaces", json!({"type": "user"}));
+    holder.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    holder.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    let hid = env.id("lo-userns-holder");
+    let hpid = env.run_detached(&holder, &hid);
+    let out = sh(&env, "lo-userns-join", LOOPBACK_PROBE, |b| {
+        b.push("/linux/namespaces", json!({"type": "user", "path": format!("/proc/{hpid}/ns/user")}));
+    });
+    assert_loopback_up(&out, "new netns in a joined user namespace");
+    env.berth(&["delete", "-f", &hid]).ok();
+    env.reap(hpid);
+    env.finish();
+}
+
+#[test]
+fn a_joined_network_namespace_is_left_as_it_is() {
+    // runc only sets up lo for a network namespace it creates: a joined one (a pod's, set up
+    // by CNI) is not touched. Negative control of the test above: a fresh namespace held by
+    // a host process has lo down, and it must still be down inside and after the container.
+    let env = Env::new();
+    let mut holder = std::process::Command::new("unshare").args(["--net", "sleep", "100000"]).spawn().unwrap();
+    let ns = format!("/proc/{}/ns/net", holder.id());
+    // `unshare` execs sleep in the new namespace: wait until the pid is there.
+    assert!(
+        wait_until(|| fs::read_link(&ns).ok() != fs::read_link("/proc/self/ns/net").ok()),
+        "the holder never entered its network namespace"
+    );
+    let lo_in_holder = || {
+        let o = std::process::Command::new("nsenter")
+            .arg(format!("--net={ns}"))
+            .args(["ip", "-o", "link", "show", "lo"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(!lo_in_holder().contains(",UP"), "a new namespace starts with lo down: {}", lo_in_holder());
+    let out = sh(&env, "lo-joined", LOOPBACK_PROBE, |b| {
+        b.drop_namespace("network");
+        b.push("/linux/namespaces", json!({"type": "network", "path": ns}));
+    });
+    let text = out.ok();
+    assert!(text.contains("<LOOPBACK>"), "lo of the joined namespace was changed: {text}");
+    assert!(text.contains("connect=no\n"), "{text}");
+    assert!(!lo_in_holder().contains(",UP"), "lo of the joined namespace was changed: {}", lo_in_holder());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    env.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Lifecycle
 
 fn assert_rfc3339(s: &str) {

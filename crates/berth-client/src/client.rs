@@ -842,6 +842,17 @@ impl berth_core::Client for Client {
                 Ok((body, _)) => Ok(body.pid.unwrap_or(0)),
                 Err(e) => {
                     c.lock().procs.remove(id);
+                    // A failing poststart hook stops the container, which no event reports (it
+                    // never started): take the monitor's word for the phase.
+                    if let Ok((body, _)) = self.call(&c, Request::Attach) {
+                        if body.status == Some(Status::Stopped) {
+                            let mut st = c.lock();
+                            st.phase = Phase::Stopped;
+                            st.exit = body.exit.map(|x: ExitInfo| (x.code, to_time(x.at_ns)));
+                            drop(st);
+                            c.changed.notify_all();
+                        }
+                    }
                     Err(e)
                 }
             }

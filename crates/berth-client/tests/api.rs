@@ -687,3 +687,40 @@ fn device_rules_in_an_update_keep_the_default_devices() {
     c.stop(&id, libc::SIGKILL, Duration::from_secs(5)).unwrap();
     c.delete(&id).unwrap();
 }
+
+#[test]
+fn failing_poststart_hook_fails_start_and_stops_the_container() {
+    // As `berth start`: the start is refused with the hook's error, the process is killed,
+    // and the container is left stopped for delete, which runs poststop. The engine sees no
+    // start and hence no exit event.
+    let rec = Recorder::new();
+    let c = client_with(rec.clone());
+    let id = id("poststart");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("poststop.log");
+    let mut s = spec(&["sleep", "100000"]);
+    let hooks: oci_spec::runtime::Hooks = serde_json::from_value(serde_json::json!({
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo hook-says-no >&2; exit 3"]}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo poststop >> {}", log.display())]}],
+    }))
+    .unwrap();
+    s.set_hooks(Some(hooks));
+    c.create(&id, &s, None).unwrap();
+    let pid = berth_linux::state::ContainerState::load(c.root(), &id).unwrap().pid as u32;
+    let err = c.start(&id, None, false, &mut |_| Ok(())).unwrap_err();
+    for needle in ["hooks.poststart[0]", "exit status: 3", "hook-says-no"] {
+        assert!(err.to_string().contains(needle), "the error lacks {needle:?}: {err}");
+    }
+    // Stopped by the time start returns: the monitor reaped the init before answering.
+    assert!(!alive(pid), "the init was not killed");
+    assert_eq!(c.status(&id).unwrap(), Status::Stopped);
+    assert!(!log.exists(), "poststop ran before delete");
+    c.delete(&id).unwrap();
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "poststop\n");
+    for d in cgroup_dirs(&id) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    assert!(!c.root().join(&id).exists());
+    assert!(c.flush_events(&id, LONG));
+    assert_eq!(rec.trace(&id), ["create:init"]);
+}

@@ -464,11 +464,23 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         }
         Some((other, _)) => return Err(Error::Init(format!("unexpected message from the init: {other:?}"))),
     }
-    crate::hooks::run_all_warn(
+    if let Err(e) = crate::hooks::run_all(
         "poststart",
         hooks.poststart().as_deref().unwrap_or_default(),
         &hook_state(&st, ContainerStatus::Running),
-    );
+    ) {
+        // A failed run leaves nothing, as every other failure of run: stop the container,
+        // reap its init (our child), then undo create (poststop hooks included).
+        stop(&st);
+        if let Some((pid, _)) = guard.child.take() {
+            let _ = rustix::process::waitpid(Pid::from_raw(pid), rustix::process::WaitOptions::empty());
+        }
+        guard.disarm();
+        if let Err(d) = destroy(&opts.root, &st) {
+            log::warn!("removing container {}: {d}", st.id);
+        }
+        return Err(e);
+    }
     if mode == LaunchMode::RunDetached {
         guard.disarm();
         return Ok(Launched::Detached);
@@ -629,12 +641,31 @@ pub fn start_created(root: &Path, st: &ContainerState) -> Result<()> {
     let _ = fs::remove_file(&fifo);
     rustix::io::write(&f, b"0").ctx(|| "signalling the init".to_string())?;
     let hooks = st.spec.hooks().clone().unwrap_or_default();
-    crate::hooks::run_all_warn(
+    crate::hooks::run_all(
         "poststart",
         hooks.poststart().as_deref().unwrap_or_default(),
         &hook_state(st, ContainerStatus::Running),
-    );
-    Ok(())
+    )
+    .inspect_err(|_| {
+        // runtime-spec (PR 1262) and runc: a failing poststart hook stops the container. It
+        // is left stopped, for `delete` to remove (running poststop), as after any exit: the
+        // caller (a shim, a monitor) owns the container's removal.
+        stop(st)
+    })
+}
+
+/// Stops a container whose poststart hook failed: SIGKILL to its init and, when it shares
+/// the host's pid namespace (where the init's death takes nothing else down), to everything
+/// in its cgroups; returns once the init is dead.
+fn stop(st: &ContainerState) {
+    if !st.own_pidns {
+        if let Some(cg) = &st.cgroup {
+            let _ = cg.signal_all(libc::SIGKILL);
+        }
+    }
+    if let Err(e) = kill_and_wait(st) {
+        log::warn!("stopping container {}: {e}", st.id);
+    }
 }
 
 /// `kill`: signals the init, or every process of the container with `all`.

@@ -4,6 +4,12 @@
 //! async-signal-safe work between fork and exec). Their output is captured in a memfd rather
 //! than a pipe, so a chatty hook cannot block and no reader thread is needed: the runtime
 //! stays single-threaded.
+//!
+//! A hook with `env` gets exactly that environment (`env: []`, none at all). One without
+//! inherits the environment of the process running it, as in runc (Go's `exec.Cmd` with a nil
+//! `Env`): the runtime's for prestart, createRuntime, poststart and poststop; for
+//! createContainer and startContainer, which runc runs in its init, the container process's
+//! environment, which the init passes in ([`run_all_with`]).
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::process::CommandExt;
@@ -14,25 +20,32 @@ use oci_spec::runtime::Hook;
 
 use crate::error::{Error, Result};
 
-/// Runs `hooks` of `phase` in order; the first failure stops and is returned.
+/// Runs `hooks` of `phase` in order, those without `env` in the runtime's environment; the
+/// first failure stops and is returned.
 pub fn run_all(phase: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
+    run_all_with(phase, hooks, state_json, None)
+}
+
+/// [`run_all`] with `default_env` (`KEY=value` items) for the hooks without `env`; `None`
+/// keeps the runtime's.
+pub fn run_all_with(phase: &str, hooks: &[Hook], state_json: &[u8], default_env: Option<&[String]>) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
-        run_one(h, state_json)
+        run_one(h, state_json, default_env)
             .map_err(|e| Error::Invalid(format!("hooks.{phase}[{i}] ({}): {e}", h.path().display())))?;
     }
     Ok(())
 }
 
-/// Runs `hooks`, logging failures instead of returning them (poststart, poststop).
+/// Runs `hooks`, logging failures instead of returning them (poststop).
 pub fn run_all_warn(phase: &str, hooks: &[Hook], state_json: &[u8]) {
     for (i, h) in hooks.iter().enumerate() {
-        if let Err(e) = run_one(h, state_json) {
+        if let Err(e) = run_one(h, state_json, None) {
             log::warn!("hooks.{phase}[{i}] ({}) failed: {e}", h.path().display());
         }
     }
 }
 
-fn run_one(h: &Hook, state: &[u8]) -> std::result::Result<(), String> {
+fn run_one(h: &Hook, state: &[u8], default_env: Option<&[String]>) -> std::result::Result<(), String> {
     let path = h.path();
     let args = h.args().clone().unwrap_or_default();
     let mut cmd = Command::new(path);
@@ -40,10 +53,19 @@ fn run_one(h: &Hook, state: &[u8]) -> std::result::Result<(), String> {
         cmd.arg0(a0);
     }
     cmd.args(args.iter().skip(1));
-    cmd.env_clear();
-    for kv in h.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    match h.env().as_deref().or(default_env) {
+        Some(env) => {
+            cmd.env_clear();
+            for kv in env {
+                if let Some((k, v)) = kv.split_once('=') {
+                    cmd.env(k, v);
+                }
+            }
+        }
+        // The runtime's environment is the caller's: berth's own re-exec marker is not part
+        // of it.
+        None => {
+            cmd.env_remove(crate::seal::REEXEC_ENV);
         }
     }
     let out = rustix::fs::memfd_create("berth-hook-output", rustix::fs::MemfdFlags::CLOEXEC)

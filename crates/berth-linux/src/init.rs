@@ -155,6 +155,10 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         berth_sys::process::unshare_namespaces(libc::CLONE_NEWCGROUP as u64)
             .ctx(|| "creating the cgroup namespace".to_string())?;
     }
+    if plan.new_netns() {
+        // Every namespace is in place: lo is up before any hook or the process runs (runc).
+        crate::net::loopback_up()?;
+    }
     if let Some(adj) = plan.process.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
             Error::Invalid(format!(
@@ -182,7 +186,11 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     }
     if !plan.create_container_hooks.is_empty() {
         let json = state.as_deref().unwrap_or_default();
-        crate::hooks::run_all("createContainer", &plan.create_container_hooks, json.as_bytes())?;
+        // As runc: from the rootfs as the container sees it (its mounts included), with the
+        // process's environment, which runc's init holds by then (HOME not looked up yet).
+        rustix::process::fchdir(root.fd()).ctx(|| "chdir to the rootfs for createContainer hooks".to_string())?;
+        let env = hook_env(&plan.process, false);
+        crate::hooks::run_all_with("createContainer", &plan.create_container_hooks, json.as_bytes(), Some(&env))?;
     }
     rootfs::enter(&root, plan)?;
     drop(root);
@@ -234,10 +242,23 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
         }?;
         if !plan.start_container_hooks.is_empty() {
             let json = with_status(&state, "created");
-            crate::hooks::run_all("startContainer", &plan.start_container_hooks, &json)?;
+            // The environment the process is about to get, HOME included (runc's init runs
+            // them with exactly that).
+            let env = hook_env(&plan.process, true);
+            crate::hooks::run_all_with("startContainer", &plan.start_container_hooks, &json, Some(&env))?;
         }
         Ok(())
     })
+}
+
+/// The container process's environment for the hooks the init runs: `process.env` (with
+/// LISTEN_FDS), and `with_home` the HOME [`finish_as_user`] adds when it is not set.
+fn hook_env(p: &ProcessPlan, with_home: bool) -> Vec<String> {
+    let mut env: Vec<String> = p.env.items().iter().map(|c| c.to_string_lossy().into_owned()).collect();
+    if with_home && !p.has_home {
+        env.push(format!("HOME={}", home_of(p.uid).unwrap_or_else(|| "/".to_string())));
+    }
+    env
 }
 
 /// The state JSON with its `status` replaced.

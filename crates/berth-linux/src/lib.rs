@@ -8,6 +8,7 @@
 //! * [`sync`]: the parent/child setup channel;
 //! * [`tty`], [`signals`]: terminals, console sockets, signal forwarding;
 //! * [`hooks`]: OCI hooks;
+//! * `net`: the loopback interface of a new network namespace;
 //! * [`state`]: the persisted per-container state.
 //!
 //! All raw system calls go through `berth-sys`; this crate contains no `unsafe`.
@@ -22,6 +23,7 @@ pub mod exec;
 pub mod hooks;
 pub mod init;
 pub mod mountopts;
+mod net;
 mod notify;
 pub mod paths;
 pub mod plan;

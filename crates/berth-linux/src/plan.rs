@@ -322,6 +322,12 @@ impl Plan {
         self.new_userns || self.join_user.is_some()
     }
 
+    /// The container gets a network namespace of its own (created, not joined): the init
+    /// brings its lo up.
+    pub fn new_netns(&self) -> bool {
+        (self.clone_flags | self.unshare_after_user) & libc::CLONE_NEWNET as u64 != 0
+    }
+
     /// The container has its own pid namespace.
     pub fn own_pidns(&self) -> bool {
         self.clone_flags & libc::CLONE_NEWPID as u64 != 0 || self.fork_for_pidns

@@ -27,6 +27,10 @@ use rustix::fs::{Mode, OFlags};
 
 use crate::error::{Context, Error, Result};
 
+/// Set in the environment of the re-executed binary, so that it never loops. Not part of the
+/// caller's environment: hooks, which inherit the runtime's, do not get it.
+pub(crate) const REEXEC_ENV: &str = "BERTH_SEALED_REEXEC";
+
 /// Why the running binary is (or is not) safe from writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protection {
@@ -91,7 +95,7 @@ pub fn ensure_sealed() -> Result<()> {
     if protection()? != Protection::None {
         return Ok(());
     }
-    if std::env::var_os("BERTH_SEALED_REEXEC").is_some() {
+    if std::env::var_os(REEXEC_ENV).is_some() {
         // We already re-executed and the binary is still writable: never loop.
         return Err(Error::Invalid(
             "cannot protect the berth binary from writes (re-exec from a read-only mount did not take effect)".into(),
@@ -114,7 +118,7 @@ pub fn ensure_sealed() -> Result<()> {
             e
         })
         .collect();
-    env.push(b"BERTH_SEALED_REEXEC=1".to_vec());
+    env.push(format!("{REEXEC_ENV}=1").into_bytes());
     let argv =
         berth_sys::process::CStringArray::from_bytes(&args).map_err(|_| Error::Invalid("argv has NUL".into()))?;
     let envp =

@@ -546,6 +546,86 @@ fn task_api_semantics_events_and_hygiene() {
     cleanup.shim_pid = None;
 }
 
+#[test]
+fn failing_poststart_hook_fails_start_and_stops_the_task() {
+    // Start reports the hook's failure and the task is stopped (killed); the exit follows as
+    // for any task, and Delete removes it, running poststop. A cgroup parent and namespace of
+    // its own: the other test's cleanup kills what runs under its parent.
+    rustix::process::set_child_subreaper(Some(rustix::process::Pid::INIT)).unwrap();
+    let parent = format!("{}-poststart", cgroup_parent());
+    let mut cleanup = Cleanup { cgroup_parent: parent.clone(), shim_pid: None };
+    let tmp = tempfile::Builder::new().prefix("bdirect").tempdir_in("/tmp").unwrap();
+    let base = tmp.path();
+    let ev_sock = base.join("events.sock");
+    let events = events_server(&ev_sock);
+    let ns = format!("direct-poststart-{}", std::process::id());
+    let ctrd = base.join("containerd.sock").to_string_lossy().into_owned();
+    let shim = env!("CARGO_BIN_EXE_containerd-shim-berth-v2");
+    let b = bundle(base, "p1", &["sleep", "100000"]);
+    let log = base.join("poststop.log");
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{parent}/p1"));
+    spec["hooks"] = serde_json::json!({
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo hook-says-no >&2; exit 3"]}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo poststop >> {}", log.display())]}],
+    });
+    fs::write(b.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    fs::write(b.join("log"), "").unwrap();
+    let out = Command::new(shim)
+        .args(["-namespace", &ns, "-address", &ctrd, "-publish-binary", "/bin/false", "-id", "p1", "start"])
+        .current_dir(&b)
+        .env("TTRPC_ADDRESS", &ev_sock)
+        .env("BERTH_SHIM_ROOT", base.join("state"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    let addr = String::from_utf8(out.stdout).unwrap();
+    let mut c = Client::connect(&addr);
+    let connect: api::ConnectResponse = c.call("Connect", &api::ConnectRequest::new()).unwrap();
+    cleanup.shim_pid = Some(connect.shim_pid);
+
+    let mut cr = api::CreateTaskRequest::new();
+    cr.id = "p1".into();
+    cr.bundle = b.to_string_lossy().into_owned();
+    let created: api::CreateTaskResponse = c.call("Create", &cr).unwrap();
+    let mut sr = api::StartRequest::new();
+    sr.id = "p1".into();
+    let (code, msg) = c.call::<api::StartResponse>("Start", &sr).unwrap_err();
+    assert_ne!(code, Code::OK);
+    for needle in ["hooks.poststart[0]", "exit status: 3", "hook-says-no"] {
+        assert!(msg.contains(needle), "the error lacks {needle:?}: {msg}");
+    }
+    let mut w = api::WaitRequest::new();
+    w.id = "p1".into();
+    assert_eq!(c.call::<api::WaitResponse>("Wait", &w).unwrap().exit_status, 137, "the task was not killed");
+    assert!(!log.exists(), "poststop ran before Delete");
+    let mut d = api::DeleteRequest::new();
+    d.id = "p1".into();
+    let del: api::DeleteResponse = c.call("Delete", &d).unwrap();
+    assert_eq!((del.exit_status, del.pid), (137, created.pid));
+    assert_eq!(fs::read_to_string(&log).unwrap(), "poststop\n");
+    assert!(!base.join("state").join(&ns).join("p1").exists(), "state removed");
+    assert!(!Path::new(&format!("/sys/fs/cgroup/pids/{parent}/p1")).exists(), "cgroup removed");
+    // It never started: no start and no exit event, as for any init killed before its start.
+    wait_for("the delete event", || topics(&events).iter().any(|t| t == "/tasks/delete"));
+    assert_eq!(topics(&events), ["/tasks/create", "/tasks/delete"]);
+
+    let mut sd = api::ShutdownRequest::new();
+    sd.id = "p1".into();
+    let _ = c.call::<api::Empty>("Shutdown", &sd);
+    let shim_pid = connect.shim_pid;
+    wait_for("the shim to exit", || {
+        !Path::new(&format!("/proc/{shim_pid}")).exists() || {
+            if let Some(p) = rustix::process::Pid::from_raw(shim_pid as i32) {
+                let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG);
+            }
+            false
+        }
+    });
+    cleanup.shim_pid = None;
+}
+
 use std::os::unix::fs::OpenOptionsExt;
 
 /// Reads the non-blocking `r` until what was read contains `needle`.

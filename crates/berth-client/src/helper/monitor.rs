@@ -646,11 +646,16 @@ impl Monitor<'_> {
                 init.stdin = None;
             }
         }
-        match &self.state {
+        let started = match &self.state {
             Some(st) => container::start_created(self.root, st),
             None => container::start(self.root, self.id),
+        };
+        if let Err(e) = started {
+            // A failing poststart hook stopped the container (its init is dead by now): reap
+            // it before answering, so the phase the client asks for next says so.
+            self.reap();
+            return Err(linux_err("start", e));
         }
-        .map_err(|e| linux_err("start", e))?;
         self.phase = Phase::Running;
         self.started = true;
         let pid = self.init.as_ref().map_or(0, |p| p.pid);
