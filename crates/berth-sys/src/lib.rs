@@ -16,6 +16,7 @@
 
 pub mod bpf;
 pub mod fd;
+pub mod keyring;
 pub mod mem;
 pub mod mount;
 pub mod net;
