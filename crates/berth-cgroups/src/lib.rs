@@ -29,6 +29,7 @@ mod layout;
 mod oom;
 mod procs;
 mod stats;
+mod sub;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ pub use layout::{detect, Mode};
 pub use oom::OomWatcher;
 pub use procs::PreparedJoin;
 pub use stats::*;
+pub use sub::parse_sub_cgroups;
 
 /// Conversions between OCI (v1-flavoured) values and cgroup v2 values, with
 /// runc's formulas. Public so callers (e.g. `berth features`) can show them.
