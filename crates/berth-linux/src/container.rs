@@ -62,6 +62,15 @@ pub struct CreateOptions {
     /// `create` with a terminal and no console socket returns the PTY master instead of
     /// failing (for the embedding library; the CLI needs a console socket to detach).
     pub keep_master: bool,
+    /// `--no-new-keyring`: the init keeps its creator's session keyring instead of joining a
+    /// new one of its own (`_ses.<id>`), and so do exec processes.
+    pub no_new_keyring: bool,
+    /// `run --keep`: a foreground run leaves the container `stopped`, its cgroups included,
+    /// for `delete` instead of removing it when the process exits.
+    pub keep: bool,
+    /// `run --no-subreaper`: a foreground run does not become a child subreaper, so orphans
+    /// of a container without its own pid namespace go to the caller's subreaper.
+    pub no_subreaper: bool,
 }
 
 /// What [`launch`] produced.
@@ -188,6 +197,13 @@ fn create_cgroup(
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let attempt = || {
         let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
+        // runc 1.1 warns and carries on (1.2 refuses): the container shares its limits, and
+        // `kill --all`, `pause` and `delete` would act on the other processes too.
+        if let Ok(pids) = cg.pids() {
+            if !pids.is_empty() {
+                log::warn!("container's cgroup is not empty: {} process(es) found", pids.len());
+            }
+        }
         let created = cg.create(effective_resources(spec).as_ref())?;
         Ok::<_, berth_cgroups::CgroupError>((cg, created))
     };
@@ -235,7 +251,12 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         &opts.id,
         &bundle,
         &spec,
-        BuildOptions { no_pivot: opts.no_pivot, preserve_fds: opts.preserve_fds + listen_fds, extra_env },
+        BuildOptions {
+            no_pivot: opts.no_pivot,
+            preserve_fds: opts.preserve_fds + listen_fds,
+            extra_env,
+            no_new_keyring: opts.no_new_keyring,
+        },
     )?;
     if !plan.own_mntns {
         guard.shared_mounts = Some(plan.rootfs.clone());
@@ -302,7 +323,18 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let switches_ns = plan.join_pid.is_some() || plan.join_time.is_some() || plan.time_offsets.is_some();
     let home_ns = switches_ns.then(ChildrenNs::save);
     prepare_parent_namespaces(&plan)?;
-    let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
+    let forward = if mode == LaunchMode::RunForeground {
+        if !opts.no_subreaper {
+            // As runc's `run`: orphans of the container (one without a pid namespace of its
+            // own) come to us and are reaped while we wait, instead of piling up as zombies
+            // under a PID 1 that may not reap.
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+                .ctx(|| "becoming a child subreaper".to_string())?;
+        }
+        Some(crate::signals::Forwarder::block()?)
+    } else {
+        None
+    };
 
     let (parent_chan, child_chan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
     let unified = match cg.as_ref().and_then(|c| c.unified_dir()) {
@@ -350,6 +382,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup: cg.clone(),
         own_pidns: plan.own_pidns(),
+        no_new_keyring: opts.no_new_keyring,
         spec,
     };
     let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
@@ -489,10 +522,12 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let (_, pidfd) = guard.child.take().ok_or_else(|| Error::Init("lost the init".into()))?;
     guard.disarm();
     let code = match forward {
-        Some(f) => f.wait(pid, &pidfd, master)?,
+        Some(f) => f.wait(pid, &pidfd, master, !opts.no_subreaper)?,
         None => 0,
     };
-    destroy(&opts.root, &st)?;
+    if !opts.keep {
+        destroy(&opts.root, &st)?;
+    }
     Ok(Launched::Exited(code))
 }
 
@@ -623,12 +658,16 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
 /// `start` for a caller that holds the container's state (from [`Launched::Created`]).
 pub fn start_created(root: &Path, st: &ContainerState) -> Result<()> {
     let id = &st.id;
+    // runc's texts.
     match st.status(root) {
         ContainerStatus::Created => {}
         ContainerStatus::Stopped => {
-            return Err(Error::WrongState(format!("cannot start container {id}: it has stopped")))
+            return Err(Error::WrongState(format!("cannot start a container that has stopped ({id})")))
         }
-        s => return Err(Error::WrongState(format!("cannot start container {id}: it is already {s}"))),
+        ContainerStatus::Running => {
+            return Err(Error::WrongState(format!("cannot start an already running container ({id})")))
+        }
+        s => return Err(Error::WrongState(format!("cannot start a container in the {s} state ({id})"))),
     }
     let fifo = state::dir(root, id).join(EXEC_FIFO);
     let f = match rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty()) {
@@ -668,21 +707,44 @@ fn stop(st: &ContainerState) {
     }
 }
 
-/// `kill`: signals the init, or every process of the container with `all`.
+/// `kill`: signals the init, or every process of the container with `all`. Any signal 0 to
+/// 64: 0 only probes that the init is alive (`kill ID 0`), real-time ones included (a systemd
+/// image stops on SIGRTMIN+3). A stopped container answers "container not running" (runc's
+/// words, which containerd's shim reads as "already finished"), except with `all`, which
+/// signals whatever is left in its cgroup, as runc does after the init exited.
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let st = ContainerState::load(root, id)?;
     let status = st.status(root);
-    if status == ContainerStatus::Stopped && !all {
-        return Err(Error::WrongState(format!("cannot kill container {id}: container not running")));
+    if !(0..=berth_sys::signal::SIGMAX).contains(&signal) {
+        return Err(Error::Invalid(format!(
+            "signal {signal}: not a valid signal (0 to {})",
+            berth_sys::signal::SIGMAX
+        )));
     }
-    let sig =
-        Signal::from_named_raw(signal).ok_or_else(|| Error::Invalid(format!("signal {signal}: not a valid signal")))?;
+    let not_running = || Error::WrongState(format!("cannot kill container {id}: container not running"));
     if all {
-        let cg = st.cgroup.as_ref().ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
-        cg.signal_all(signal).map_err(|e| Error::Cgroup(e.to_string()))?;
+        match &st.cgroup {
+            Some(cg) => cg.signal_all(signal).map_err(|e| Error::Cgroup(e.to_string()))?,
+            // Without cgroups (rootless without delegation) nothing is left to find once the
+            // init is gone.
+            None if status == ContainerStatus::Stopped => {}
+            None => return Err(Error::WrongState(format!("container {id} has no cgroup to signal every process of"))),
+        }
     } else {
-        let pidfd = open_init(&st)?;
-        rustix::process::pidfd_send_signal(&pidfd, sig).ctx(|| format!("signalling the init of {id}"))?;
+        if status == ContainerStatus::Stopped {
+            return Err(not_running());
+        }
+        let pidfd = open_init(&st).map_err(|_| not_running())?;
+        match berth_sys::signal::pidfd_send(pidfd.as_fd(), signal) {
+            Ok(()) => {}
+            // Exited between the check and the signal.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                return Err(Error::WrongState(format!(
+                    "cannot kill container {id}: container not running: no such process"
+                )))
+            }
+            Err(e) => return Err(Error::io(format!("signalling the init of {id}"), e)),
+        }
     }
     if status == ContainerStatus::Paused && signal == libc::SIGKILL {
         if let Some(cg) = &st.cgroup {
@@ -725,7 +787,15 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         ContainerStatus::Stopped => {}
         ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(&st)?,
         s if force => {
-            if s == ContainerStatus::Paused {
+            // Half-frozen counts too (a freeze still in progress, or one that could not
+            // complete): a frozen init cannot die.
+            let freezing = st.cgroup.as_ref().is_some_and(|c| {
+                matches!(
+                    c.freezer_state(),
+                    Ok(berth_cgroups::FreezerState::Freezing | berth_cgroups::FreezerState::Frozen)
+                )
+            });
+            if s == ContainerStatus::Paused || freezing {
                 // A frozen init cannot die: queue the SIGKILL through a pidfd verified
                 // against the recorded start time, then thaw so it is delivered.
                 if let (Some(cg), Ok(fd)) = (&st.cgroup, open_init(&st)) {

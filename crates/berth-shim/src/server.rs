@@ -871,7 +871,7 @@ impl Server {
             return Err(Error::State(format!("cannot exec in task {}: it has exited", req.id)));
         }
         berth_core::state::validate_id(&req.exec_id)
-            .map_err(|e| Error::Invalid(e.replace("container id", "exec id")))?;
+            .map_err(|e| Error::Invalid(e.replace("container id", "exec id").replace("container ID", "exec ID")))?;
         if c.execs.contains_key(&req.exec_id) {
             return Err(Error::Exists(format!("exec {} already exists in task {}", req.exec_id, req.id)));
         }
