@@ -303,24 +303,6 @@ impl Drop for ContinueAgent {
     }
 }
 
-/// Receives one descriptor sent with SCM_RIGHTS (the seccomp agent protocol's listener fd).
-fn recv_fd(conn: &std::os::unix::net::UnixStream) -> Option<OwnedFd> {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    use std::io::IoSliceMut;
-    use std::mem::MaybeUninit;
-    let mut buf = [0u8; 8192];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = RecvAncillaryBuffer::new(&mut space);
-    rustix::net::recvmsg(conn, &mut [IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::CMSG_CLOEXEC).ok()?;
-    let mut fd = None;
-    for m in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut r) = m {
-            fd = r.next();
-        }
-    }
-    fd
-}
-
 /// Runs a berth command with a deadline: a hang (a deadlocked init) kills it and fails the
 /// test instead of stalling the suite.
 fn berth_with_deadline(env: &Env, args: &[&str], deadline: Duration) -> Out {
