@@ -180,16 +180,31 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
 /// Creates the container's cgroups. An unprivileged caller usually cannot (cgroups are not
 /// delegated to it), so rootless containers run without them, with a warning when the spec
 /// asked for limits that therefore do not apply (runc behaves the same).
+fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
+    match berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id) {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) if rootless => {
+            if linux.resources().is_some() {
+                log::warn!("rootless: cgroups are not available ({e}); linux.resources is ignored");
+            }
+            Ok(None)
+        }
+        Err(e) => Err(Error::Cgroup(e.to_string())),
+    }
+}
+
+/// Creates the cgroup [`resolve_cgroup`] found.
 fn create_cgroup(
     spec: &Spec,
-    id: &str,
+    cg: Option<berth_cgroups::Cgroup>,
     rootless: bool,
 ) -> Result<Option<(berth_cgroups::Cgroup, berth_cgroups::Created)>> {
+    let Some(cg) = cg else { return Ok(None) };
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let attempt = || {
-        let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
         let created = cg.create(effective_resources(spec).as_ref())?;
-        Ok::<_, berth_cgroups::CgroupError>((cg, created))
+        Ok::<_, berth_cgroups::CgroupError>((cg.clone(), created))
     };
     match attempt() {
         Ok(cg) => Ok(Some(cg)),
@@ -247,9 +262,28 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         ));
     }
 
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let rootless = !rustix::process::geteuid().is_root();
-    let cg = match create_cgroup(&spec, &opts.id, rootless)? {
+    // The state is on disk, marked `creating`, before anything it names exists (the cgroups,
+    // then the init): a berth killed at any later point leaves a record that `delete -f`
+    // cleans up from. It is written again with the init's pid, and once more when ready.
+    let mut st = ContainerState {
+        id: opts.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
+        owner: user_name(rustix::process::geteuid().as_raw()),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        cgroup: resolve_cgroup(&spec, &opts.id, rootless)?,
+        own_pidns: plan.own_pidns(),
+        creating: true,
+        spec,
+    };
+    st.save(&opts.root)?;
+    let spec = &st.spec;
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
+    let cg = match create_cgroup(spec, st.cgroup.take(), rootless)? {
         Some((cg, created)) => {
             guard.cgroup = Some(created);
             plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
@@ -338,20 +372,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     if plan.new_userns {
         write_id_maps(pid, &plan, rootless)?;
     }
-    let start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
-    let mut st = ContainerState {
-        id: opts.id.clone(),
-        pid,
-        start_time,
-        bundle: bundle.clone(),
-        rootfs: plan.rootfs.clone(),
-        created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
-        owner: user_name(rustix::process::geteuid().as_raw()),
-        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
-        cgroup: cg.clone(),
-        own_pidns: plan.own_pidns(),
-        spec,
-    };
+    st.pid = pid;
+    st.start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
+    st.cgroup = cg.clone();
+    st.save(&opts.root)?;
     let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
         String::new()
     } else {
@@ -376,6 +400,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
                 pid = init;
                 st.pid = init;
                 st.start_time = state::proc_stat(init).map(|s| s.1).unwrap_or(0);
+                st.save(&opts.root)?;
                 let go = String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned();
                 parent_chan.send(&Msg::Go(go), None).ctx(|| "signalling the container init".to_string())?;
             }
@@ -430,6 +455,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         let (_, m) = crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?;
         master = Some(m);
     }
+    st.creating = false;
     st.save(&opts.root)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
@@ -723,6 +749,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     };
     match st.status(root) {
         ContainerStatus::Stopped => {}
+        ContainerStatus::Creating if !force => {
+            return Err(Error::WrongState(format!(
+                "cannot delete container {id} that is being created (its creator is still running); use --force"
+            )))
+        }
         ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(&st)?,
         s if force => {
             if s == ContainerStatus::Paused {
@@ -764,7 +795,9 @@ pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
         crate::rootfs::unmount_under_rootfs(&st.rootfs)?;
     }
     if let Some(cg) = &st.cgroup {
-        if !st.own_pidns {
+        // A create that was killed may have left an init the record does not name yet (it
+        // dies of its parent-death signal, but perhaps not before we get here).
+        if !st.own_pidns || st.creating {
             let _ = cg.signal_all(libc::SIGKILL);
         }
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;

@@ -85,6 +85,23 @@ pub fn run(child: &Child, plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, st
     exit_immediately(1)
 }
 
+/// Ties this process to its creator: SIGKILL when the creating `berth` dies (a crashed
+/// create takes its half-built init with it). A creator that died before the signal was set
+/// cannot deliver it: then its end of the setup channel is closed already. (getppid cannot
+/// tell: in a new pid namespace the parent is outside and reads as 0.)
+fn die_with_creator(chan: &Channel) -> Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).ctx(|| "setting pdeathsig".to_string())?;
+    let fd = chan.fd();
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::RDHUP)];
+    let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    if rustix::event::poll(&mut fds, Some(&now)).is_ok_and(|n| n > 0)
+        && fds[0].revents().intersects(rustix::event::PollFlags::RDHUP | rustix::event::PollFlags::HUP)
+    {
+        exit_immediately(1);
+    }
+    Ok(())
+}
+
 fn wait_go(chan: &Channel) -> Result<String> {
     match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
         Some((Msg::Go(state), _)) => Ok(state),
@@ -97,7 +114,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if let (Some(s), false) = (stdio, plan.process.terminal) {
         s.apply()?;
     }
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).ctx(|| "setting pdeathsig".to_string())?;
+    die_with_creator(chan)?;
     // Files and nodes we create get exactly the modes we ask for; the user's umask is
     // applied just before exec.
     rustix::process::umask(Mode::empty());
@@ -145,8 +162,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
             }
             berth_sys::process::Forked::Child(_) => {
                 // pdeathsig is not inherited; the runtime sends the state again with our pid.
-                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-                    .ctx(|| "setting pdeathsig".to_string())?;
+                die_with_creator(chan)?;
                 state = Some(wait_go(chan)?);
             }
         }

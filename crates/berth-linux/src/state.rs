@@ -39,6 +39,11 @@ pub struct ContainerState {
     /// Whether the container has its own pid namespace (if not, delete kills every process
     /// in its cgroup, since the init's death does not take them down).
     pub own_pidns: bool,
+    /// Written while the container is being created (before its cgroups and init exist,
+    /// then with the init's pid), cleared once it is ready: what `delete -f` needs to clean
+    /// up after a `create` that was killed half-way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
     /// The validated spec.
     pub spec: oci_spec::runtime::Spec,
 }
@@ -83,6 +88,9 @@ impl ContainerState {
     pub fn status(&self, root: &Path) -> ContainerStatus {
         if !self.init_alive() {
             return ContainerStatus::Stopped;
+        }
+        if self.creating {
+            return ContainerStatus::Creating;
         }
         if dir(root, &self.id).join(EXEC_FIFO).exists() {
             return ContainerStatus::Created;
