@@ -167,3 +167,136 @@ fn a_killed_exec_leaves_nothing_behind() {
     reap_orphans();
     env.finish();
 }
+
+// =============================================================================================
+// A bad environment: a clear error and nothing left, or a clean delete
+
+/// A tmpfs mounted for the test, unmounted (lazily) when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn new(opts: &str) -> Tmpfs {
+        let d = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(d.path()).status();
+        assert!(st.unwrap().success(), "mount -t tmpfs -o {opts}");
+        Tmpfs(d)
+    }
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_or_read_only_state_root_fails_clearly_and_leaves_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    let b = env.bundle(&["sh", "-c", "echo STARTED"]);
+    // Full: a 12 KiB tmpfs filled up, with the state root made while there was room.
+    let full = Tmpfs::new("size=12k");
+    let root = full.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let _ = fs::write(full.path().join("fill"), vec![0u8; 64 * 1024]);
+    // Read-only: a tmpfs remounted read-only with the state root on it.
+    let ro = Tmpfs::new("size=1m");
+    fs::create_dir(ro.path().join("root")).unwrap();
+    let st = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(ro.path()).status().unwrap();
+    assert!(st.success());
+    for (root, needle) in [(root, "No space left on device"), (ro.path().join("root"), "Read-only file system")] {
+        for cmd in ["create", "run"] {
+            let id = env.id("badroot");
+            let probe = LeakProbe::with_bundle(&id, &root, &b);
+            let out =
+                env.command(&[]).args(["--root"]).arg(&root).args([cmd, "--bundle", b.dir(), &id]).output().unwrap();
+            let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert_eq!(out.status.code(), Some(1), "{cmd} on {}: {stderr}", root.display());
+            assert!(stderr.contains(needle) && stderr.contains(&*root.to_string_lossy()), "{cmd}: {stderr}");
+            assert!(!stdout.contains("STARTED"), "{cmd}: the container ran");
+            probe.assert_clean();
+        }
+    }
+    env.finish();
+}
+
+#[test]
+fn a_rootfs_that_vanishes_while_the_container_runs_is_still_deleted_cleanly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    let fs_ = Tmpfs::new("size=64m");
+    let rootfs = fs_.path().join("rootfs");
+    copy_tree(shared_rootfs(), &rootfs);
+    for mntns in [true, false] {
+        let mut b = env.bundle(&["sleep", "1000"]);
+        b.set("/root/path", serde_json::json!(rootfs));
+        if !mntns {
+            b.drop_namespace("mount");
+            b.remove("/linux/maskedPaths").remove("/linux/readonlyPaths");
+            b.set("/root/readonly", serde_json::json!(false));
+        }
+        let id = env.id("vanish");
+        let pid = env.run_detached(&b, &id);
+        // The filesystem under the rootfs goes away (lazily: the container keeps its copy).
+        let st = std::process::Command::new("umount").arg("-l").arg(fs_.path()).status().unwrap();
+        assert!(st.success());
+        assert_eq!(env.status(&id), "running");
+        env.berth(&["delete", "--force", &id]).ok();
+        env.reap(pid);
+        let mut probe = LeakProbe::with_bundle(&id, env.root(), &b);
+        probe.needles.push(rootfs.to_string_lossy().into_owned());
+        probe.assert_clean();
+        // Mount it again for the next round (same path, fresh content).
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+            .arg(fs_.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        copy_tree(shared_rootfs(), &rootfs);
+    }
+    env.finish();
+}
+
+#[test]
+fn a_missing_cgroup_controller_is_a_clear_error_for_a_spec_that_needs_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    // Where the memory controller lives on this host (a v1 hierarchy, or cgroup2).
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let memory_v1 = info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mut post = post.split_whitespace();
+        (post.next()? == "cgroup" && post.nth(1)?.split(',').any(|o| o == "memory"))
+            .then(|| pre.split_whitespace().nth(4).map(str::to_string))?
+    });
+    let Some(memory_v1) = memory_v1 else {
+        eprintln!("SKIPPED: the memory controller is not a v1 hierarchy on this host; nothing to unmount");
+        return;
+    };
+    let mut b = env.bundle(&["sh", "-c", "echo STARTED"]);
+    b.set("/linux/resources/memory", serde_json::json!({"limit": 67108864}));
+    let id = env.id("nomem");
+    let probe = LeakProbe::with_bundle(&id, env.root(), &b);
+    // In a private mount namespace without that hierarchy, berth cannot reach the controller.
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", "umount \"$1\" && shift && exec \"$@\"", "sh"])
+        .arg(&memory_v1)
+        .arg(BERTH)
+        .arg("--root")
+        .arg(env.root())
+        .args(["run", "--bundle", b.dir(), &id])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("linux.resources.memory: the memory controller is not available on this host"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("STARTED"));
+    probe.assert_clean();
+    // The control: with the controller in reach, the same spec runs.
+    assert!(env.berth(&["run", "--bundle", b.dir(), &env.id("withmem")]).ok().contains("STARTED"));
+    env.finish();
+}
