@@ -360,6 +360,11 @@ fn plan_devices(
     updating: bool,
     ops: &mut Vec<Op>,
 ) -> Result<(), CgroupError> {
+    if cg.is_delegated() {
+        // A rootless caller cannot load a device program, and its user namespace cannot
+        // create device nodes anyway.
+        return Ok(());
+    }
     let rules = match r.devices() {
         Some(d) => d.as_slice(),
         // On update, absent means "leave as is"; on create it is an empty

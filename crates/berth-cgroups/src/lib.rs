@@ -28,6 +28,7 @@ mod fsutil;
 mod layout;
 mod oom;
 mod procs;
+mod rootless;
 mod stats;
 
 use std::collections::BTreeSet;
@@ -43,6 +44,7 @@ pub use freezer::FreezerState;
 pub use layout::{detect, Mode};
 pub use oom::OomWatcher;
 pub use procs::PreparedJoin;
+pub use rootless::without_unavailable;
 pub use stats::*;
 
 /// Conversions between OCI (v1-flavoured) values and cgroup v2 values, with
@@ -80,6 +82,11 @@ pub struct Cgroup {
     v1: Vec<V1Dir>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     v2: Option<V2Dir>,
+    /// A cgroup2 subtree delegated to a rootless caller ([`Cgroup::resolve_delegated`]):
+    /// only the controllers it has are used, and no device program (loading one needs
+    /// privileges in the host's user namespace).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    delegated: bool,
 }
 
 impl Cgroup {
@@ -118,7 +125,7 @@ impl Cgroup {
     /// freezer alone) on a hybrid host. Not for production use.
     #[doc(hidden)]
     pub fn without_unified_for_tests(&self) -> Cgroup {
-        Cgroup { mode: Mode::Legacy, v1: self.v1.clone(), v2: None }
+        Cgroup { mode: Mode::Legacy, v1: self.v1.clone(), v2: None, delegated: false }
     }
 
     fn from_layout(l: &layout::Layout, spec: &layout::SpecPath) -> Result<Cgroup, CgroupError> {
@@ -162,7 +169,12 @@ impl Cgroup {
                 Some(V2Dir { mount: mount.clone(), path: layout::hierarchy_dir(mount, own_path, rel), controllers })
             }
         };
-        Ok(Cgroup { mode: l.mode, v1, v2 })
+        Ok(Cgroup { mode: l.mode, v1, v2, delegated: false })
+    }
+
+    /// Whether this is a subtree delegated to a rootless caller.
+    pub fn is_delegated(&self) -> bool {
+        self.delegated
     }
 
     /// The host mode this cgroup was resolved on.

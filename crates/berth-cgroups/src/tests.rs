@@ -65,6 +65,7 @@ fn v2_fixture(extra: &[(&str, &str)], skip: &[&str]) -> Fixture {
         mode: Mode::Unified,
         v1: Vec::new(),
         v2: Some(V2Dir { mount, path: dir.clone(), controllers: controllers.iter().map(|s| s.to_string()).collect() }),
+        delegated: false,
     };
     Fixture { _tmp: tmp, cg, dir }
 }
@@ -83,7 +84,7 @@ fn v1_fixture(hier: &[(&str, &[(&str, &str)])]) -> Fixture {
         v1.push(V1Dir { controllers: ctrl.split(',').map(str::to_owned).collect(), mount, path: dir });
     }
     let dir = tmp.path().to_path_buf();
-    Fixture { _tmp: tmp, cg: Cgroup { mode: Mode::Legacy, v1, v2: None }, dir }
+    Fixture { _tmp: tmp, cg: Cgroup { mode: Mode::Legacy, v1, v2: None, delegated: false }, dir }
 }
 
 /// Runs `f` and returns the writes it made as (path below `base`, value).
@@ -587,6 +588,7 @@ fn state_json_shape_is_stable() {
             path: "/sys/fs/cgroup/unified/berth/c".into(),
             controllers: vec!["hugetlb".into()],
         }),
+        delegated: false,
     };
     let v = serde_json::to_value(&cg).unwrap();
     assert_eq!(
@@ -667,6 +669,7 @@ fn hybrid_freezer_fixture(v1_state: &str, v2_freeze: &str, v2_frozen: &str) -> F
         mode: Mode::Hybrid,
         v1: vec![V1Dir { controllers: vec!["freezer".into()], mount: fmount, path: fdir }],
         v2: Some(V2Dir { mount: umount, path: udir, controllers: Vec::new() }),
+        delegated: false,
     };
     let dir = tmp.path().to_path_buf();
     Fixture { _tmp: tmp, cg, dir }

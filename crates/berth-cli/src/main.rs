@@ -51,6 +51,8 @@ Global options:
 /// Global options.
 struct Global {
     root: PathBuf,
+    /// `--rootless` (auto-detected by default, as runc).
+    rootless: berth_linux::rootless::Rootless,
     log: Option<PathBuf>,
     log_format: logger::Format,
     debug: bool,
@@ -136,8 +138,10 @@ fn message(e: &anyhow::Error) -> String {
 }
 
 fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
+    let mut root = None;
     let mut g = Global {
-        root: default_root(),
+        root: PathBuf::new(),
+        rootless: berth_linux::rootless::Rootless::Auto,
         log: None,
         log_format: logger::Format::Text,
         debug: false,
@@ -149,7 +153,7 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
             return Ok(None);
         };
         match arg {
-            Long("root") => g.root = PathBuf::from(p.value()?),
+            Long("root") => root = Some(PathBuf::from(p.value()?)),
             Long("log") => g.log = Some(PathBuf::from(p.value()?)).filter(|p| !p.as_os_str().is_empty()),
             Long("log-format") => {
                 g.log_format = match p.value()?.string()?.as_str() {
@@ -163,7 +167,9 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
             Long("debug") => g.debug = true,
             Long("systemd-cgroup") => g.systemd_cgroup = true,
             Long("rootless") => {
-                let _ = p.optional_value();
+                if let Some(v) = p.optional_value() {
+                    g.rootless = v.string()?.parse()?;
+                }
             }
             Long("criu") | Long("log-level") => {
                 let _ = p.value()?;
@@ -176,22 +182,23 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<Option<(Global, String)>> {
                 print!("{USAGE}");
                 return Ok(None);
             }
-            Value(cmd) => return Ok(Some((g, cmd.string()?))),
+            Value(cmd) => {
+                let cmd = cmd.string()?;
+                g.root = match root {
+                    Some(r) => r,
+                    None => match berth_linux::rootless::default_state_root(g.rootless.decide()) {
+                        Ok(r) => r,
+                        // Only commands that use the state root need one.
+                        Err(e) if !matches!(cmd.as_str(), "spec" | "help" | "features" | "hcs-config") => {
+                            return Err(e.into())
+                        }
+                        Err(_) => PathBuf::new(),
+                    },
+                };
+                return Ok(Some((g, cmd)));
+            }
             other => return Err(other.unexpected().into()),
         }
-    }
-}
-
-/// `/run/berth` for root; for an unprivileged user `$XDG_RUNTIME_DIR/berth` (as runc does),
-/// else a per-user directory under /tmp.
-fn default_root() -> PathBuf {
-    let uid = berth_linux::seal::euid();
-    if uid == 0 {
-        return PathBuf::from("/run/berth");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("berth"),
-        _ => PathBuf::from(format!("/tmp/berth-{uid}")),
     }
 }
 
@@ -314,7 +321,8 @@ fn cmd_spec(p: &mut lexopt::Parser) -> Result<i32> {
 }
 
 fn cmd_create(g: &Global, p: &mut lexopt::Parser, mut mode: LaunchMode) -> Result<i32> {
-    let mut o = CreateOptions { root: g.root.clone(), bundle: PathBuf::from("."), ..Default::default() };
+    let mut o =
+        CreateOptions { root: g.root.clone(), bundle: PathBuf::from("."), rootless: g.rootless, ..Default::default() };
     let mut id = None;
     while let Some(arg) = p.next()? {
         match arg {

@@ -62,6 +62,8 @@ pub struct CreateOptions {
     /// `create` with a terminal and no console socket returns the PTY master instead of
     /// failing (for the embedding library; the CLI needs a console socket to detach).
     pub keep_master: bool,
+    /// `--rootless` (detected by default).
+    pub rootless: crate::rootless::Rootless,
 }
 
 /// What [`launch`] produced.
@@ -182,16 +184,29 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
 /// asked for limits that therefore do not apply (runc behaves the same).
 fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
-    match berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id) {
-        Ok(cg) => Ok(Some(cg)),
-        Err(e) if rootless => {
-            if linux.resources().is_some() {
-                log::warn!("rootless: cgroups are not available ({e}); linux.resources is ignored");
-            }
-            Ok(None)
-        }
-        Err(e) => Err(Error::Cgroup(e.to_string())),
+    let path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
+    if !rootless {
+        return berth_cgroups::Cgroup::resolve(path, id).map(Some).map_err(|e| Error::Cgroup(e.to_string()));
     }
+    // Rootless, as runc: only a cgroup2 subtree delegated to the caller, never v1.
+    let cg = berth_cgroups::Cgroup::resolve_delegated(path, id).unwrap_or_else(|e| {
+        log::debug!("rootless: no delegated cgroup: {e}");
+        None
+    });
+    let (_, dropped) = berth_cgroups::without_unavailable(cg.as_ref(), &linux.resources().clone().unwrap_or_default());
+    if !dropped.is_empty() {
+        log::warn!(
+            "rootless: {} cannot be applied and {} ignored: {}",
+            dropped.join(", "),
+            if dropped.len() == 1 { "is" } else { "are" },
+            if cg.is_some() {
+                "the cgroup2 subtree delegated to this user lacks the controllers"
+            } else {
+                "no cgroup2 subtree is delegated to this user (cgroup v1 has no delegation)"
+            }
+        );
+    }
+    Ok(cg)
 }
 
 /// Creates the cgroup [`resolve_cgroup`] found.
@@ -203,7 +218,11 @@ fn create_cgroup(
     let Some(cg) = cg else { return Ok(None) };
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let attempt = || {
-        let created = cg.create(effective_resources(spec).as_ref())?;
+        let resources = match effective_resources(spec) {
+            Some(r) if cg.is_delegated() => Some(berth_cgroups::without_unavailable(Some(&cg), &r).0),
+            other => other,
+        };
+        let created = cg.create(resources.as_ref())?;
         Ok::<_, berth_cgroups::CgroupError>((cg.clone(), created))
     };
     match attempt() {
@@ -262,7 +281,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         ));
     }
 
-    let rootless = !rustix::process::geteuid().is_root();
+    let rootless = opts.rootless.decide();
+    // Root of a user namespace that is not in the spec (rootless podman's): device nodes
+    // cannot be made there either.
+    plan.ambient_userns = crate::rootless::in_user_namespace();
     // The state is on disk, marked `creating`, before anything it names exists (the cgroups,
     // then the init): a berth killed at any later point leaves a record that `delete -f`
     // cleans up from. It is written again with the init's pid, and once more when ready.
@@ -553,8 +575,16 @@ impl Drop for ChildrenNs {
         use rustix::thread::LinkNameSpaceType as T;
         for (fd, kind) in [(&self.pid, T::ProcessID), (&self.time, T::Time)] {
             let Some(fd) = fd else { continue };
-            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind)) {
-                log::warn!("returning to the caller's namespaces for children: {e}");
+            match rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind)) {
+                Ok(()) => {}
+                // Root of a user namespace (rootless podman's) may not return to a namespace
+                // the host's user namespace owns. Only a long-lived caller would notice, by
+                // creating its next container inside this one's pid namespace; berth's own
+                // long-lived callers fork a process per container.
+                Err(rustix::io::Errno::PERM) => {
+                    log::debug!("returning to the caller's namespaces for children: not permitted here")
+                }
+                Err(e) => log::warn!("returning to the caller's namespaces for children: {e}"),
             }
         }
     }

@@ -29,6 +29,7 @@ pub mod paths;
 pub mod plan;
 pub mod resources;
 pub mod rootfs;
+pub mod rootless;
 pub mod seal;
 pub mod signals;
 pub mod state;

@@ -262,6 +262,9 @@ pub struct Plan {
     pub unshare_cgroupns: bool,
     /// A new user namespace (the child waits for its id maps).
     pub new_userns: bool,
+    /// berth itself runs in a user namespace that is not the host's (rootless podman's), so
+    /// the container is in it too without the spec listing one.
+    pub ambient_userns: bool,
     /// An existing user namespace to join. The child joins it first and then unshares
     /// `unshare_after_user`, so the new namespaces are owned by it (a clone from the parent
     /// would make them owned by the host's user namespace).
@@ -316,10 +319,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The init runs in a user namespace (created or joined): device nodes must be bound from
-    /// the host since mknod is not permitted there.
+    /// The init runs in a user namespace (created, joined, or berth's own): device nodes must
+    /// be bound from the host since mknod is not permitted there.
     pub fn in_userns(&self) -> bool {
-        self.new_userns || self.join_user.is_some()
+        self.new_userns || self.join_user.is_some() || self.ambient_userns
     }
 
     /// The container gets a network namespace of its own (created, not joined): the init
@@ -669,6 +672,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         time_offsets,
         unshare_cgroupns,
         new_userns,
+        ambient_userns: false,
         uid_map,
         gid_map,
         mounts,
