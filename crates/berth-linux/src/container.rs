@@ -734,7 +734,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let sig =
         Signal::from_named_raw(signal).ok_or_else(|| Error::Invalid(format!("signal {signal}: not a valid signal")))?;
     if all {
-        let cg = st.cgroup.as_ref().ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
+        let cg = st.cgroup.as_ref().ok_or_else(|| {
+            Error::WrongState(format!("container {} has no cgroup (rootless without delegation)", st.id))
+        })?;
         cg.signal_all(signal).map_err(|e| Error::Cgroup(e.to_string()))?;
     } else {
         let pidfd = open_init(&st)?;

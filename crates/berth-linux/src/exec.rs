@@ -419,7 +419,10 @@ fn child(
 /// `ps`: host pids of every process in the container's cgroup.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let st = ContainerState::load(root, id)?;
-    let cg = st.cgroup.as_ref().ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
+    let cg = st
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| Error::WrongState(format!("container {} has no cgroup (rootless without delegation)", st.id)))?;
     let mut p = cg.pids().map_err(|e| Error::Cgroup(e.to_string()))?;
     p.sort_unstable();
     Ok(p)
