@@ -270,10 +270,11 @@ fn scheduler_flags_parse_and_apply() {
             json!({"policy": "SCHED_BATCH", "nice": 7, "flags": ["SCHED_FLAG_KEEP_POLICY"]}),
             vec![("policy", "0"), ("nice", "7")],
         ),
-        // KEEP_PARAMS: the policy changes, the nice value does not.
+        // KEEP_PARAMS keeps the policy and its parameters (the kernel applies only the flags
+        // and utilization clamps then): only RESET_ON_FORK takes effect.
         (
-            json!({"policy": "SCHED_BATCH", "nice": 7, "flags": ["SCHED_FLAG_KEEP_PARAMS"]}),
-            vec![("policy", "3"), ("nice", "0")],
+            json!({"policy": "SCHED_BATCH", "nice": 7, "flags": ["SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_RESET_ON_FORK"]}),
+            vec![("policy", "0"), ("nice", "0"), ("sched_flags", "1")],
         ),
     ];
     for (sched, want) in cases {

@@ -97,6 +97,8 @@ struct Guard<'a> {
     /// The rootfs of a container without a mount namespace of its own, whose mounts are in
     /// ours.
     shared_mounts: Option<PathBuf>,
+    /// The resctrl group this create set up.
+    rdt: Option<crate::resctrl::RdtGroup>,
 }
 
 impl Guard<'_> {
@@ -105,6 +107,7 @@ impl Guard<'_> {
         self.cgroup = None;
         self.child = None;
         self.shared_mounts = None;
+        self.rdt = None;
     }
 }
 
@@ -125,6 +128,9 @@ impl Drop for Guard<'_> {
             if let Err(e) = created.remove() {
                 log::warn!("cleaning up cgroups of {}: {e}", self.id);
             }
+        }
+        if let Some(g) = self.rdt.take() {
+            g.remove();
         }
         if self.dir_created {
             let _ = fs::remove_dir_all(state::dir(self.root, self.id));
@@ -217,8 +223,15 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(opts.id.clone())),
         Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
     }
-    let mut guard =
-        Guard { root: &opts.root, id: &opts.id, dir_created: true, cgroup: None, child: None, shared_mounts: None };
+    let mut guard = Guard {
+        root: &opts.root,
+        id: &opts.id,
+        dir_created: true,
+        cgroup: None,
+        child: None,
+        shared_mounts: None,
+        rdt: None,
+    };
     let spec = match &opts.spec {
         None => load_spec(&bundle)?,
         Some(spec) => {
@@ -257,6 +270,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         }
         None => None,
     };
+    if let Some(rdt) = linux.intel_rdt() {
+        guard.rdt = Some(crate::resctrl::prepare(rdt, &opts.id)?);
+    }
     if let Some(sc) = linux.seccomp() {
         let cache = opts.root.join(".cache").join("seccomp");
         plan.seccomp =
@@ -335,6 +351,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     if let Some(cg) = &cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
     }
+    if let Some(g) = &guard.rdt {
+        g.add_task(pid)?;
+    }
     if plan.new_userns {
         write_id_maps(pid, &plan, rootless)?;
     }
@@ -350,6 +369,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup: cg.clone(),
         own_pidns: plan.own_pidns(),
+        intel_rdt: guard.rdt.clone(),
         spec,
     };
     let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
@@ -768,6 +788,9 @@ pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
             let _ = cg.signal_all(libc::SIGKILL);
         }
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;
+    }
+    if let Some(g) = &st.intel_rdt {
+        g.remove();
     }
     let hooks = st.spec.hooks().clone().unwrap_or_default();
     crate::hooks::run_all_warn(

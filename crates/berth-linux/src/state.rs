@@ -39,6 +39,9 @@ pub struct ContainerState {
     /// Whether the container has its own pid namespace (if not, delete kills every process
     /// in its cgroup, since the init's death does not take them down).
     pub own_pidns: bool,
+    /// The resctrl group of `linux.intelRdt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::resctrl::RdtGroup>,
     /// The validated spec.
     pub spec: oci_spec::runtime::Spec,
 }

@@ -102,6 +102,7 @@ pub(crate) fn prepass_spec(
     }
     if let Some(Value::Object(linux)) = root.get_mut("linux") {
         drop_empty_seccomp(linux, warnings);
+        intel_rdt_names(linux);
         if strict {
             device_numbers_present(linux)?;
         }
@@ -223,6 +224,18 @@ fn io_priority_class(p: &Map<String, Value>, at: &[Seg]) -> Result<(), SpecError
         }
     }
     Ok(())
+}
+
+/// The runtime spec spells them `enableCMT` and `enableMBM`; oci-spec 0.10 reads
+/// `enableCmt` and `enableMbm`, and would silently drop the spec's spelling.
+fn intel_rdt_names(linux: &mut Map<String, Value>) {
+    if let Some(Value::Object(rdt)) = linux.get_mut("intelRdt") {
+        for (spec, ours) in [("enableCMT", "enableCmt"), ("enableMBM", "enableMbm")] {
+            if let Some(v) = rdt.remove(spec) {
+                rdt.insert(ours.to_string(), v);
+            }
+        }
+    }
 }
 
 /// runc treats `"seccomp": {}` (no default action, no rules) as "no seccomp"; oci-spec would

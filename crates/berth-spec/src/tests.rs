@@ -695,7 +695,8 @@ fn accepted_variants_and_their_warnings() {
         (|v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_PREFERRED_MANY", "nodes": "0-3,8",
             "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES"]})), &[]),
         (|v| set(v, "/linux/intelRdt", json!({"closID": "gold", "l3CacheSchema": "L3:0=7f0;1=1f",
-            "memBwSchema": "MB:0=20;1=70", "schemata": ["L2:0=f"], "enableMonitoring": true})), &[]),
+            "memBwSchema": "MB:0=20;1=70", "schemata": ["L2:0=f"], "enableMonitoring": true,
+            "enableCMT": true, "enableMBM": false})), &[]),
         (|v| {
             set(v, "/process/apparmorProfile", json!("docker-default"));
             set(v, "/process/selinuxLabel", json!("system_u:system_r:container_t:s0"));
@@ -1104,6 +1105,15 @@ fn exec_process_documents() {
     );
     let aff = p.exec_cpu_affinity().as_ref().unwrap();
     assert_eq!((aff.initial().as_deref(), aff.cpu_affinity_final().as_deref()), (None, Some("1")));
+}
+
+#[test]
+fn intel_rdt_monitoring_flags_by_the_specs_names_reach_the_typed_spec() {
+    let l = mutated(|v| set(v, "/linux/intelRdt", json!({"enableCMT": true, "enableMBM": false}))).expect("valid");
+    let rdt = l.spec.linux().as_ref().unwrap().intel_rdt().clone().unwrap();
+    #[allow(deprecated)]
+    let got = (rdt.enable_cmt(), rdt.enable_mbm());
+    assert_eq!(got, (&Some(true), &Some(false)));
 }
 
 #[test]
