@@ -274,9 +274,11 @@ fn with_status(state: &str, status: &str) -> Vec<u8> {
 ///
 /// The order is the point, and each phase says why it stands where it does:
 ///
-/// 1. [`privileged_work`]: what needs root's privileges in the container.
+/// 1. [`privileged_work`]: what needs root's privileges in the container (the scheduling
+///    policy, the I/O priority and the LSM exec labels among it).
 /// 2. [`drop_privileges`]: groups, uid/gid, capabilities.
-/// 3. [`finish_as_user`]: the checks that must see the user's permissions.
+/// 3. [`finish_as_user`]: the checks that must see the user's permissions, then what needs
+///    no privilege (memory policy, personality, an exec's final CPU affinity).
 /// 4. `ready`: report and wait for start (the init); see below for the one exception.
 /// 5. [`seal`]: close-on-exec for everything not passed on, then the seccomp filter, so that
 ///    a profile only has to allow what the workload needs: after the filter, berth makes
