@@ -99,6 +99,8 @@ struct Guard<'a> {
     /// The rootfs of a container without a mount namespace of its own, whose mounts are in
     /// ours.
     shared_mounts: Option<PathBuf>,
+    /// The resctrl group this create set up.
+    rdt: Option<crate::resctrl::RdtGroup>,
 }
 
 impl Guard<'_> {
@@ -107,6 +109,7 @@ impl Guard<'_> {
         self.cgroup = None;
         self.child = None;
         self.shared_mounts = None;
+        self.rdt = None;
     }
 }
 
@@ -127,6 +130,9 @@ impl Drop for Guard<'_> {
             if let Err(e) = created.remove() {
                 log::warn!("cleaning up cgroups of {}: {e}", self.id);
             }
+        }
+        if let Some(g) = self.rdt.take() {
+            g.remove();
         }
         if self.dir_created {
             let _ = fs::remove_dir_all(state::dir(self.root, self.id));
@@ -251,8 +257,15 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(opts.id.clone())),
         Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
     }
-    let mut guard =
-        Guard { root: &opts.root, id: &opts.id, dir_created: true, cgroup: None, child: None, shared_mounts: None };
+    let mut guard = Guard {
+        root: &opts.root,
+        id: &opts.id,
+        dir_created: true,
+        cgroup: None,
+        child: None,
+        shared_mounts: None,
+        rdt: None,
+    };
     let spec = match &opts.spec {
         None => load_spec(&bundle)?,
         Some(spec) => {
@@ -300,6 +313,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         cgroup: resolve_cgroup(&spec, &opts.id, rootless)?,
         own_pidns: plan.own_pidns(),
         creating: true,
+        intel_rdt: None,
         spec,
     };
     st.save(&opts.root)?;
@@ -313,6 +327,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         }
         None => None,
     };
+    if let Some(rdt) = linux.intel_rdt() {
+        guard.rdt = Some(crate::resctrl::prepare(rdt, &opts.id)?);
+    }
     if let Some(sc) = linux.seccomp() {
         let cache = opts.root.join(".cache").join("seccomp");
         plan.seccomp =
@@ -391,6 +408,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     if let Some(cg) = &cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
     }
+    if let Some(g) = &guard.rdt {
+        g.add_task(pid)?;
+    }
     if plan.new_userns {
         write_id_maps(pid, &plan, rootless)?;
     }
@@ -398,6 +418,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     st.start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
     st.cgroup = cg.clone();
     st.save(&opts.root)?;
+    st.intel_rdt = guard.rdt.clone();
     let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
         String::new()
     } else {
@@ -833,6 +854,9 @@ pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
             let _ = cg.signal_all(libc::SIGKILL);
         }
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;
+    }
+    if let Some(g) = &st.intel_rdt {
+        g.remove();
     }
     let hooks = st.spec.hooks().clone().unwrap_or_default();
     crate::hooks::run_all_warn(

@@ -209,7 +209,8 @@ pub fn spawn(opts: &ExecOptions) -> Result<Spawned> {
         process.set_cwd(base.cwd().clone());
     }
     berth_spec::validate_process(&process, true).map_err(|e| Error::Invalid(e.to_string()))?;
-    let plan = crate::plan::process_plan(&process, opts.preserve_fds, &[])?;
+    let mut plan = crate::plan::process_plan(&process, opts.preserve_fds, &[])?;
+    crate::plan::container_settings(&mut plan, &st.spec)?;
     if plan.terminal && opts.console_socket.is_none() && opts.detach {
         return Err(Error::Invalid("exec: -t with -d needs --console-socket".into()));
     }
@@ -280,9 +281,16 @@ fn run(
         None => None,
     };
     let (pchan, cchan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
+    // The child inherits execCPUAffinity.initial from the moment it exists.
+    let initial = crate::procattr::InitialAffinity::enter(plan.cpu_affinity.as_ref())?;
     let forked =
-        clone3(CLONE_PIDFD | CLONE_CLEAR_SIGHAND, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
-    let (pid, pidfd) = match forked {
+        clone3(CLONE_PIDFD | CLONE_CLEAR_SIGHAND, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string());
+    match &forked {
+        Ok(Forked::Child(_)) => {}
+        Ok(Forked::Parent { pid, .. }) => initial.leave(Some(*pid)),
+        Err(_) => initial.leave(None),
+    }
+    let (pid, pidfd) = match forked? {
         Forked::Child(new) => {
             drop(pchan);
             drop(unified);
@@ -311,6 +319,9 @@ fn run(
     };
     if let Some(cg) = cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| kill_child(Error::Cgroup(e.to_string())))?;
+    }
+    if let Some(g) = &st.intel_rdt {
+        g.add_task(pid).map_err(kill_child)?;
     }
     pchan.send(&Msg::Go(String::new()), None).ctx(|| "signalling the exec process".to_string()).map_err(kill_child)?;
     loop {

@@ -44,6 +44,9 @@ pub struct ContainerState {
     /// up after a `create` that was killed half-way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creating: bool,
+    /// The resctrl group of `linux.intelRdt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::resctrl::RdtGroup>,
     /// The validated spec.
     pub spec: oci_spec::runtime::Spec,
 }
