@@ -755,6 +755,31 @@ fn plan_unified(
     Ok(())
 }
 
+/// The cgroup2 controllers that `ops` need enabled in the container's directory `v2` (the
+/// directory of a cgroup2 cgroup only has a controller's files when its parent enables it),
+/// each with the first spec field that needs it, for the error if it cannot be enabled.
+/// Core files (`cgroup.*`), the device filter and the freezer need no controller.
+pub(crate) fn v2_needs(ops: &[Op], v2: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for op in ops {
+        let (dir, ctrl, field) = match op {
+            Op::Write { dir, file, field, .. } => match file.split_once('.') {
+                Some((ctrl, _)) if ctrl != "cgroup" => (dir, ctrl, field.as_str()),
+                _ => continue,
+            },
+            Op::CheckUsageV2 { dir, .. } => (dir, "memory", F_MEM),
+            Op::CpuV2Max { dir, .. } => (dir, "cpu", F_CPU),
+            Op::IoWeightV2 { dir, .. } => (dir, "io", "linux.resources.blockIO.weight"),
+            Op::FirstOf { .. } | Op::MemoryV1 { .. } | Op::CpuV1Bandwidth { .. } => continue,
+            Op::DevicesV1 { .. } | Op::DevicesV2 { .. } => continue,
+        };
+        if dir == v2 {
+            out.entry(ctrl.to_owned()).or_insert_with(|| field.to_owned());
+        }
+    }
+    out
+}
+
 /// Performs `ops` in order; stops at the first error.
 pub(crate) fn execute(ops: &[Op]) -> Result<(), CgroupError> {
     for op in ops {
