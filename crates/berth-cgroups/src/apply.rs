@@ -194,9 +194,20 @@ fn need<'a>(cg: &'a Cgroup, ctl: Ctl, field: &str) -> Result<Target<'a>, CgroupE
     cg.locate(ctl).ok_or_else(|| {
         CgroupError::unsupported(
             field,
-            format!("the {} controller is not available on this host ({})", ctl.v1_name(), cg.describe_layout()),
+            format!(
+                "the {} controller is not available on this host{} ({})",
+                ctl.v1_name(),
+                why_unreachable(ctl.v1_name()),
+                cg.describe_layout()
+            ),
         )
     })
+}
+
+/// ": <reason>" when the kernel has bound `controller` to a v1 hierarchy out of reach
+/// (another runtime's), or has no such controller at all; empty otherwise.
+fn why_unreachable(controller: &str) -> String {
+    crate::layout::unreachable_reason(controller).map(|why| format!(": {why}")).unwrap_or_default()
 }
 
 /// A byte count: `-1` is unlimited, `0` unset, other negatives invalid.
@@ -328,8 +339,9 @@ fn net_target<'a>(cg: &'a Cgroup, ctl: Ctl, field: &str) -> Result<Target<'a>, C
         _ => Err(CgroupError::unsupported(
             field,
             format!(
-                "needs the cgroup v1 {} controller, which is not mounted on this host ({}); cgroup v2 has no equivalent (use eBPF/nftables instead)",
+                "needs the cgroup v1 {} controller, which is not mounted on this host{} ({}); cgroup v2 has no equivalent (use eBPF/nftables instead)",
                 ctl.v1_name(),
+                why_unreachable(ctl.v1_name()),
                 cg.describe_layout()
             ),
         )),
@@ -741,7 +753,8 @@ fn plan_unified(
             return Err(CgroupError::unsupported(
                 field,
                 format!(
-                    "the {ctrl} controller is not in the cgroup v2 hierarchy on this host ({}); use the typed linux.resources fields for v1 controllers",
+                    "the {ctrl} controller is not in the cgroup v2 hierarchy on this host{} ({}); use the typed linux.resources fields for v1 controllers",
+                    why_unreachable(ctrl),
                     cg.describe_layout()
                 ),
             ));

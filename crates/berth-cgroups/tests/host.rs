@@ -1011,3 +1011,87 @@ fn after_a_container_with_hugetlb_limits_is_deleted_v1_runtimes_can_mount_hugetl
     }
     wait_back_on_cgroup2("hugetlb", &freed.mount);
 }
+
+/// The crun situation: another runtime bound hugetlb to a v1 hierarchy and left it
+/// unmounted here. berth cannot reach hugetlb, and a hugetlb limit says so, naming the field
+/// and why, before anything is created.
+#[test]
+fn a_limit_needing_a_controller_bound_to_an_unmounted_v1_hierarchy_is_a_clear_error() {
+    let _h = hugetlb_lock();
+    let freed = match FreedOnCgroup2::new("hugetlb") {
+        Ok(f) => f,
+        Err(why) => return skip(&why),
+    };
+    let bound = match BoundUnmounted::new("hugetlb") {
+        Ok(b) => b,
+        Err(e) => return v1_consumer_refused(&freed, "/nothing-of-ours", &e),
+    };
+    assert!(matches!(place_of("hugetlb"), Place::Nowhere(_)), "{:?}", place_of("hugetlb"));
+    let (_, cg) = resolve("boundaway");
+    assert!(cg.v1_dir("hugetlb").is_none());
+    let e = cg
+        .create(Some(&resources(
+            r#"{"pids": {"limit": 10}, "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#,
+        )))
+        .unwrap_err();
+    assert!(matches!(e, CgroupError::Unsupported { .. }), "{e:?}");
+    let e = e.to_string();
+    let want = format!(
+        "linux.resources.hugepageLimits[0]: the hugetlb controller is not available on this host: the kernel binds \
+         hugetlb to cgroup v1 hierarchy {} (/proc/cgroups), which is not mounted in this mount namespace",
+        bound.hierarchy
+    );
+    assert!(e.starts_with(&want), "{e}");
+    assert!(e.contains("mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb"), "{e}");
+    assert_gone(&cg);
+    // Everything else still works there.
+    let t = TestCgroup::new(cg);
+    t.cg.create(Some(&resources(r#"{"pids": {"limit": 10}}"#))).unwrap();
+}
+
+/// A v1 hierarchy another runtime mounted outside /sys/fs/cgroup is found (as runc finds it,
+/// through mountinfo) and used. Run in a copy of this test binary inside a private mount
+/// namespace where net_cls (free and unmounted on the development host) is mounted at a
+/// temporary directory.
+#[test]
+fn a_v1_hierarchy_mounted_outside_sys_fs_cgroup_is_found_and_used() {
+    if let Ok(at) = std::env::var("BERTH_CG_ELSEWHERE") {
+        let at = PathBuf::from(at);
+        assert_eq!(place_of("net_cls"), Place::V1(at.clone()));
+        let (path, cg) = resolve("elsewhere");
+        let dir = cg.v1_dir("net_cls").expect("net_cls mounted elsewhere was not found").to_path_buf();
+        assert_eq!(dir, at.join(path.trim_start_matches('/')));
+        let t = TestCgroup::new(cg);
+        t.cg.create(Some(&resources(r#"{"network": {"classID": 1048577}}"#))).unwrap();
+        assert_eq!(read(&dir.join("net_cls.classid")), "1048577");
+        t.cg.destroy().unwrap();
+        assert!(!dir.exists());
+        println!("ELSEWHERE-OK");
+        return;
+    }
+    match place_of("net_cls") {
+        Place::Nowhere(_) if hierarchy_of("net_cls") == Some(0) => {}
+        p => return skip(&format!("net_cls is not free and unmounted here ({p:?})")),
+    }
+    let at = tempfile::tempdir().unwrap();
+    let _release = ReleaseHierarchyOnDrop("net_cls");
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg("mount -t cgroup -o net_cls cgroup \"$BERTH_CG_ELSEWHERE\" && exec \"$@\"")
+        .arg("sh")
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_v1_hierarchy_mounted_outside_sys_fs_cgroup_is_found_and_used",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BERTH_CG_ELSEWHERE", at.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("ELSEWHERE-OK"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    // The namespace and its mount are gone; so is the hierarchy, once no cgroup is left.
+    drop(_release);
+    assert_eq!(hierarchy_of("net_cls"), Some(0), "net_cls was left bound to a v1 hierarchy");
+}

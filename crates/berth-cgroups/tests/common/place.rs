@@ -127,3 +127,111 @@ pub fn skip(reason: &str) {
 pub fn skip_part(part: &str, reason: &str) {
     skip(&format!("({part}) {reason}"));
 }
+
+/// The hierarchy id `/proc/cgroups` gives `controller` (0: cgroup2), if the kernel has it.
+pub fn hierarchy_of(controller: &str) -> Option<u32> {
+    proc_cgroups(controller).map(|(h, _)| h)
+}
+
+/// `controller` bound to a v1 hierarchy that is mounted nowhere, as another runtime can leave
+/// it (crun's users bind hugetlb to v1; a runtime that mounts it in its own mount namespace
+/// and keeps cgroups there leaves exactly this). Undone on drop.
+pub struct BoundUnmounted {
+    controller: String,
+    /// The cgroup that keeps the hierarchy alive while it is not mounted.
+    hold: String,
+    pub hierarchy: u32,
+}
+
+/// Runs `script` with `$1` = controller, `$2` = a fresh mount point, `$3` = `hold`, in a
+/// private mount namespace (nothing it mounts shows outside, and it all goes when it exits).
+fn in_private_mount_ns(script: &str, controller: &str, hold: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", controller])
+        .arg(dir.path())
+        .arg(hold)
+        .output()
+        .map_err(|e| format!("running unshare: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{} {text}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl BoundUnmounted {
+    /// Binds a `controller` that is on cgroup2 and in use nowhere: mounts it as v1 in a private
+    /// mount namespace, makes one cgroup there, and lets the namespace go.
+    pub fn new(controller: &str) -> Result<BoundUnmounted, String> {
+        let hold = format!("berth-test-hold-{}", std::process::id());
+        let id = in_private_mount_ns(
+            "mount -t cgroup -o \"$1\" cgroup \"$2\" || exit 1
+             mkdir \"$2/$3\" || { umount \"$2\"; exit 1; }
+             awk -v c=\"$1\" '$1 == c { print $2 }' /proc/cgroups
+             umount \"$2\"",
+            controller,
+            &hold,
+        )?;
+        let hierarchy = id.parse().map_err(|_| format!("no hierarchy id for {controller}: {id:?}"))?;
+        Ok(BoundUnmounted { controller: controller.to_owned(), hold, hierarchy })
+    }
+}
+
+impl Drop for BoundUnmounted {
+    fn drop(&mut self) {
+        // The same options find the same hierarchy; without its last cgroup and mount the
+        // kernel destroys it and the controller goes back to cgroup2. By hand:
+        // unshare -m sh -c 'mount -t cgroup -o C cgroup /mnt && rmdir /mnt/berth-test-hold-*',
+        // then the same without the rmdir until /proc/cgroups shows hierarchy 0 for C.
+        let r = in_private_mount_ns(
+            "mount -t cgroup -o \"$1\" cgroup \"$2\" || exit 1
+             rmdir \"$2/$3\"; s=$?
+             umount \"$2\"
+             exit $s",
+            &self.controller,
+            &self.hold,
+        );
+        if let Err(e) = r {
+            let _ = std::io::stderr().write_all(format!("unbinding {}: {e}\n", self.controller).as_bytes());
+        }
+        release_unmounted_hierarchy(&self.controller);
+    }
+}
+
+/// Waits for `controller`'s v1 hierarchy, now without cgroups and mounts, to be destroyed.
+/// The kernel destroys an unmounted hierarchy only if no cgroup was left in it when its last
+/// mount went, and one just removed may still have been on its way out: then mount and
+/// unmount it again (privately). Destruction is asynchronous, so each round first waits a
+/// while for the controller to be back on cgroup2 (another mount meanwhile would only make a
+/// new hierarchy).
+pub fn release_unmounted_hierarchy(controller: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let round = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < round {
+            if hierarchy_of(controller) == Some(0) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = std::io::stderr().write_all(
+                format!("{controller} is still bound to a v1 hierarchy (see BoundUnmounted's drop to undo it)\n")
+                    .as_bytes(),
+            );
+            return;
+        }
+        let _ = in_private_mount_ns("mount -t cgroup -o \"$1\" cgroup \"$2\" && umount \"$2\"", controller, "");
+    }
+}
+
+/// Runs [`release_unmounted_hierarchy`] on drop, also when the test fails.
+pub struct ReleaseHierarchyOnDrop(pub &'static str);
+
+impl Drop for ReleaseHierarchyOnDrop {
+    fn drop(&mut self) {
+        release_unmounted_hierarchy(self.0);
+    }
+}
