@@ -916,26 +916,6 @@ fn add_pid_and_join_self_from_a_child_process() {
 
 // ---- living next to a v1-only runtime (issue 14 item 5) -----------------------------------
 
-/// The verdict when a v1 consumer could not bind `controller`: a failure if nothing but
-/// berth's cgroups (below `ours`) and the root's own enable keep it on cgroup2, inconclusive
-/// (skipped) if another process on this shared host started using it meanwhile.
-fn v1_consumer_refused(freed: &FreedOnCgroup2, ours: &str, err: &str) {
-    let others = other_users_on_cgroup2(&freed.mount, &freed.controller, ours);
-    if !others.is_empty() {
-        return skip(&format!(
-            "inconclusive: a v1 mount of {} failed ({err}) while others used it on cgroup2: {}",
-            freed.controller,
-            others.join("; ")
-        ));
-    }
-    let enabling: Vec<String> = cgroup2_dirs(&freed.mount)
-        .into_iter()
-        .filter(|d| enables(d, &freed.controller))
-        .map(|d| d.display().to_string())
-        .collect();
-    panic!("a v1-only runtime cannot mount {}: {err}; cgroup2 directories enabling it: {enabling:?}", freed.controller);
-}
-
 #[test]
 fn a_container_without_hugetlb_limits_leaves_hugetlb_to_v1_runtimes() {
     let _h = hugetlb_lock();
@@ -952,9 +932,11 @@ fn a_container_without_hugetlb_limits_leaves_hugetlb_to_v1_runtimes() {
     let mut p = Proc::spawn("read y");
     t.cg.add_pid(p.pid(), false).unwrap();
     p.go();
-    // The container lives in cgroup2 too (its processes, freezer, device filter).
+    // The container lives in cgroup2 too (its processes, freezer, device filter), without
+    // hugetlb: its parent does not enable it (whatever other runtimes do meanwhile).
     let v2 = t.cg.unified_dir().unwrap().to_path_buf();
     assert_eq!(read(&v2.join("cgroup.procs")), p.pid().to_string());
+    assert!(!enables(v2.parent().unwrap(), "hugetlb"), "hugetlb enabled for a container without hugetlb limits");
     match mount_as_v1_eventually("hugetlb") {
         Ok(id) => assert_ne!(id, 0, "hugetlb did not move to the v1 hierarchy"),
         Err(e) => v1_consumer_refused(&freed, &base, &e),
@@ -1003,8 +985,9 @@ fn after_a_container_with_hugetlb_limits_is_deleted_v1_runtimes_can_mount_hugetl
     let _ = p.finish();
     t.cg.destroy().unwrap();
     assert_gone(&cg);
-    // The shared parent stays, as /berth does.
+    // The shared parent stays, as /berth does, but berth took back what it enabled there.
     assert!(v2.parent().unwrap().is_dir());
+    assert!(!enables(v2.parent().unwrap(), "hugetlb"), "the parent still enables hugetlb after destroy");
     match mount_as_v1_eventually("hugetlb") {
         Ok(id) => assert_ne!(id, 0, "hugetlb did not move to the v1 hierarchy"),
         Err(e) => v1_consumer_refused(&freed, &base, &e),

@@ -319,3 +319,54 @@ fn a_limit_needing_a_controller_bound_out_of_reach_is_refused_with_the_reason() 
     }
     env.finish();
 }
+
+/// `berth run` of a container with a hugetlb limit, then `delete`: a v1-only runtime can
+/// still bind hugetlb (crun's users need `mount -t cgroup -o hugetlb ...` on a hybrid host,
+/// which fails with EBUSY while cgroup2 enables hugetlb for the root's children). The limit
+/// itself is in force while the container runs. A container without one never enables it.
+#[test]
+fn after_a_container_with_hugetlb_limits_a_v1_runtime_can_still_mount_hugetlb() {
+    let freed = match FreedOnCgroup2::new("hugetlb") {
+        Ok(f) => f,
+        Err(why) => return skip(&why),
+    };
+    let env = Env::new();
+    // Below a parent of its own (not the shared /berth), so that another berth on this host
+    // cannot be mistaken for this one.
+    let id = env.id("hugev1");
+    let parent = format!("/berth-test-{id}");
+    struct RmParent(String);
+    impl Drop for RmParent {
+        fn drop(&mut self) {
+            for h in cgroup_hierarchies() {
+                let _ = fs::remove_dir(h.join(self.0.trim_start_matches('/')));
+            }
+        }
+    }
+    let _rm = RmParent(parent.clone());
+    let mut b = env.bundle(&["sleep", "100000"]);
+    b.set("/linux/cgroupsPath", json!(format!("{parent}/c")));
+    let plain = env.id("nohuge");
+    let mut b2 = env.bundle(&["sleep", "100000"]);
+    b2.set("/linux/cgroupsPath", json!(format!("{parent}/d")));
+    b.set("/linux/resources/hugepageLimits", json!([{"pageSize": "2MB", "limit": 4194304}]));
+    let pid = env.run_detached(&b, &id);
+    let shared = freed.mount.join(parent.trim_start_matches('/'));
+    assert_eq!(read(&shared.join("c"), "hugetlb.2MB.max"), "4194304");
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
+    // berth took back what it enabled (whatever other runtimes on this host do meanwhile).
+    assert!(!enables(&shared, "hugetlb"), "{} still enables hugetlb after delete", shared.display());
+    // A container without a hugetlb limit, still running, does not enable it.
+    let pid2 = env.run_detached(&b2, &plain);
+    assert!(!enables(&shared, "hugetlb"), "{} enables hugetlb for a container without limits", shared.display());
+    match mount_as_v1_eventually("hugetlb") {
+        Ok(h) => assert_ne!(h, 0, "hugetlb did not move to the v1 hierarchy"),
+        Err(e) => v1_consumer_refused(&freed, &parent, &e),
+    }
+    wait_back_on_cgroup2("hugetlb", &freed.mount);
+    env.berth(&["delete", "-f", &plain]).ok();
+    env.reap(pid2);
+    drop(_rm);
+    env.finish();
+}

@@ -13,6 +13,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Where a controller can be reached from this mount namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,4 +236,219 @@ impl Drop for ReleaseHierarchyOnDrop {
     fn drop(&mut self) {
         release_unmounted_hierarchy(self.0);
     }
+}
+
+// ---- a v1-only consumer next to berth ----------------------------------------------------
+
+/// A limit no machine can reach counts as no limit. A new hugetlb cgroup's `hugetlb.*.max`
+/// reads 9223372036854771712, not `max` (the kernel's maximum rounded down to whole huge
+/// pages), and so does `i64::MAX` bytes, what some engines write for "unlimited".
+pub const UNREACHABLE: u64 = 1 << 62;
+
+/// The limit files of `controller` in cgroup2 directory `dir` that hold something other than
+/// `max`, with their contents, and whether that value limits anything (see [`UNREACHABLE`]).
+pub fn limit_files(dir: &Path, controller: &str) -> Vec<(PathBuf, String, bool)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_limit = match controller {
+            "hugetlb" => name.starts_with("hugetlb.") && name.ends_with(".max"),
+            _ => name == format!("{controller}.max"),
+        };
+        if !is_limit {
+            continue;
+        }
+        let v = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let values: Vec<&str> = v.lines().filter_map(|l| l.split_whitespace().last()).collect();
+        if values.iter().all(|x| *x == "max") {
+            continue;
+        }
+        let limits = values.iter().any(|x| x.parse::<u64>().is_ok_and(|n| n < UNREACHABLE));
+        out.push((e.path(), v.trim().to_owned(), limits));
+    }
+    out
+}
+
+/// The limits of `controller` that limit something in `dir`, as "file = value".
+pub fn limits_set(dir: &Path, controller: &str) -> Vec<String> {
+    limit_files(dir, controller)
+        .into_iter()
+        .filter(|(_, _, limits)| *limits)
+        .map(|(f, v, _)| format!("{} = {v}", f.display()))
+        .collect()
+}
+
+/// Every directory of the cgroup2 tree at `mount`, parents before children.
+pub fn cgroup2_dirs(mount: &Path) -> Vec<PathBuf> {
+    let mut out = vec![mount.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let mut kids: Vec<PathBuf> = std::fs::read_dir(&out[i])
+            .map(|rd| rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        kids.sort();
+        out.extend(kids);
+        i += 1;
+    }
+    out
+}
+
+/// Whether `dir`'s `cgroup.subtree_control` enables `controller` for its children.
+pub fn enables(dir: &Path, controller: &str) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.subtree_control"))
+        .is_ok_and(|s| s.split_whitespace().any(|c| c == controller))
+}
+
+/// What keeps `controller` in use on the cgroup2 tree at `mount`, leaving out the root's own
+/// enable and anything below `ours` (a path below the mount): directories that enable it for
+/// their children, and directories with its limits set.
+pub fn other_users_on_cgroup2(mount: &Path, controller: &str, ours: &str) -> Vec<String> {
+    let ours = mount.join(ours.trim_start_matches('/'));
+    let mut out = Vec::new();
+    for d in cgroup2_dirs(mount) {
+        if d.starts_with(&ours) {
+            continue;
+        }
+        if d != mount && enables(&d, controller) {
+            out.push(format!("{} enables {controller}", d.display()));
+        }
+        out.extend(limits_set(&d, controller));
+    }
+    out
+}
+
+/// Takes `controller` out of every `cgroup.subtree_control` of the cgroup2 tree, so that a
+/// v1 consumer could bind it, and puts it back on drop (once the controller is back on
+/// cgroup2). Refuses, leaving everything as it was, when that would lift a limit in force;
+/// so the files the controller gets back hold its defaults, as they did.
+pub struct FreedOnCgroup2 {
+    pub controller: String,
+    pub mount: PathBuf,
+    /// Directories it was enabled in, parents first.
+    disabled: Vec<PathBuf>,
+}
+
+impl FreedOnCgroup2 {
+    pub fn new(controller: &str) -> Result<FreedOnCgroup2, String> {
+        let mount = match place_of(controller) {
+            Place::V2(m) => m,
+            Place::V1(m) => {
+                return Err(format!(
+                    "{controller} is a v1 hierarchy mounted at {}: berth uses it there and cannot bind it to cgroup2",
+                    m.display()
+                ))
+            }
+            Place::Nowhere(why) => return Err(why),
+        };
+        let enabled: Vec<PathBuf> = cgroup2_dirs(&mount).into_iter().filter(|d| enables(d, controller)).collect();
+        for d in &enabled {
+            for kid in cgroup2_dirs(d).into_iter().skip(1).filter(|k| k.parent() == Some(d.as_path())) {
+                let set = limits_set(&kid, controller);
+                if !set.is_empty() {
+                    return Err(format!(
+                        "{controller} is in use on cgroup2 ({}); freeing it would lift those limits",
+                        set.join(", ")
+                    ));
+                }
+            }
+        }
+        let mut freed = FreedOnCgroup2 { controller: controller.to_owned(), mount, disabled: Vec::new() };
+        // Children first: the kernel refuses to disable a controller a child still enables.
+        for d in enabled.iter().rev() {
+            if let Err(e) = std::fs::write(d.join("cgroup.subtree_control"), format!("-{controller}")) {
+                return Err(format!("cannot free {controller} in {}: {e}", d.display()));
+            }
+            freed.disabled.insert(0, d.clone());
+        }
+        Ok(freed)
+    }
+}
+
+impl Drop for FreedOnCgroup2 {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while place_of(&self.controller) != Place::V2(self.mount.clone()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for d in &self.disabled {
+            if d.is_dir() {
+                if let Err(e) = std::fs::write(d.join("cgroup.subtree_control"), format!("+{}", self.controller)) {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "restoring +{} in {}: {e} (the host was left with it disabled there)",
+                        self.controller,
+                        d.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Mounts `controller` as a v1 hierarchy, as a v1-only runtime does (crun needs
+/// `mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb` on a hybrid host), in a private
+/// mount namespace so nothing shows outside, and unmounts it again. `Ok(hierarchy id)` as
+/// `/proc/cgroups` showed it while mounted; `Err(mount's message)` if the kernel refused.
+pub fn mount_as_v1(controller: &str) -> Result<u32, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(
+            "mount -t cgroup -o \"$1\" cgroup \"$2\" || exit 1
+             awk -v c=\"$1\" '$1 == c { print $2 }' /proc/cgroups
+             umount \"$2\"",
+        )
+        .args(["sh", controller])
+        .arg(dir.path())
+        .output()
+        .expect("run unshare");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() {
+        return Err(format!("{}{}", String::from_utf8_lossy(&out.stderr).trim(), text));
+    }
+    text.parse().map_err(|_| format!("no hierarchy id for {controller} while mounted: {text:?}"))
+}
+
+/// [`mount_as_v1`] until it works or a deadline passes: the kernel releases the cgroup2
+/// state of a controller just disabled (or of a cgroup just removed) asynchronously.
+pub fn mount_as_v1_eventually(controller: &str) -> Result<u32, String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match mount_as_v1(controller) {
+            Ok(id) => return Ok(id),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Waits for `controller` to be back on cgroup2 after a v1 hierarchy of it was unmounted
+/// (the kernel destroys the hierarchy asynchronously).
+pub fn wait_back_on_cgroup2(controller: &str, mount: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while place_of(controller) != Place::V2(mount.to_path_buf()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {controller} to be back on cgroup2");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The verdict when a v1 consumer could not bind `controller`: a failure if nothing but
+/// berth's cgroups (below `ours`) and the root's own enable keep it on cgroup2, inconclusive
+/// (skipped) if another process on this shared host started using it meanwhile.
+pub fn v1_consumer_refused(freed: &FreedOnCgroup2, ours: &str, err: &str) {
+    let others = other_users_on_cgroup2(&freed.mount, &freed.controller, ours);
+    if !others.is_empty() {
+        return skip(&format!(
+            "inconclusive: a v1 mount of {} failed ({err}) while others used it on cgroup2: {}",
+            freed.controller,
+            others.join("; ")
+        ));
+    }
+    let enabling: Vec<String> = cgroup2_dirs(&freed.mount)
+        .into_iter()
+        .filter(|d| enables(d, &freed.controller))
+        .map(|d| d.display().to_string())
+        .collect();
+    panic!("a v1-only runtime cannot mount {}: {err}; cgroup2 directories enabling it: {enabling:?}", freed.controller);
 }
