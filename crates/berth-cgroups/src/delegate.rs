@@ -186,38 +186,46 @@ pub(crate) fn enable(
 }
 
 /// Whether a cgroup below `dir` uses `controller`: a child enables it for its own children
-/// or has one of its limits set. Unreadable means used.
+/// or has one of its limits set. Unreadable means used. The cheap check (one file per child)
+/// goes over every child before the limit files are read.
 fn in_use(dir: &Path, controller: &str) -> bool {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return true;
     };
+    let mut children = Vec::new();
     for e in rd {
         let Ok(e) = e else { return true };
-        if !e.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            children.push(e.path());
         }
-        let child = e.path();
-        match subtree_control(&child) {
+    }
+    for child in &children {
+        match subtree_control(child) {
             Ok(s) if s.contains(controller) => return true,
             Ok(_) => {}
             // Removed meanwhile: it uses nothing.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(_) => return true,
         }
-        let Ok(files) = std::fs::read_dir(&child) else {
+    }
+    children.iter().any(|child| has_limit(child, controller))
+}
+
+/// Whether `child` has one of `controller`'s limits set.
+fn has_limit(child: &Path, controller: &str) -> bool {
+    let Ok(files) = std::fs::read_dir(child) else {
+        return false;
+    };
+    for f in files.flatten() {
+        let name = f.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_limit_file(controller, name) != Some(true) {
             continue;
-        };
-        for f in files.flatten() {
-            let name = f.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if is_limit_file(controller, name) != Some(true) {
-                continue;
-            }
-            match fsutil::read_raw(&f.path()) {
-                Ok(v) if !limits_something(&v) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                _ => return true,
-            }
+        }
+        match fsutil::read_raw(&f.path()) {
+            Ok(v) if !limits_something(&v) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            _ => return true,
         }
     }
     false
