@@ -1087,3 +1087,30 @@ fn a_v1_hierarchy_mounted_outside_sys_fs_cgroup_is_found_and_used() {
     drop(_release);
     assert_eq!(hierarchy_of("net_cls"), Some(0), "net_cls was left bound to a v1 hierarchy");
 }
+
+/// A release never takes a controller from a berth that holds the shared lock (it enabled
+/// the controller and has not written its limits yet): `destroy` leaves it enabled, and the
+/// next release, once the lock is free, disables it.
+#[test]
+fn a_release_waits_for_a_create_that_is_between_enabling_and_writing() {
+    let _h = hugetlb_lock();
+    let freed = match FreedOnCgroup2::new("hugetlb") {
+        Ok(f) => f,
+        Err(why) => return skip(&why),
+    };
+    let base = unique("relock");
+    let cg = Cgroup::resolve(Some(&format!("{base}/c")), "x").unwrap();
+    let _parents = RmParents::of(&cg);
+    let t = TestCgroup::new(cg.clone());
+    t.cg.create(Some(&resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#))).unwrap();
+    let parent = t.cg.unified_dir().unwrap().parent().unwrap().to_path_buf();
+    assert!(enables(&parent, "hugetlb"));
+    // What a concurrent create holds from enabling until its limits are written.
+    let mount = std::fs::File::open(&freed.mount).unwrap();
+    rustix::fs::flock(&mount, rustix::fs::FlockOperation::LockShared).unwrap();
+    t.cg.destroy().unwrap();
+    assert!(enables(&parent, "hugetlb"), "released while another create held the lock");
+    drop(mount);
+    t.cg.destroy().unwrap();
+    assert!(!enables(&parent, "hugetlb"), "not released once the lock was free");
+}
