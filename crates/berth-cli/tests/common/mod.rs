@@ -15,6 +15,13 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+// Where each cgroup controller lives (from /proc/cgroups and mountinfo, not from berth), and
+// how a test reports that it cannot run here: shared with the berth-cgroups tests.
+#[path = "../../../berth-cgroups/tests/common/place.rs"]
+mod place;
+#[allow(unused_imports)]
+pub use place::*;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{symlink, PermissionsExt};
