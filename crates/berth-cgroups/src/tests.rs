@@ -644,7 +644,7 @@ fn hybrid_v2_fixture(root_enables: &str, p_enables: &str) -> (tempfile::TempDir,
     std::fs::write(mount.join("cgroup.subtree_control"), root_enables).unwrap();
     std::fs::write(mount.join("p/cgroup.subtree_control"), p_enables).unwrap();
     let v2 = V2Dir { path: mount.join("p/c"), mount, controllers: vec!["hugetlb".into(), "pids".into()] };
-    (tmp, Cgroup { mode: Mode::Hybrid, v1: Vec::new(), v2: Some(v2) })
+    (tmp, Cgroup { mode: Mode::Hybrid, v1: Vec::new(), v2: Some(v2), delegated: false })
 }
 
 #[test]
