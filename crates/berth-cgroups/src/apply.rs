@@ -194,9 +194,20 @@ fn need<'a>(cg: &'a Cgroup, ctl: Ctl, field: &str) -> Result<Target<'a>, CgroupE
     cg.locate(ctl).ok_or_else(|| {
         CgroupError::unsupported(
             field,
-            format!("the {} controller is not available on this host ({})", ctl.v1_name(), cg.describe_layout()),
+            format!(
+                "the {} controller is not available on this host{} ({})",
+                ctl.v1_name(),
+                why_unreachable(ctl.v1_name()),
+                cg.describe_layout()
+            ),
         )
     })
+}
+
+/// ": <reason>" when the kernel has bound `controller` to a v1 hierarchy out of reach
+/// (another runtime's), or has no such controller at all; empty otherwise.
+fn why_unreachable(controller: &str) -> String {
+    crate::layout::unreachable_reason(controller).map(|why| format!(": {why}")).unwrap_or_default()
 }
 
 /// A byte count: `-1` is unlimited, `0` unset, other negatives invalid.
@@ -328,8 +339,9 @@ fn net_target<'a>(cg: &'a Cgroup, ctl: Ctl, field: &str) -> Result<Target<'a>, C
         _ => Err(CgroupError::unsupported(
             field,
             format!(
-                "needs the cgroup v1 {} controller, which is not mounted on this host ({}); cgroup v2 has no equivalent (use eBPF/nftables instead)",
+                "needs the cgroup v1 {} controller, which is not mounted on this host{} ({}); cgroup v2 has no equivalent (use eBPF/nftables instead)",
                 ctl.v1_name(),
+                why_unreachable(ctl.v1_name()),
                 cg.describe_layout()
             ),
         )),
@@ -360,6 +372,11 @@ fn plan_devices(
     updating: bool,
     ops: &mut Vec<Op>,
 ) -> Result<(), CgroupError> {
+    if cg.is_delegated() {
+        // A rootless caller cannot load a device program, and its user namespace cannot
+        // create device nodes anyway.
+        return Ok(());
+    }
     let rules = match r.devices() {
         Some(d) => d.as_slice(),
         // On update, absent means "leave as is"; on create it is an empty
@@ -741,7 +758,8 @@ fn plan_unified(
             return Err(CgroupError::unsupported(
                 field,
                 format!(
-                    "the {ctrl} controller is not in the cgroup v2 hierarchy on this host ({}); use the typed linux.resources fields for v1 controllers",
+                    "the {ctrl} controller is not in the cgroup v2 hierarchy on this host{} ({}); use the typed linux.resources fields for v1 controllers",
+                    why_unreachable(ctrl),
                     cg.describe_layout()
                 ),
             ));
@@ -753,6 +771,31 @@ fn plan_unified(
         }
     }
     Ok(())
+}
+
+/// The cgroup2 controllers that `ops` need enabled in the container's directory `v2` (the
+/// directory of a cgroup2 cgroup only has a controller's files when its parent enables it),
+/// each with the first spec field that needs it, for the error if it cannot be enabled.
+/// Core files (`cgroup.*`), the device filter and the freezer need no controller.
+pub(crate) fn v2_needs(ops: &[Op], v2: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for op in ops {
+        let (dir, ctrl, field) = match op {
+            Op::Write { dir, file, field, .. } => match file.split_once('.') {
+                Some((ctrl, _)) if ctrl != "cgroup" => (dir, ctrl, field.as_str()),
+                _ => continue,
+            },
+            Op::CheckUsageV2 { dir, .. } => (dir, "memory", F_MEM),
+            Op::CpuV2Max { dir, .. } => (dir, "cpu", F_CPU),
+            Op::IoWeightV2 { dir, .. } => (dir, "io", "linux.resources.blockIO.weight"),
+            Op::FirstOf { .. } | Op::MemoryV1 { .. } | Op::CpuV1Bandwidth { .. } => continue,
+            Op::DevicesV1 { .. } | Op::DevicesV2 { .. } => continue,
+        };
+        if dir == v2 {
+            out.entry(ctrl.to_owned()).or_insert_with(|| field.to_owned());
+        }
+    }
+    out
 }
 
 /// Performs `ops` in order; stops at the first error.

@@ -5,8 +5,11 @@
 //! mounts, `statfs(/sys/fs/cgroup/unified)` tells hybrid from legacy, and one
 //! `readdir` of `/sys/fs/cgroup` (plus a `statfs` per entry, so a stray
 //! directory on the tmpfs is never mistaken for a hierarchy) lists the v1
-//! hierarchies. `/proc/self/mountinfo` is parsed only when that layout is not
-//! there. `/proc/self/cgroup` is read only for relative cgroups paths.
+//! hierarchies. `/proc/cgroups` (one small read) tells whether a controller is
+//! bound to a v1 hierarchy that is not among them, mounted elsewhere by another
+//! runtime: only then, or when the standard layout is not there, is
+//! `/proc/self/mountinfo` parsed. `/proc/self/cgroup` is read only for relative
+//! cgroups paths.
 
 use std::path::{Path, PathBuf};
 
@@ -96,7 +99,10 @@ pub(crate) fn discover() -> Result<Layout, CgroupError> {
             Ok(Layout { mode: Mode::Unified, v1: Vec::new(), v2: Some(PathBuf::from(CGROUP_ROOT)) })
         }
         Some(TMPFS_MAGIC) => match scan_tmpfs(Path::new(CGROUP_ROOT))? {
-            Some(layout) => Ok(layout),
+            Some(mut layout) => {
+                add_hierarchies_mounted_elsewhere(&mut layout);
+                Ok(layout)
+            }
             None => from_mountinfo(),
         },
         _ => from_mountinfo(),
@@ -141,6 +147,104 @@ fn scan_tmpfs(root: &Path) -> Result<Option<Layout>, CgroupError> {
     Ok(Some(Layout { mode, v1, v2 }))
 }
 
+/// One line of `/proc/cgroups`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KernelController {
+    pub name: String,
+    pub hierarchy: u32,
+    pub enabled: bool,
+}
+
+pub(crate) fn parse_proc_cgroups(text: &str) -> Vec<KernelController> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(KernelController {
+                name: (*f.first()?).to_owned(),
+                hierarchy: f.get(1)?.parse().ok()?,
+                enabled: *f.get(3)? == "1",
+            })
+        })
+        .collect()
+}
+
+/// Adds the v1 hierarchies another runtime mounted outside `/sys/fs/cgroup` (runc would find
+/// them too, through mountinfo): only read when `/proc/cgroups` shows a controller bound to
+/// a v1 hierarchy that the standard layout does not have.
+fn add_hierarchies_mounted_elsewhere(layout: &mut Layout) {
+    let Ok(kernel) = fsutil::read_raw(Path::new("/proc/cgroups")) else {
+        return;
+    };
+    add_mounted_elsewhere(layout, &kernel, || fsutil::read_raw(Path::new("/proc/self/mountinfo")).ok());
+}
+
+fn add_mounted_elsewhere(layout: &mut Layout, proc_cgroups: &str, mountinfo: impl FnOnce() -> Option<String>) {
+    let missing: Vec<String> = parse_proc_cgroups(proc_cgroups)
+        .into_iter()
+        .filter(|c| c.enabled && c.hierarchy != 0 && !layout.v1.iter().any(|h| h.controllers.contains(&c.name)))
+        .map(|c| c.name)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let Some(content) = mountinfo() else {
+        return;
+    };
+    for m in v1_mounts(&content) {
+        // A mount of a subtree (root not `/`) cannot hold the absolute cgroupsPath.
+        if m.root != "/" || !m.controllers.iter().any(|c| missing.contains(c)) {
+            continue;
+        }
+        if !layout.v1.iter().any(|h| h.controllers == m.controllers) {
+            layout.v1.push(V1Mount { controllers: m.controllers, mount: m.mount });
+        }
+    }
+    layout.v1.sort_by(|a, b| a.mount.cmp(&b.mount));
+}
+
+/// Why v1 `controller` is in none of the hierarchies berth uses, in words for an error
+/// message, from `/proc/cgroups` and mountinfo (read only on that error path). `None` when
+/// the kernel binds it to cgroup2 (the caller then says what cgroup2 offers).
+pub(crate) fn unreachable_reason(controller: &str) -> Option<String> {
+    let text = fsutil::read_raw(Path::new("/proc/cgroups")).ok()?;
+    let mountinfo = fsutil::read_raw(Path::new("/proc/self/mountinfo")).unwrap_or_default();
+    reason_from(controller, &text, &mountinfo)
+}
+
+fn reason_from(controller: &str, proc_cgroups: &str, mountinfo: &str) -> Option<String> {
+    let Some(k) = parse_proc_cgroups(proc_cgroups).into_iter().find(|k| k.name == controller) else {
+        return Some(format!("this kernel has no {controller} controller (it is not in /proc/cgroups)"));
+    };
+    if !k.enabled {
+        return Some(format!("the {controller} controller is disabled (cgroup_disable= on the kernel command line)"));
+    }
+    if k.hierarchy == 0 {
+        return None;
+    }
+    let mounts = v1_mounts(mountinfo);
+    let mounts: Vec<&MountedV1> = mounts.iter().filter(|m| m.controllers.iter().any(|c| c == controller)).collect();
+    if mounts.iter().any(|m| m.root == "/") {
+        // Mounted whole: in reach (the v1 layout has it), so the caller's reason stands.
+        return None;
+    }
+    let views: Vec<String> =
+        mounts.iter().map(|m| format!("{} (showing only its subtree {})", m.mount.display(), m.root)).collect();
+    let hier = k.hierarchy;
+    Some(if views.is_empty() {
+        format!(
+            "the kernel binds {controller} to cgroup v1 hierarchy {hier} (/proc/cgroups), which is not mounted in this \
+             mount namespace (another runtime bound it and unmounted it, or mounted it in its own namespace); \
+             mount it for berth to use it: mkdir -p {CGROUP_ROOT}/{controller} && mount -t cgroup -o {controller} cgroup {CGROUP_ROOT}/{controller}"
+        )
+    } else {
+        format!(
+            "the kernel binds {controller} to cgroup v1 hierarchy {hier} (/proc/cgroups), mounted here only as {}",
+            views.join(", ")
+        )
+    })
+}
+
 fn controllers_from_dir_name(name: &str) -> Vec<String> {
     let parts: Vec<&str> = name.split(',').collect();
     if parts.iter().all(|p| KNOWN_V1.contains(p)) {
@@ -161,6 +265,41 @@ fn from_mountinfo() -> Result<Layout, CgroupError> {
         ));
     }
     Ok(layout)
+}
+
+/// A `cgroup` (v1) line of mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MountedV1 {
+    pub controllers: Vec<String>,
+    pub mount: PathBuf,
+    /// The directory of the hierarchy shown at `mount` (`/` for the whole hierarchy).
+    pub root: String,
+}
+
+/// Every v1 hierarchy mount in mountinfo, in order.
+pub(crate) fn v1_mounts(content: &str) -> Vec<MountedV1> {
+    let mut out = Vec::new();
+    for line in content.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        let (Some(root), Some(mountpoint), Some(&"cgroup")) = (pre.get(3), pre.get(4), post.first()) else {
+            continue;
+        };
+        let opts = post.get(2).copied().unwrap_or("");
+        let controllers: Vec<String> =
+            opts.split(',').filter(|o| KNOWN_V1.contains(o) || o.starts_with("name=")).map(str::to_owned).collect();
+        if !controllers.is_empty() {
+            out.push(MountedV1 {
+                controllers,
+                mount: PathBuf::from(unescape_octal(mountpoint)),
+                root: unescape_octal(root),
+            });
+        }
+    }
+    out
 }
 
 pub(crate) fn parse_mountinfo(content: &str) -> Layout {
@@ -391,6 +530,58 @@ mod tests {
         assert_eq!(controllers_from_dir_name("systemd"), vec!["name=systemd"]);
         assert_eq!(controllers_from_dir_name("pids"), vec!["pids"]);
         assert_eq!(controllers_from_dir_name("elogind"), vec!["name=elogind"]);
+    }
+
+    const PROC_CGROUPS: &str = "#subsys_name\thierarchy\tnum_cgroups\tenabled
+cpu\t1\t14\t1
+memory\t4\t26\t1
+net_cls\t0\t16\t1
+hugetlb\t13\t2\t1
+rdma\t0\t1\t0
+";
+
+    #[test]
+    fn hierarchies_mounted_outside_the_standard_place_are_added() {
+        let mut l = Layout {
+            mode: Mode::Hybrid,
+            v1: vec![
+                V1Mount { controllers: vec!["cpu".into()], mount: "/sys/fs/cgroup/cpu".into() },
+                V1Mount { controllers: vec!["memory".into()], mount: "/sys/fs/cgroup/memory".into() },
+            ],
+            v2: Some("/sys/fs/cgroup/unified".into()),
+        };
+        let mi = "\
+40 31 0:37 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+50 23 0:40 /sub /srv/hugetlb-view rw - cgroup cgroup rw,hugetlb
+51 23 0:40 / /run/other\\040runtime/hugetlb rw - cgroup cgroup rw,hugetlb
+";
+        add_mounted_elsewhere(&mut l, PROC_CGROUPS, || Some(mi.to_owned()));
+        assert_eq!(l.v1.len(), 3);
+        assert_eq!(l.v1[0].controllers, vec!["hugetlb"]);
+        assert_eq!(l.v1[0].mount, PathBuf::from("/run/other runtime/hugetlb"));
+        // Nothing missing: mountinfo is not even read.
+        let mut l2 = l.clone();
+        add_mounted_elsewhere(&mut l2, PROC_CGROUPS, || panic!("read mountinfo although nothing was missing"));
+        assert_eq!(l2, l);
+    }
+
+    #[test]
+    fn why_a_controller_is_out_of_reach() {
+        let none = "";
+        let e = reason_from("hugetlb", PROC_CGROUPS, none).unwrap();
+        assert!(
+            e.starts_with("the kernel binds hugetlb to cgroup v1 hierarchy 13 (/proc/cgroups), which is not mounted"),
+            "{e}"
+        );
+        assert!(e.contains("mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb"), "{e}");
+        let view = "50 23 0:40 /sub /srv/v rw - cgroup cgroup rw,hugetlb\n";
+        let e = reason_from("hugetlb", PROC_CGROUPS, view).unwrap();
+        assert!(e.ends_with("mounted here only as /srv/v (showing only its subtree /sub)"), "{e}");
+        let whole = "50 23 0:40 / /srv/v rw - cgroup cgroup rw,hugetlb\n";
+        assert_eq!(reason_from("hugetlb", PROC_CGROUPS, whole), None);
+        assert_eq!(reason_from("net_cls", PROC_CGROUPS, none), None, "on cgroup2: the caller explains");
+        assert!(reason_from("rdma", PROC_CGROUPS, none).unwrap().contains("disabled"));
+        assert!(reason_from("misc", PROC_CGROUPS, none).unwrap().contains("no misc controller"));
     }
 
     #[test]

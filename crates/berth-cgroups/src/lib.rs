@@ -21,6 +21,7 @@
 //! are rejected with a clear error.
 
 mod apply;
+mod delegate;
 mod devices;
 mod error;
 mod freezer;
@@ -28,6 +29,7 @@ mod fsutil;
 mod layout;
 mod oom;
 mod procs;
+mod rootless;
 mod stats;
 mod sub;
 
@@ -44,6 +46,7 @@ pub use freezer::FreezerState;
 pub use layout::{detect, Mode};
 pub use oom::OomWatcher;
 pub use procs::PreparedJoin;
+pub use rootless::without_unavailable;
 pub use stats::*;
 pub use sub::parse_sub_cgroups;
 
@@ -82,6 +85,11 @@ pub struct Cgroup {
     v1: Vec<V1Dir>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     v2: Option<V2Dir>,
+    /// A cgroup2 subtree delegated to a rootless caller ([`Cgroup::resolve_delegated`]):
+    /// only the controllers it has are used, and no device program (loading one needs
+    /// privileges in the host's user namespace).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    delegated: bool,
 }
 
 impl Cgroup {
@@ -120,7 +128,7 @@ impl Cgroup {
     /// freezer alone) on a hybrid host. Not for production use.
     #[doc(hidden)]
     pub fn without_unified_for_tests(&self) -> Cgroup {
-        Cgroup { mode: Mode::Legacy, v1: self.v1.clone(), v2: None }
+        Cgroup { mode: Mode::Legacy, v1: self.v1.clone(), v2: None, delegated: false }
     }
 
     fn from_layout(l: &layout::Layout, spec: &layout::SpecPath) -> Result<Cgroup, CgroupError> {
@@ -164,7 +172,12 @@ impl Cgroup {
                 Some(V2Dir { mount: mount.clone(), path: layout::hierarchy_dir(mount, own_path, rel), controllers })
             }
         };
-        Ok(Cgroup { mode: l.mode, v1, v2 })
+        Ok(Cgroup { mode: l.mode, v1, v2, delegated: false })
+    }
+
+    /// Whether this is a subtree delegated to a rootless caller.
+    pub fn is_delegated(&self) -> bool {
+        self.delegated
     }
 
     /// The host mode this cgroup was resolved on.
@@ -245,6 +258,12 @@ impl Cgroup {
     /// cgroup2 controllers on the way down, initialises v1 cpusets, then
     /// applies `resources`.
     ///
+    /// Which cgroup2 controllers are enabled depends on the host: on a unified
+    /// host every one the root offers (as runc); on a hybrid host only those
+    /// `resources` need, so that a v1-only runtime can still bind the others
+    /// (see [`Cgroup::destroy`]). A controller a limit needs that cannot be
+    /// enabled is an error naming the field.
+    ///
     /// All of `resources` is validated before anything is created. A cgroup
     /// that is frozen (v1 `freezer.state` not `THAWED`, or cgroup2
     /// `cgroup.freeze` set, on the directory itself or an ancestor) is refused
@@ -262,9 +281,10 @@ impl Cgroup {
         let empty = LinuxResources::default();
         let r = resources.unwrap_or(&empty);
         let fresh_ops = apply::plan(self, r, true, false)?;
-        let mut created = Vec::new();
-        let result = self.create_dirs_and_apply(r, fresh_ops, &mut created);
-        let created = Created(created);
+        let mut dirs = Vec::new();
+        let result = self.create_dirs_and_apply(r, fresh_ops, &mut dirs);
+        let v2 = self.v2.clone().filter(|_| self.mode == Mode::Hybrid);
+        let created = Created { dirs, v2 };
         if let Err(e) = result {
             if let Err(e) = created.remove() {
                 log::warn!("cleaning up after a failed create: {e}");
@@ -289,61 +309,34 @@ impl Cgroup {
         }
         // Before anything is written: a pre-existing cgroup is not ours to change.
         freezer::check_not_frozen(self)?;
-        if let Some(v2) = &self.v2 {
-            self.enable_v2_controllers(v2);
-        }
+        let ops = if all_new { fresh_ops } else { apply::plan(self, r, false, false)? };
+        // Held until the limits are written: a concurrent release must not take a
+        // controller away in between.
+        let _lock = self.delegate(&ops, true)?;
         if let Some(cpuset) = self.v1.iter().find(|h| h.controllers.iter().any(|c| c == "cpuset")) {
             init_v1_cpuset(cpuset, r, created)?;
         }
-        let ops = if all_new { fresh_ops } else { apply::plan(self, r, false, false)? };
         apply::execute(&ops)
     }
 
-    /// Enables every offered cgroup2 controller in the `cgroup.subtree_control`
-    /// of each ancestor, so the container's directory gets the controller
-    /// files (runc enables all of them too). Failures are only logged: a
-    /// missing controller surfaces as a clear error when a limit needs it.
-    fn enable_v2_controllers(&self, v2: &V2Dir) {
-        if v2.controllers.is_empty() {
-            return;
-        }
-        let Ok(rel) = v2.path.strip_prefix(&v2.mount) else {
-            return;
+    /// Enables the cgroup2 controllers `ops` need (and, on create on a unified host, every
+    /// one offered) in the ancestors' `cgroup.subtree_control`. On a hybrid host, returns the
+    /// shared lock that keeps a concurrent release away until the caller has applied `ops`.
+    fn delegate(&self, ops: &[apply::Op], creating: bool) -> Result<Option<delegate::DelegationLock>, CgroupError> {
+        let Some(v2) = &self.v2 else {
+            return Ok(None);
         };
-        let mut available: BTreeSet<String> = v2.controllers.iter().cloned().collect();
-        let mut dir = v2.mount.clone();
-        let comps: Vec<_> = rel.components().collect();
-        for comp in comps.iter().take(comps.len().saturating_sub(1)).map(Some).chain([None]) {
-            let enabled: BTreeSet<String> = match fsutil::read(&dir, "cgroup.subtree_control") {
-                Ok(s) => s.split_ascii_whitespace().map(str::to_owned).collect(),
-                Err(e) => {
-                    log::debug!("{e}");
-                    return;
-                }
-            };
-            let missing: Vec<&String> = available.difference(&enabled).collect();
-            let mut now = enabled.clone();
-            if !missing.is_empty() {
-                let all: String = missing.iter().map(|c| format!("+{c} ")).collect();
-                if fsutil::write(&dir, "cgroup.subtree_control", all.trim_end(), None).is_ok() {
-                    now.extend(missing.iter().map(|c| (*c).clone()));
-                } else {
-                    for c in missing {
-                        match fsutil::write(&dir, "cgroup.subtree_control", &format!("+{c}"), None) {
-                            Ok(()) => {
-                                now.insert(c.clone());
-                            }
-                            Err(e) => log::debug!("enabling cgroup v2 controller {c}: {e}"),
-                        }
-                    }
-                }
-            }
-            available = now;
-            match comp {
-                Some(c) => dir.push(c),
-                None => break,
-            }
+        let needed = apply::v2_needs(ops, &v2.path);
+        let mut wanted: BTreeSet<String> = needed.keys().cloned().collect();
+        if creating && self.mode != Mode::Hybrid {
+            wanted.extend(v2.controllers.iter().cloned());
         }
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let lock = if self.mode == Mode::Hybrid { delegate::lock_shared(&v2.mount) } else { None };
+        delegate::enable(v2, &wanted, &needed)?;
+        Ok(lock)
     }
 
     /// Moves `pid` into the cgroup in every hierarchy. With `skip_unified`,
@@ -391,6 +384,9 @@ impl Cgroup {
     /// rules given: compose them with [`runc_device_rules`] as for create.
     pub fn update(&self, r: &LinuxResources) -> Result<(), CgroupError> {
         let ops = apply::plan(self, r, false, true)?;
+        // A limit the container did not have at create may need a cgroup2 controller
+        // that was left off (hybrid hosts enable only what is needed).
+        let _lock = self.delegate(&ops, false)?;
         apply::execute(&ops)
     }
 
@@ -454,12 +450,19 @@ impl Cgroup {
     /// briefly while the kernel reports EBUSY (exiting processes). Missing
     /// directories are fine. Every hierarchy is attempted; the first error is
     /// returned. Parents like `/berth` are shared and stay.
+    ///
+    /// On a hybrid host it then disables, in those parents and the cgroup2
+    /// root, the controllers no remaining cgroup uses (no limit set, not
+    /// enabled further down), so that a v1-only runtime can bind them again.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut first = None;
         for d in self.dirs() {
             if let Err(e) = procs::remove_tree(d) {
                 first.get_or_insert(e);
             }
+        }
+        if let (Some(v2), Mode::Hybrid, None) = (&self.v2, self.mode, &first) {
+            delegate::release(v2);
         }
         first.map_or(Ok(()), Err)
     }
@@ -492,23 +495,32 @@ impl Cgroup {
 /// pre-existing cgroup (a `cgroupsPath` an administrator prepared) is not in
 /// it, so the cleanup of a failed start leaves that one alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Created(Vec<PathBuf>);
+pub struct Created {
+    dirs: Vec<PathBuf>,
+    /// The cgroup2 directory on a hybrid host, whose controllers are released
+    /// after the removal as [`Cgroup::destroy`] does.
+    v2: Option<V2Dir>,
+}
 
 impl Created {
     /// The directories, parents first.
     pub fn dirs(&self) -> &[PathBuf] {
-        &self.0
+        &self.dirs
     }
 
     /// Removes the directories, children first, retrying briefly while exiting
     /// processes keep one busy. Every one is attempted; the first error is
-    /// returned.
+    /// returned. On a hybrid host, then releases the cgroup2 controllers no
+    /// cgroup uses any more, as [`Cgroup::destroy`] does.
     pub fn remove(&self) -> Result<(), CgroupError> {
         let mut first = None;
-        for dir in self.0.iter().rev() {
+        for dir in self.dirs.iter().rev() {
             if let Err(e) = procs::rmdir_retry(dir) {
                 first.get_or_insert(e);
             }
+        }
+        if let (Some(v2), None) = (&self.v2, &first) {
+            delegate::release(v2);
         }
         first.map_or(Ok(()), Err)
     }

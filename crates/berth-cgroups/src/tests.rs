@@ -61,10 +61,13 @@ fn v2_fixture(extra: &[(&str, &str)], skip: &[&str]) -> Fixture {
         }
     }
     let controllers = ["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"];
+    // As `create` left it: the root delegates every controller to the container.
+    std::fs::write(mount.join("cgroup.subtree_control"), controllers.join(" ")).unwrap();
     let cg = Cgroup {
         mode: Mode::Unified,
         v1: Vec::new(),
         v2: Some(V2Dir { mount, path: dir.clone(), controllers: controllers.iter().map(|s| s.to_string()).collect() }),
+        delegated: false,
     };
     Fixture { _tmp: tmp, cg, dir }
 }
@@ -83,7 +86,7 @@ fn v1_fixture(hier: &[(&str, &[(&str, &str)])]) -> Fixture {
         v1.push(V1Dir { controllers: ctrl.split(',').map(str::to_owned).collect(), mount, path: dir });
     }
     let dir = tmp.path().to_path_buf();
-    Fixture { _tmp: tmp, cg: Cgroup { mode: Mode::Legacy, v1, v2: None }, dir }
+    Fixture { _tmp: tmp, cg: Cgroup { mode: Mode::Legacy, v1, v2: None, delegated: false }, dir }
 }
 
 /// Runs `f` and returns the writes it made as (path below `base`, value).
@@ -587,6 +590,7 @@ fn state_json_shape_is_stable() {
             path: "/sys/fs/cgroup/unified/berth/c".into(),
             controllers: vec!["hugetlb".into()],
         }),
+        delegated: false,
     };
     let v = serde_json::to_value(&cg).unwrap();
     assert_eq!(
@@ -611,7 +615,7 @@ fn state_json_shape_is_stable() {
 }
 
 #[test]
-fn unified_create_enables_controllers_on_every_ancestor() {
+fn unified_create_enables_every_controller_and_the_needed_ones_must_succeed() {
     let tmp = tempfile::tempdir().unwrap();
     let mount = tmp.path();
     std::fs::write(mount.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
@@ -619,16 +623,106 @@ fn unified_create_enables_controllers_on_every_ancestor() {
     let l = crate::layout::Layout { mode: Mode::Unified, v1: Vec::new(), v2: Some(mount.to_path_buf()) };
     let cg = Cgroup::from_layout(&l, &crate::layout::SpecPath::Absolute("a/b".into())).unwrap();
     assert_eq!(cg.v2.as_ref().unwrap().controllers, vec!["cpu", "memory", "pids"]);
-    // In a temp dir the new directories get no kernel files, so the walk
-    // stops at `a` (its subtree_control is missing), and applying resources
-    // fails (the device filter cannot attach to a non-cgroup directory),
-    // which must remove both directories again.
+    // In a temp dir the new directories get no kernel files, so the walk cannot read `a`'s
+    // subtree_control: pids, which the limit needs, cannot be enabled there, an error naming
+    // the field, and both new directories are removed again.
     let (out, w) = journal(mount, || cg.create(Some(&res(r#"{"pids": {"limit": 3}}"#))));
     let e = out.unwrap_err().to_string();
-    assert!(e.contains("BPF_PROG_ATTACH"), "{e}");
+    assert!(e.starts_with("linux.resources.pids.limit: needs the cgroup v2 pids controller"), "{e}");
+    assert!(e.contains("a/cgroup.subtree_control"), "{e}");
     assert_eq!(w, pairs(&[("cgroup.subtree_control", "+cpu +memory")]));
     assert!(!mount.join("a").exists());
     assert!(mount.join("cgroup.controllers").exists());
+}
+
+/// A hybrid host's cgroup2 on a temp dir: the root and a shared parent `p` (with their
+/// `cgroup.subtree_control`), the container at `p/c`, hugetlb and pids offered.
+fn hybrid_v2_fixture(root_enables: &str, p_enables: &str) -> (tempfile::TempDir, Cgroup) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mount = tmp.path().to_path_buf();
+    std::fs::create_dir(mount.join("p")).unwrap();
+    std::fs::write(mount.join("cgroup.subtree_control"), root_enables).unwrap();
+    std::fs::write(mount.join("p/cgroup.subtree_control"), p_enables).unwrap();
+    let v2 = V2Dir { path: mount.join("p/c"), mount, controllers: vec!["hugetlb".into(), "pids".into()] };
+    (tmp, Cgroup { mode: Mode::Hybrid, v1: Vec::new(), v2: Some(v2), delegated: false })
+}
+
+#[test]
+fn hybrid_enables_in_cgroup2_only_what_the_limits_need() {
+    let (tmp, cg) = hybrid_v2_fixture("", "");
+    let delegate = |json: &str, creating: bool| {
+        let ops = no_devices(apply::plan(&cg, &res(json), true, !creating).unwrap());
+        journal(tmp.path(), || cg.delegate(&ops, creating).map(|lock| lock.is_some()))
+    };
+    // No limit lives on cgroup2: nothing is enabled, nothing is locked.
+    let (out, w) = delegate(r#"{}"#, true);
+    assert!(!out.unwrap());
+    assert!(w.is_empty(), "{w:?}");
+    // A hugetlb limit needs hugetlb, on every ancestor, and nothing else; the shared lock is
+    // held until the caller has written the limit.
+    let (out, w) = delegate(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#, true);
+    assert!(out.unwrap());
+    assert_eq!(w, pairs(&[("cgroup.subtree_control", "+hugetlb"), ("p/cgroup.subtree_control", "+hugetlb")]));
+    // So does an update that adds a pids limit, and a unified key of that controller.
+    std::fs::write(tmp.path().join("cgroup.subtree_control"), "hugetlb").unwrap();
+    std::fs::write(tmp.path().join("p/cgroup.subtree_control"), "hugetlb").unwrap();
+    let (_, w) = delegate(r#"{"pids": {"limit": 5}}"#, false);
+    assert_eq!(w, pairs(&[("cgroup.subtree_control", "+pids"), ("p/cgroup.subtree_control", "+pids")]));
+    std::fs::write(tmp.path().join("cgroup.subtree_control"), "hugetlb pids").unwrap();
+    std::fs::write(tmp.path().join("p/cgroup.subtree_control"), "hugetlb pids").unwrap();
+    let (_, w) = delegate(r#"{"unified": {"pids.max": "5"}}"#, false);
+    assert!(w.is_empty(), "already enabled: {w:?}");
+
+    // The same cgroup on a unified host enables every offered controller on create.
+    let (tmp, mut cg) = hybrid_v2_fixture("", "");
+    cg.mode = Mode::Unified;
+    let (_, w) = journal(tmp.path(), || cg.delegate(&[], true).map(|_| ()));
+    assert_eq!(
+        w,
+        pairs(&[("cgroup.subtree_control", "+hugetlb +pids"), ("p/cgroup.subtree_control", "+hugetlb +pids")])
+    );
+}
+
+#[test]
+fn hybrid_release_disables_what_no_cgroup_uses_any_more() {
+    // The container `p/c` is gone; `other` is another cgroup under the root.
+    let setup = |other_enables: &str, other_limit: &str| {
+        let (tmp, cg) = hybrid_v2_fixture("hugetlb pids", "hugetlb");
+        let other = tmp.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("cgroup.subtree_control"), other_enables).unwrap();
+        // A new cgroup's hugetlb limit reads as the kernel's rounded maximum, not `max`.
+        std::fs::write(other.join("hugetlb.2MB.max"), other_limit).unwrap();
+        std::fs::write(other.join("hugetlb.2MB.current"), "4194304").unwrap();
+        (tmp, cg)
+    };
+    let (tmp, cg) = setup("", "9223372036854771712");
+    let (_, w) = journal(tmp.path(), || crate::delegate::release(cg.v2.as_ref().unwrap()));
+    assert_eq!(
+        w,
+        pairs(&[
+            ("p/cgroup.subtree_control", "-hugetlb"),
+            ("cgroup.subtree_control", "-hugetlb"),
+            ("cgroup.subtree_control", "-pids"),
+        ])
+    );
+    // A limit in force below keeps hugetlb at the root (pids still goes).
+    let (tmp, cg) = setup("", "4194304");
+    let (_, w) = journal(tmp.path(), || crate::delegate::release(cg.v2.as_ref().unwrap()));
+    assert_eq!(w, pairs(&[("p/cgroup.subtree_control", "-hugetlb"), ("cgroup.subtree_control", "-pids")]));
+    // So does a child enabling it for its own children.
+    let (tmp, cg) = setup("hugetlb", "max");
+    let (_, w) = journal(tmp.path(), || crate::delegate::release(cg.v2.as_ref().unwrap()));
+    assert_eq!(w, pairs(&[("p/cgroup.subtree_control", "-hugetlb"), ("cgroup.subtree_control", "-pids")]));
+    // Controllers whose use cannot be told apart from their defaults stay.
+    let (tmp, cg) = hybrid_v2_fixture("memory", "memory");
+    let (_, w) = journal(tmp.path(), || crate::delegate::release(cg.v2.as_ref().unwrap()));
+    assert!(w.is_empty(), "{w:?}");
+    // A unified host releases nothing.
+    let (tmp, mut cg) = setup("", "max");
+    cg.mode = Mode::Unified;
+    let (_, w) = journal(tmp.path(), || cg.destroy().unwrap());
+    assert!(w.is_empty(), "{w:?}");
 }
 
 #[test]
@@ -667,6 +761,7 @@ fn hybrid_freezer_fixture(v1_state: &str, v2_freeze: &str, v2_frozen: &str) -> F
         mode: Mode::Hybrid,
         v1: vec![V1Dir { controllers: vec!["freezer".into()], mount: fmount, path: fdir }],
         v2: Some(V2Dir { mount: umount, path: udir, controllers: Vec::new() }),
+        delegated: false,
     };
     let dir = tmp.path().to_path_buf();
     Fixture { _tmp: tmp, cg, dir }

@@ -321,7 +321,7 @@ Global options:
   --log-level LEVEL      error, warning (default), info, debug or trace
   --debug                log debug messages
   --systemd-cgroup       the systemd cgroup driver: refused by create, run and update (berth uses cgroupfs)
-  --rootless VALUE       true, false or auto (default): berth is rootless exactly when not run as root
+  --rootless VALUE       true, false or auto (default: detected, as runc; see docs/rootless.md)
   --criu PATH            where criu is (unused: checkpoint and restore are not supported)
   -v, --version          print the version
   -h, --help             print this help
@@ -392,28 +392,6 @@ fn no_systemd(g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// `--rootless VALUE`, checked by the commands runc checks it for (create, run, pause,
-/// resume, ps). berth is rootless exactly when it does not run as root, which is `auto`; an
-/// explicit value is fine when it says the same, and refused when it asks for the other.
-fn rootless(g: &Global) -> Result<()> {
-    let Some(v) = g.rootless.as_deref() else { return Ok(()) };
-    // Go's strconv.ParseBool, as runc parses it.
-    let want = match v {
-        "" | "auto" => return Ok(()),
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
-        _ => bail!("--rootless {v:?}: invalid value (expected true, false or auto)"),
-    };
-    let is = berth_linux::seal::euid() != 0;
-    if want != is {
-        bail!(
-            "--rootless {v:?}: berth runs rootless exactly when it is not run as root, and this process is {}; it cannot honour {v:?} (use auto or drop the flag)",
-            if is { "not root" } else { "root" }
-        );
-    }
-    Ok(())
-}
-
 fn number<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> Result<T, Usage> {
     let v = os(p.value()?)?;
     v.parse().map_err(|_| Usage::new(format!("{flag} {v:?}: not a valid number")))
@@ -479,14 +457,8 @@ fn one_id(p: &mut lexopt::Parser, name: &'static str) -> Parsed {
                 let json = container::state_json(&g.root, &id)?;
                 container::print(format!("{json}\n").as_bytes())?;
             }
-            "pause" => {
-                rootless(g)?;
-                berth_linux::resources::pause(&g.root, &id)?;
-            }
-            _ => {
-                rootless(g)?;
-                berth_linux::resources::resume(&g.root, &id)?;
-            }
+            "pause" => berth_linux::resources::pause(&g.root, &id)?,
+            _ => berth_linux::resources::resume(&g.root, &id)?,
         }
         Ok(0)
     })
@@ -569,8 +541,8 @@ fn create(p: &mut lexopt::Parser, run: bool) -> Parsed {
     let keep_fds = o.preserve_fds.saturating_add(listen_fds());
     command(name, true, keep_fds, None, move |g, _| {
         no_systemd(g)?;
-        rootless(g)?;
         o.root = g.root.clone();
+        o.rootless = g.rootless;
         match container::launch(&o, mode)? {
             container::Launched::Exited(code) => Ok(code),
             container::Launched::Created { .. } | container::Launched::Detached => Ok(0),
@@ -801,7 +773,6 @@ fn ps(p: &mut lexopt::Parser) -> Parsed {
         ps_args.push(os(a)?);
     }
     command("ps", false, 0, None, move |g, _| {
-        rootless(g)?;
         let pids = berth_linux::exec::pids(&g.root, &id)?;
         if json {
             container::print(format!("{}\n", serde_json::to_string(&pids)?).as_bytes())?;

@@ -11,11 +11,11 @@ const HOOKS: &[&str] = &["prestart", "createRuntime", "createContainer", "startC
 /// Namespace types berth creates or joins (`linux.namespaces[].type`), sorted.
 const NAMESPACES: &[&str] = &["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"];
 
-/// Whether this build applies `process.apparmorProfile` / `process.selinuxLabel`. It does
-/// not (docs/security.md): the honest answer is `false`, unlike runc 1.1, which says `true`
-/// whenever the support is compiled in.
-const APPARMOR: bool = false;
-const SELINUX: bool = false;
+/// Whether this build applies `process.apparmorProfile` / `process.selinuxLabel`: it does,
+/// where the host has the LSM, and refuses them as runc 1.1 does where it has not
+/// (berth-linux `lsm.rs`). As in runc, the answer is about the build, not the host.
+const APPARMOR: bool = true;
+const SELINUX: bool = true;
 
 /// The document, pretty-printed with four spaces and a final newline (as runc prints it).
 pub fn document() -> String {

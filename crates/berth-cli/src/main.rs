@@ -30,9 +30,8 @@ pub(crate) struct Global {
     log_format: logger::Format,
     log_level: log::LevelFilter,
     systemd_cgroup: bool,
-    /// `--rootless VALUE` as given (`true`, `false`, `auto`): checked by the commands whose
-    /// behaviour it would change, as runc does.
-    rootless: Option<String>,
+    /// `--rootless VALUE` (`true`, `false`, `auto`: detected by default, as runc).
+    rootless: berth_linux::rootless::Rootless,
 }
 
 fn main() -> ExitCode {
@@ -132,13 +131,14 @@ fn message(e: &anyhow::Error) -> String {
 /// Parses the global options; returns them and the command name (`None`: no command, or the
 /// global `--help`/`--version` already answered).
 fn parse_global(p: &mut lexopt::Parser) -> Result<(Global, Option<String>), Usage> {
+    let mut root = None;
     let mut g = Global {
-        root: default_root(),
+        root: PathBuf::new(),
         log: None,
         log_format: logger::Format::Text,
         log_level: log::LevelFilter::Warn,
         systemd_cgroup: false,
-        rootless: None,
+        rootless: berth_linux::rootless::Rootless::Auto,
     };
     let mut debug = false;
     loop {
@@ -146,7 +146,7 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<(Global, Option<String>), Usag
             return Ok((g, None));
         };
         match arg {
-            Long("root") => g.root = PathBuf::from(p.value()?),
+            Long("root") => root = Some(PathBuf::from(p.value()?)),
             Long("log") => g.log = Some(PathBuf::from(p.value()?)).filter(|p| !p.as_os_str().is_empty()),
             Long("log-format") => {
                 g.log_format = match p.value()?.string()?.as_str() {
@@ -163,7 +163,9 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<(Global, Option<String>), Usag
             Long("debug") => debug = true,
             Long("systemd-cgroup") => g.systemd_cgroup = true,
             // A string flag in runc: `--rootless VALUE` and `--rootless=VALUE` alike.
-            Long("rootless") => g.rootless = Some(p.value()?.string()?),
+            Long("rootless") => {
+                g.rootless = p.value()?.string()?.parse().map_err(|e: berth_linux::Error| Usage::new(e.to_string()))?
+            }
             // Where criu lives: used by checkpoint and restore only, which berth refuses.
             Long("criu") => {
                 let _ = p.value()?;
@@ -180,7 +182,19 @@ fn parse_global(p: &mut lexopt::Parser) -> Result<(Global, Option<String>), Usag
                 if debug {
                     g.log_level = log::LevelFilter::Debug;
                 }
-                return Ok((g, Some(cmd.string()?)));
+                let cmd = cmd.string()?;
+                g.root = match root {
+                    Some(r) => r,
+                    None => match berth_linux::rootless::default_state_root(g.rootless.decide()) {
+                        Ok(r) => r,
+                        // Only commands that use the state root need one.
+                        Err(e) if !matches!(cmd.as_str(), "spec" | "help" | "h" | "features" | "hcs-config") => {
+                            return Err(Usage::new(e.to_string()))
+                        }
+                        Err(_) => PathBuf::new(),
+                    },
+                };
+                return Ok((g, Some(cmd)));
             }
             other => return Err(other.unexpected().into()),
         }
@@ -201,19 +215,6 @@ fn log_level(v: &str) -> Result<log::LevelFilter, Usage> {
             )))
         }
     })
-}
-
-/// `/run/berth` for root; for an unprivileged user `$XDG_RUNTIME_DIR/berth` (as runc does),
-/// else a per-user directory under /tmp.
-fn default_root() -> PathBuf {
-    let uid = berth_linux::seal::euid();
-    if uid == 0 {
-        return PathBuf::from("/run/berth");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("berth"),
-        _ => PathBuf::from(format!("/tmp/berth-{uid}")),
-    }
 }
 
 pub(crate) fn version() -> String {

@@ -4,60 +4,20 @@
 mod common;
 
 use std::fs;
-use std::io::IoSliceMut;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use serde_json::{json, Value};
 
 /// Receives the descriptor a runtime sends over a console socket, and the payload (the
 /// PTY slave's name).
 fn recv_master(listener: &UnixListener) -> (OwnedFd, String) {
     let (conn, _) = listener.accept().expect("accept on the console socket");
-    let mut buf = [0u8; 256];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = RecvAncillaryBuffer::new(&mut space);
-    let n = rustix::net::recvmsg(&conn, &mut [IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::CMSG_CLOEXEC)
-        .expect("recvmsg on the console socket")
-        .bytes;
-    let mut fd = None;
-    for m in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut r) = m {
-            fd = r.next();
-        }
-    }
-    (fd.expect("no descriptor received on the console socket"), String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
-/// Reads from a PTY master until `needle` appears in what was read, or panics after the
-/// patience deadline. Returns everything read.
-#[track_caller]
-fn read_until(master: BorrowedFd<'_>, needle: &str) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        let mut fds = [rustix::event::PollFd::from_borrowed_fd(master, rustix::event::PollFlags::IN)];
-        let ts = rustix::event::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
-        if rustix::event::poll(&mut fds, Some(&ts)).unwrap_or(0) == 0 {
-            continue;
-        }
-        match rustix::io::read(master, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
-            Err(_) => break,
-        }
-        if String::from_utf8_lossy(&got).contains(needle) {
-            return String::from_utf8_lossy(&got).into_owned();
-        }
-    }
-    panic!("{needle:?} not seen on the terminal; got {:?}", String::from_utf8_lossy(&got));
+    let (fd, name) = recv_fd_with(&conn).expect("no descriptor received on the console socket");
+    (fd, String::from_utf8_lossy(&name).into_owned())
 }
 
 fn type_line(master: BorrowedFd<'_>, line: &str) {

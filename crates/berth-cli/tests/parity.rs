@@ -465,6 +465,10 @@ fn features_lists_what_this_build_supports() {
     }
     assert_eq!(strings(&linux["seccomp"]["operators"]).len(), 7);
     assert!(strings(&linux["seccomp"]["archs"]).contains(&"SCMP_ARCH_X86_64".to_string()));
+    // berth applies the LSM fields where the host has the LSM (and refuses them as runc 1.1
+    // where it has not): compiled in.
+    assert_eq!(linux["apparmor"]["enabled"], true);
+    assert_eq!(linux["selinux"]["enabled"], true);
     // Annotations in berth's own namespace; runc's are runc's.
     let ann = f["annotations"].as_object().unwrap();
     assert_eq!(
@@ -625,15 +629,20 @@ fn global_flags_take_their_values() {
         assert!(out.ok().starts_with("ID"), "{out:?}");
         berth_raw(&["--root", root, &format!("--rootless={v}"), "list"]).ok();
     }
-    // As root, berth uses cgroups as root does: `true` cannot be honoured for the commands
-    // it would change, and an invalid value is an error there.
-    let b = env.bundle(&["true"]);
-    let id = env.id("rootless");
-    let out = env.detached(&b, &id, &["--rootless", "true", "run", "--bundle", b.dir(), &id]);
-    out.fails_with("--rootless").code_is(1);
-    let out = env.detached(&b, &id, &["--rootless", "bogus", "run", "--bundle", b.dir(), &id]);
-    // (The text log quotes the message as Go's logrus does: `\"` inside msg="...".)
-    out.fails_with("--rootless \\\"bogus\\\"").code_is(1);
+    // The value is used: rootless, the default state root is $XDG_RUNTIME_DIR/berth, which
+    // is an error without XDG_RUNTIME_DIR; not rootless, it is /run/berth.
+    let raw = |args: &[&str]| {
+        let o = Command::new(BERTH).args(args).env_remove("XDG_RUNTIME_DIR").stdin(Stdio::null()).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, err) = raw(&["--rootless", "true", "state", "nosuch"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("XDG_RUNTIME_DIR"), "{err}");
+    let (code, err) = raw(&["--rootless", "false", "state", "nosuch"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("does not exist"), "{err}");
+    // An invalid value is an error.
+    berth_raw(&["--root", root, "--rootless", "bogus", "list"]).fails_with("--rootless \"bogus\"").code_is(1);
     // --log-level sets the level.
     let log = env.root().join("log.txt");
     let out = berth_raw(&[

@@ -13,32 +13,46 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-/// The container's directory in the hierarchy holding `controller`: the v1 mount if the
-/// controller is there, else the cgroup2 mount (hybrid hosts put some controllers there).
-fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
-    let v1 = Path::new("/sys/fs/cgroup").join(controller);
-    if v1.join("cgroup.procs").exists() && !v1.join("cgroup.controllers").exists() {
-        return v1.join("berth").join(id);
+/// The hierarchy holding a controller, wherever the host (or another runtime) bound and
+/// mounted it: found from /proc/cgroups and mountinfo, not from berth.
+struct Hierarchy {
+    mount: PathBuf,
+    v1: bool,
+}
+
+impl Hierarchy {
+    /// The container's directory there (berth's default cgroupsPath `/berth/<id>`).
+    fn dir(&self, id: &str) -> PathBuf {
+        self.mount.join("berth").join(id)
     }
-    for v2 in [Path::new("/sys/fs/cgroup/unified"), Path::new("/sys/fs/cgroup")] {
-        let ctrls = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
-        if ctrls.split_whitespace().any(|c| c == controller) {
-            return v2.join("berth").join(id);
+}
+
+/// Where each of `controllers` lives; `None` after reporting (SKIPPED, with the reason) the
+/// first that is out of reach here, so the test does not run.
+fn hierarchies<const N: usize>(controllers: [&str; N]) -> Option<[Hierarchy; N]> {
+    let mut out = Vec::with_capacity(N);
+    for c in controllers {
+        match place_of(c) {
+            Place::V1(mount) => out.push(Hierarchy { mount, v1: true }),
+            Place::V2(mount) => out.push(Hierarchy { mount, v1: false }),
+            Place::Nowhere(why) => {
+                skip(&why);
+                return None;
+            }
         }
     }
-    panic!("no hierarchy holds the {controller} controller on this host")
+    out.try_into().ok()
 }
 
 fn read(dir: &Path, file: &str) -> String {
     fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display())).trim().to_string()
 }
 
-fn is_v1(dir: &Path) -> bool {
-    !dir.starts_with("/sys/fs/cgroup/unified") && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-}
-
 #[test]
 fn limits_land_in_the_hierarchy_that_holds_each_controller() {
+    let Some([mem_h, cpu_h, pids_h, cpuset_h]) = hierarchies(["memory", "cpu", "pids", "cpuset"]) else {
+        return;
+    };
     let env = Env::new();
     let mut b = env.bundle(&["sleep", "100000"]);
     b.set(
@@ -52,18 +66,15 @@ fn limits_land_in_the_hierarchy_that_holds_each_controller() {
     );
     let id = env.id("limits");
     let pid = env.run_detached(&b, &id);
-    let mem = cgroup_dir("memory", &id);
-    let cpu = cgroup_dir("cpu", &id);
-    let pids = cgroup_dir("pids", &id);
-    let cpuset = cgroup_dir("cpuset", &id);
-    if is_v1(&mem) {
+    let (mem, cpu, pids, cpuset) = (mem_h.dir(&id), cpu_h.dir(&id), pids_h.dir(&id), cpuset_h.dir(&id));
+    if mem_h.v1 {
         assert_eq!(read(&mem, "memory.limit_in_bytes"), "67108864");
         assert_eq!(read(&mem, "memory.soft_limit_in_bytes"), "33554432");
     } else {
         assert_eq!(read(&mem, "memory.max"), "67108864");
         assert_eq!(read(&mem, "memory.low"), "33554432");
     }
-    if is_v1(&cpu) {
+    if cpu_h.v1 {
         assert_eq!(read(&cpu, "cpu.shares"), "512");
         assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
         assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
@@ -88,6 +99,7 @@ fn limits_land_in_the_hierarchy_that_holds_each_controller() {
 
 #[test]
 fn a_memory_limit_oom_kills_and_events_reports_it() {
+    let Some([mem_h]) = hierarchies(["memory"]) else { return };
     let env = Env::new();
     let mut b = env.bundle(&["sh", "-c", "sleep 1; tail /dev/zero; sleep 100000"]);
     b.set("/linux/resources/memory", json!({"limit": 16777216, "swap": 16777216}));
@@ -113,8 +125,8 @@ fn a_memory_limit_oom_kills_and_events_reports_it() {
     assert!(saw_oom, "no oom event");
     assert!(saw_stats, "no stats event before the OOM");
     // The v1 eventfd fires at the OOM condition; the kill is counted right after.
-    let mem = cgroup_dir("memory", &id);
-    let file = if is_v1(&mem) { "memory.oom_control" } else { "memory.events" };
+    let mem = mem_h.dir(&id);
+    let file = if mem_h.v1 { "memory.oom_control" } else { "memory.events" };
     let mut killed = String::new();
     let counted = wait_until(|| {
         killed = read(&mem, file);
@@ -130,6 +142,7 @@ fn a_memory_limit_oom_kills_and_events_reports_it() {
 
 #[test]
 fn a_pids_limit_stops_fork_and_update_lowers_limits_live() {
+    let Some([pids_h, mem_h]) = hierarchies(["pids", "memory"]) else { return };
     let env = Env::new();
     let mut b = env.bundle(&["sleep", "100000"]);
     b.set("/linux/resources", json!({"pids": {"limit": 20}, "memory": {"limit": 134217728}}));
@@ -137,9 +150,8 @@ fn a_pids_limit_stops_fork_and_update_lowers_limits_live() {
     let pid = env.run_detached(&b, &id);
     env.berth(&["exec", &id, "sh", "-c", "sleep 1 & sleep 1 & wait"]).ok();
     env.berth(&["update", "--pids-limit", "3", "--memory", "64m", &id]).ok();
-    assert_eq!(read(&cgroup_dir("pids", &id), "pids.max"), "3");
-    let mem = cgroup_dir("memory", &id);
-    assert_eq!(read(&mem, if is_v1(&mem) { "memory.limit_in_bytes" } else { "memory.max" }), "67108864");
+    assert_eq!(read(&pids_h.dir(&id), "pids.max"), "3");
+    assert_eq!(read(&mem_h.dir(&id), if mem_h.v1 { "memory.limit_in_bytes" } else { "memory.max" }), "67108864");
     // init + exec'd sh = 2; the third fork works, the fourth must fail.
     let out = env.berth(&["exec", &id, "sh", "-c", "sleep 5 & sleep 5 & echo after; wait"]);
     assert!(out.stderr.contains("can't fork"), "the fourth process was not refused: {out:?}");
@@ -149,7 +161,7 @@ fn a_pids_limit_stops_fork_and_update_lowers_limits_live() {
     let mut child = cmd.spawn().unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), br#"{"pids":{"limit":10}}"#).unwrap();
     assert!(child.wait().unwrap().success());
-    assert_eq!(read(&cgroup_dir("pids", &id), "pids.max"), "10");
+    assert_eq!(read(&pids_h.dir(&id), "pids.max"), "10");
     // The new limits are recorded: the state file carries them.
     let st: Value =
         serde_json::from_str(&fs::read_to_string(env.root().join(&id).join("state.json")).unwrap()).unwrap();
@@ -266,6 +278,9 @@ fn events_stats_prints_one_runc_shaped_object() {
 
 #[test]
 fn a_limit_the_hierarchy_cannot_express_is_an_error_and_leaves_nothing() {
+    if let Place::V1(m) = place_of("net_cls") {
+        return skip(&format!("net_cls is a v1 hierarchy at {} here, so a classID is no error", m.display()));
+    }
     let env = Env::new();
     let mut b = env.bundle(&["true"]);
     // net_cls is not mounted on this host (neither v1 nor v2 offer it): a clear error, never
@@ -275,5 +290,83 @@ fn a_limit_the_hierarchy_cannot_express_is_an_error_and_leaves_nothing() {
     let probe = LeakProbe::with_bundle(&id, env.root(), &b);
     env.berth(&["run", "--bundle", b.dir(), &id]).fails_with("network");
     probe.assert_clean();
+    env.finish();
+}
+
+/// Another runtime bound a controller to a v1 hierarchy and left it unmounted here (as crun's
+/// users do with hugetlb): a limit that needs it is refused, naming the field and why, and
+/// nothing is left behind. Arranged with net_cls, which is free on the development host.
+#[test]
+fn a_limit_needing_a_controller_bound_out_of_reach_is_refused_with_the_reason() {
+    match place_of("net_cls") {
+        Place::Nowhere(_) if hierarchy_of("net_cls") == Some(0) => {}
+        p => return skip(&format!("net_cls is not free and unmounted here ({p:?})")),
+    }
+    let bound = match BoundUnmounted::new("net_cls") {
+        Ok(b) => b,
+        Err(e) => return skip(&format!("cannot bind net_cls to a v1 hierarchy: {e}")),
+    };
+    let env = Env::new();
+    let mut b = env.bundle(&["sh", "-c", "echo STARTED"]);
+    b.set("/linux/resources/network", json!({"classID": 1048577}));
+    let reason = format!(
+        "the kernel binds net_cls to cgroup v1 hierarchy {} (/proc/cgroups), which is not mounted in this mount namespace",
+        bound.hierarchy
+    );
+    for cmd in ["create", "run"] {
+        let out = fails_clean(&env, &b, cmd, &env.id(&format!("bound-{cmd}")), "linux.resources.network.classID");
+        assert!(out.stderr.contains(&reason), "{out:?}");
+    }
+    env.finish();
+}
+
+/// `berth run` of a container with a hugetlb limit, then `delete`: a v1-only runtime can
+/// still bind hugetlb (crun's users need `mount -t cgroup -o hugetlb ...` on a hybrid host,
+/// which fails with EBUSY while cgroup2 enables hugetlb for the root's children). The limit
+/// itself is in force while the container runs. A container without one never enables it.
+#[test]
+fn after_a_container_with_hugetlb_limits_a_v1_runtime_can_still_mount_hugetlb() {
+    let freed = match FreedOnCgroup2::new("hugetlb") {
+        Ok(f) => f,
+        Err(why) => return skip(&why),
+    };
+    let env = Env::new();
+    // Below a parent of its own (not the shared /berth), so that another berth on this host
+    // cannot be mistaken for this one.
+    let id = env.id("hugev1");
+    let parent = format!("/berth-test-{id}");
+    struct RmParent(String);
+    impl Drop for RmParent {
+        fn drop(&mut self) {
+            for h in cgroup_hierarchies() {
+                let _ = fs::remove_dir(h.join(self.0.trim_start_matches('/')));
+            }
+        }
+    }
+    let _rm = RmParent(parent.clone());
+    let mut b = env.bundle(&["sleep", "100000"]);
+    b.set("/linux/cgroupsPath", json!(format!("{parent}/c")));
+    let plain = env.id("nohuge");
+    let mut b2 = env.bundle(&["sleep", "100000"]);
+    b2.set("/linux/cgroupsPath", json!(format!("{parent}/d")));
+    b.set("/linux/resources/hugepageLimits", json!([{"pageSize": "2MB", "limit": 4194304}]));
+    let pid = env.run_detached(&b, &id);
+    let shared = freed.mount.join(parent.trim_start_matches('/'));
+    assert_eq!(read(&shared.join("c"), "hugetlb.2MB.max"), "4194304");
+    env.berth(&["delete", "-f", &id]).ok();
+    env.reap(pid);
+    // berth took back what it enabled (whatever other runtimes on this host do meanwhile).
+    assert!(!enables(&shared, "hugetlb"), "{} still enables hugetlb after delete", shared.display());
+    // A container without a hugetlb limit, still running, does not enable it.
+    let pid2 = env.run_detached(&b2, &plain);
+    assert!(!enables(&shared, "hugetlb"), "{} enables hugetlb for a container without limits", shared.display());
+    match mount_as_v1_eventually("hugetlb") {
+        Ok(h) => assert_ne!(h, 0, "hugetlb did not move to the v1 hierarchy"),
+        Err(e) => v1_consumer_refused(&freed, &parent, &e),
+    }
+    wait_back_on_cgroup2("hugetlb", &freed.mount);
+    env.berth(&["delete", "-f", &plain]).ok();
+    env.reap(pid2);
+    drop(_rm);
     env.finish();
 }

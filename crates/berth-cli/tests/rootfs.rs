@@ -6,17 +6,13 @@
 mod common;
 
 use std::fs;
-use std::io::IoSliceMut;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
 use common::*;
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use serde_json::json;
 
 /// `berth run` of a bundle in the foreground, output captured.
@@ -191,43 +187,7 @@ fn a_dev_bind_spelled_unclean_is_not_populated() {
 /// closed the connection without sending one: it failed).
 fn recv_master(listener: &UnixListener) -> Option<OwnedFd> {
     let (conn, _) = listener.accept().expect("accept on the console socket");
-    let mut buf = [0u8; 256];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = RecvAncillaryBuffer::new(&mut space);
-    rustix::net::recvmsg(&conn, &mut [IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::CMSG_CLOEXEC)
-        .expect("recvmsg on the console socket");
-    let mut fd = None;
-    for m in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut r) = m {
-            fd = r.next();
-        }
-    }
-    fd
-}
-
-/// Reads from a PTY master until `needle` appears, or panics at the deadline.
-#[track_caller]
-fn read_until(master: BorrowedFd<'_>, needle: &str) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        let mut fds = [rustix::event::PollFd::from_borrowed_fd(master, rustix::event::PollFlags::IN)];
-        let ts = rustix::event::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
-        if rustix::event::poll(&mut fds, Some(&ts)).unwrap_or(0) == 0 {
-            continue;
-        }
-        match rustix::io::read(master, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
-            Err(_) => break,
-        }
-        if String::from_utf8_lossy(&got).contains(needle) {
-            return String::from_utf8_lossy(&got).into_owned();
-        }
-    }
-    panic!("{needle:?} not seen on the terminal; got {:?}", String::from_utf8_lossy(&got));
+    recv_fd(&conn)
 }
 
 #[test]
@@ -374,25 +334,8 @@ fn a_dangling_link_raced_with_rename_exchange_never_leads_out_of_the_root() {
         "/mounts",
         json!({"destination": "/vol/d/m2/deeper", "type": "tmpfs", "source": "tmpfs", "options": ["size=2468k"]}),
     );
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
     let (mut ok, mut via_link, mut failed) = (0, 0, Vec::new());
-    let swaps = std::thread::scope(|s| {
-        let racer = s.spawn(|| {
-            let dir = fs::File::open(&vol_path).unwrap();
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                rustix::fs::renameat_with(&dir, "d", &dir, "l", rustix::fs::RenameFlags::EXCHANGE).unwrap();
-                n += 1;
-            }
-            n
-        });
-        let stopper = Stop(&stop);
+    let ((), swaps) = with_rename_exchange_racer(&vol_path, "d", "l", || {
         for i in 0..RUNS {
             let id = env.id(&format!("dangle-race{i}"));
             // Each run starts with the link dangling in the root: what an earlier run created
@@ -418,8 +361,6 @@ fn a_dangling_link_raced_with_rename_exchange_never_leads_out_of_the_root() {
                 failed.push(out.stderr);
             }
         }
-        drop(stopper);
-        racer.join().unwrap()
     });
     assert!(swaps > 0, "the racer never ran");
     eprintln!(

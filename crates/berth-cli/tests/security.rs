@@ -261,21 +261,6 @@ fn create_with_console(env: &Env, b: &Bundle, id: &str, listener: &UnixListener)
     })
 }
 
-/// Receives one descriptor sent over a connected unix socket.
-fn recv_fd(conn: &std::os::unix::net::UnixStream) -> Option<OwnedFd> {
-    let mut buf = [0u8; 256];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = RecvAncillaryBuffer::new(&mut space);
-    rustix::net::recvmsg(conn, &mut [IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::CMSG_CLOEXEC).ok()?;
-    let mut fd = None;
-    for m in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut r) = m {
-            fd = r.next();
-        }
-    }
-    fd
-}
-
 /// Reads a PTY master until the other side is closed (EIO) or the patience deadline.
 fn read_all(master: OwnedFd) -> String {
     let deadline = std::time::Instant::now() + PATIENCE;
@@ -379,27 +364,8 @@ fn rename_exchange_race_on_mount_destinations_never_escapes_the_root() {
         "/mounts",
         json!({"destination": "/vol/d/m2/deeper", "type": "tmpfs", "source": "tmpfs", "options": ["size=2468k"]}),
     );
-    let stop = std::sync::atomic::AtomicBool::new(false);
     let (mut ok, mut via_link, mut failed) = (0, 0, Vec::new());
-    /// Stops the racer when the loop ends, also by a failed assertion (the scope would
-    /// otherwise wait for the racer forever).
-    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    let swaps = std::thread::scope(|s| {
-        let racer = s.spawn(|| {
-            let dir = fs::File::open(&vol_path).unwrap();
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                rustix::fs::renameat_with(&dir, "d", &dir, "l", rustix::fs::RenameFlags::EXCHANGE).unwrap();
-                n += 1;
-            }
-            n
-        });
-        let stopper = Stop(&stop);
+    let ((), swaps) = with_rename_exchange_racer(&vol_path, "d", "l", || {
         for i in 0..RUNS {
             let id = env.id(&format!("race{i}"));
             let out = env.berth(&["run", "--bundle", b.dir(), &id]);
@@ -424,8 +390,6 @@ fn rename_exchange_race_on_mount_destinations_never_escapes_the_root() {
                 failed.push(out.stderr);
             }
         }
-        drop(stopper);
-        racer.join().unwrap()
     });
     assert!(swaps > 0, "the racer never ran");
     eprintln!(

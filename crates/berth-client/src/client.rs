@@ -110,6 +110,8 @@ struct CState {
 }
 
 struct Shared {
+    /// The state root (to act on a container with berth-linux when its monitor is gone).
+    root: PathBuf,
     queue: EventQueue,
     sink: Arc<dyn EventSink>,
     drain_timeout: Duration,
@@ -247,6 +249,11 @@ impl Handler for Container {
             }
             // The monitor died with the init's exit unreported. Report it as failed (code -1
             // with an error), never as a clean 0 (the upstream bug moby 8c52560ea4 fixed).
+            // Nothing supervises the container any more: it is killed (the helper kills
+            // every process of its cgroup too, also when no client is connected).
+            if let Err(e) = berth_linux::container::kill(&self.shared.root, &self.id, libc::SIGKILL, false) {
+                log::debug!("container {}: killing it after its monitor died: {e}", self.id);
+            }
             let started = matches!(st.phase, Phase::Running | Phase::Paused);
             st.phase = Phase::Stopped;
             st.orphaned = true;
@@ -260,7 +267,8 @@ impl Handler for Container {
             let mut info = EventInfo::new(&self.id, &self.id).pid(pid);
             info.exit_code = u32::MAX;
             info.exited_at = Some(SystemTime::now());
-            info.error = Some("the container's monitor exited unexpectedly; the exit status is unknown".into());
+            info.error =
+                Some("the container's monitor exited unexpectedly, so berth killed the container; its exit status is unknown".into());
             self.publish(EventType::Exit, info, drain);
         }
     }
@@ -346,7 +354,12 @@ impl Client {
         let helper = connect_helper(&cfg)?;
         let reactor = Reactor::start()?;
         Ok(Client {
-            shared: Arc::new(Shared { queue: EventQueue::new(), sink, drain_timeout: cfg.drain_timeout }),
+            shared: Arc::new(Shared {
+                root: cfg.root.clone(),
+                queue: EventQueue::new(),
+                sink,
+                drain_timeout: cfg.drain_timeout,
+            }),
             cfg,
             reactor,
             helper: Mutex::new(helper),
@@ -564,7 +577,8 @@ impl Client {
         let mut info = EventInfo::new(id, id).pid(pid);
         info.exit_code = u32::MAX;
         info.exited_at = Some(SystemTime::now());
-        info.error = Some("the container's monitor is gone; the exit status is unknown".into());
+        info.error =
+            Some("the container's monitor is gone, so berth killed the container; its exit status is unknown".into());
         c.publish(EventType::Exit, info, None);
         Ok((false, Some(pid)))
     }

@@ -62,6 +62,8 @@ pub struct CreateOptions {
     /// `create` with a terminal and no console socket returns the PTY master instead of
     /// failing (for the embedding library; the CLI needs a console socket to detach).
     pub keep_master: bool,
+    /// `--rootless` (detected by default).
+    pub rootless: crate::rootless::Rootless,
     /// `--no-new-keyring`: the init keeps its creator's session keyring instead of joining a
     /// new one of its own (`_ses.<id>`), and so do exec processes.
     pub no_new_keyring: bool,
@@ -106,6 +108,8 @@ struct Guard<'a> {
     /// The rootfs of a container without a mount namespace of its own, whose mounts are in
     /// ours.
     shared_mounts: Option<PathBuf>,
+    /// The resctrl group this create set up.
+    rdt: Option<crate::resctrl::RdtGroup>,
 }
 
 impl Guard<'_> {
@@ -114,6 +118,7 @@ impl Guard<'_> {
         self.cgroup = None;
         self.child = None;
         self.shared_mounts = None;
+        self.rdt = None;
     }
 }
 
@@ -134,6 +139,9 @@ impl Drop for Guard<'_> {
             if let Err(e) = created.remove() {
                 log::warn!("cleaning up cgroups of {}: {e}", self.id);
             }
+        }
+        if let Some(g) = self.rdt.take() {
+            g.remove();
         }
         if self.dir_created {
             let _ = fs::remove_dir_all(state::dir(self.root, self.id));
@@ -189,14 +197,42 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
 /// Creates the container's cgroups. An unprivileged caller usually cannot (cgroups are not
 /// delegated to it), so rootless containers run without them, with a warning when the spec
 /// asked for limits that therefore do not apply (runc behaves the same).
+fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
+    let path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
+    if !rootless {
+        return berth_cgroups::Cgroup::resolve(path, id).map(Some).map_err(|e| Error::Cgroup(e.to_string()));
+    }
+    // Rootless, as runc: only a cgroup2 subtree delegated to the caller, never v1.
+    let cg = berth_cgroups::Cgroup::resolve_delegated(path, id).unwrap_or_else(|e| {
+        log::debug!("rootless: no delegated cgroup: {e}");
+        None
+    });
+    let (_, dropped) = berth_cgroups::without_unavailable(cg.as_ref(), &linux.resources().clone().unwrap_or_default());
+    if !dropped.is_empty() {
+        log::warn!(
+            "rootless: {} cannot be applied and {} ignored: {}",
+            dropped.join(", "),
+            if dropped.len() == 1 { "is" } else { "are" },
+            if cg.is_some() {
+                "the cgroup2 subtree delegated to this user lacks the controllers"
+            } else {
+                "no cgroup2 subtree is delegated to this user (cgroup v1 has no delegation)"
+            }
+        );
+    }
+    Ok(cg)
+}
+
+/// Creates the cgroup [`resolve_cgroup`] found.
 fn create_cgroup(
     spec: &Spec,
-    id: &str,
+    cg: Option<berth_cgroups::Cgroup>,
     rootless: bool,
 ) -> Result<Option<(berth_cgroups::Cgroup, berth_cgroups::Created)>> {
+    let Some(cg) = cg else { return Ok(None) };
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let attempt = || {
-        let cg = berth_cgroups::Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
         // runc 1.1 warns and carries on (1.2 refuses): the container shares its limits, and
         // `kill --all`, `pause` and `delete` would act on the other processes too.
         if let Ok(pids) = cg.pids() {
@@ -204,8 +240,12 @@ fn create_cgroup(
                 log::warn!("container's cgroup is not empty: {} process(es) found", pids.len());
             }
         }
-        let created = cg.create(effective_resources(spec).as_ref())?;
-        Ok::<_, berth_cgroups::CgroupError>((cg, created))
+        let resources = match effective_resources(spec) {
+            Some(r) if cg.is_delegated() => Some(berth_cgroups::without_unavailable(Some(&cg), &r).0),
+            other => other,
+        };
+        let created = cg.create(resources.as_ref())?;
+        Ok::<_, berth_cgroups::CgroupError>((cg.clone(), created))
     };
     match attempt() {
         Ok(cg) => Ok(Some(cg)),
@@ -233,8 +273,15 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(opts.id.clone())),
         Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
     }
-    let mut guard =
-        Guard { root: &opts.root, id: &opts.id, dir_created: true, cgroup: None, child: None, shared_mounts: None };
+    let mut guard = Guard {
+        root: &opts.root,
+        id: &opts.id,
+        dir_created: true,
+        cgroup: None,
+        child: None,
+        shared_mounts: None,
+        rdt: None,
+    };
     let spec = match &opts.spec {
         None => load_spec(&bundle)?,
         Some(spec) => {
@@ -268,9 +315,33 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         ));
     }
 
+    let rootless = opts.rootless.decide();
+    // Root of a user namespace that is not in the spec (rootless podman's): device nodes
+    // cannot be made there either.
+    plan.ambient_userns = crate::rootless::in_user_namespace();
+    // The state is on disk, marked `creating`, before anything it names exists (the cgroups,
+    // then the init): a berth killed at any later point leaves a record that `delete -f`
+    // cleans up from. It is written again with the init's pid, and once more when ready.
+    let mut st = ContainerState {
+        id: opts.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
+        owner: user_name(rustix::process::geteuid().as_raw()),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        cgroup: resolve_cgroup(&spec, &opts.id, rootless)?,
+        own_pidns: plan.own_pidns(),
+        creating: true,
+        intel_rdt: None,
+        no_new_keyring: opts.no_new_keyring,
+        spec,
+    };
+    st.save(&opts.root)?;
+    let spec = &st.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
-    let rootless = !rustix::process::geteuid().is_root();
-    let cg = match create_cgroup(&spec, &opts.id, rootless)? {
+    let cg = match create_cgroup(spec, st.cgroup.take(), rootless)? {
         Some((cg, created)) => {
             guard.cgroup = Some(created);
             plan.cgroup_mounts = crate::cgroupfs::mount_plan(&cg);
@@ -278,6 +349,9 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         }
         None => None,
     };
+    if let Some(rdt) = linux.intel_rdt() {
+        guard.rdt = Some(crate::resctrl::prepare(rdt, &opts.id)?);
+    }
     if let Some(sc) = linux.seccomp() {
         let cache = opts.root.join(".cache").join("seccomp");
         plan.seccomp =
@@ -367,24 +441,17 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     if let Some(cg) = &cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
     }
+    if let Some(g) = &guard.rdt {
+        g.add_task(pid)?;
+    }
     if plan.new_userns {
         write_id_maps(pid, &plan, rootless)?;
     }
-    let start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
-    let mut st = ContainerState {
-        id: opts.id.clone(),
-        pid,
-        start_time,
-        bundle: bundle.clone(),
-        rootfs: plan.rootfs.clone(),
-        created: berth_core::time::format_rfc3339_nanos(SystemTime::now()),
-        owner: user_name(rustix::process::geteuid().as_raw()),
-        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
-        cgroup: cg.clone(),
-        own_pidns: plan.own_pidns(),
-        no_new_keyring: opts.no_new_keyring,
-        spec,
-    };
+    st.pid = pid;
+    st.start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
+    st.cgroup = cg.clone();
+    st.save(&opts.root)?;
+    st.intel_rdt = guard.rdt.clone();
     let go_state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
         String::new()
     } else {
@@ -409,6 +476,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
                 pid = init;
                 st.pid = init;
                 st.start_time = state::proc_stat(init).map(|s| s.1).unwrap_or(0);
+                st.save(&opts.root)?;
                 let go = String::from_utf8_lossy(&hook_state(&st, ContainerStatus::Creating)).into_owned();
                 parent_chan.send(&Msg::Go(go), None).ctx(|| "signalling the container init".to_string())?;
             }
@@ -463,6 +531,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         let (_, m) = crate::tty::recv_fd(a.as_fd()).ctx(|| "receiving the PTY master".to_string())?;
         master = Some(m);
     }
+    st.creating = false;
     st.save(&opts.root)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
@@ -562,8 +631,16 @@ impl Drop for ChildrenNs {
         use rustix::thread::LinkNameSpaceType as T;
         for (fd, kind) in [(&self.pid, T::ProcessID), (&self.time, T::Time)] {
             let Some(fd) = fd else { continue };
-            if let Err(e) = rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind)) {
-                log::warn!("returning to the caller's namespaces for children: {e}");
+            match rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind)) {
+                Ok(()) => {}
+                // Root of a user namespace (rootless podman's) may not return to a namespace
+                // the host's user namespace owns. Only a long-lived caller would notice, by
+                // creating its next container inside this one's pid namespace; berth's own
+                // long-lived callers fork a process per container.
+                Err(rustix::io::Errno::PERM) => {
+                    log::debug!("returning to the caller's namespaces for children: not permitted here")
+                }
+                Err(e) => log::warn!("returning to the caller's namespaces for children: {e}"),
             }
         }
     }
@@ -726,9 +803,14 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
         match &st.cgroup {
             Some(cg) => cg.signal_all(signal).map_err(|e| Error::Cgroup(e.to_string()))?,
             // Without cgroups (rootless without delegation) nothing is left to find once the
-            // init is gone.
+            // init is gone (runc succeeds there too).
             None if status == ContainerStatus::Stopped => {}
-            None => return Err(Error::WrongState(format!("container {id} has no cgroup to signal every process of"))),
+            None => {
+                return Err(Error::WrongState(format!(
+                    "container {} has no cgroup (rootless without delegation)",
+                    st.id
+                )))
+            }
         }
     } else {
         if status == ContainerStatus::Stopped {
@@ -785,6 +867,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     };
     match st.status(root) {
         ContainerStatus::Stopped => {}
+        ContainerStatus::Creating if !force => {
+            return Err(Error::WrongState(format!(
+                "cannot delete container {id} that is being created (its creator is still running); use --force"
+            )))
+        }
         ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(&st)?,
         s if force => {
             // Half-frozen counts too (a freeze still in progress, or one that could not
@@ -834,10 +921,15 @@ pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
         crate::rootfs::unmount_under_rootfs(&st.rootfs)?;
     }
     if let Some(cg) = &st.cgroup {
-        if !st.own_pidns {
+        // A create that was killed may have left an init the record does not name yet (it
+        // dies of its parent-death signal, but perhaps not before we get here).
+        if !st.own_pidns || st.creating {
             let _ = cg.signal_all(libc::SIGKILL);
         }
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;
+    }
+    if let Some(g) = &st.intel_rdt {
+        g.remove();
     }
     let hooks = st.spec.hooks().clone().unwrap_or_default();
     crate::hooks::run_all_warn(

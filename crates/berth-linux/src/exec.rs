@@ -276,6 +276,7 @@ pub fn spawn(opts: &ExecOptions) -> Result<Spawned> {
             .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
         plan.session_keyring = Some(crate::plan::SessionKeyring::of(&opts.id, false, userns)?);
     }
+    crate::plan::container_settings(&mut plan, &st.spec)?;
     if plan.terminal && opts.console_socket.is_none() && opts.detach {
         return Err(Error::Invalid("exec: -t with -d needs --console-socket".into()));
     }
@@ -348,9 +349,16 @@ fn run(
         None => None,
     };
     let (pchan, cchan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
+    // The child inherits execCPUAffinity.initial from the moment it exists.
+    let initial = crate::procattr::InitialAffinity::enter(plan.cpu_affinity.as_ref())?;
     let forked =
-        clone3(CLONE_PIDFD | CLONE_CLEAR_SIGHAND, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string())?;
-    let (pid, pidfd) = match forked {
+        clone3(CLONE_PIDFD | CLONE_CLEAR_SIGHAND, unified.as_ref().map(|f| f.as_fd())).ctx(|| "clone3".to_string());
+    match &forked {
+        Ok(Forked::Child(_)) => {}
+        Ok(Forked::Parent { pid, .. }) => initial.leave(Some(*pid)),
+        Err(_) => initial.leave(None),
+    }
+    let (pid, pidfd) = match forked? {
         Forked::Child(new) => {
             drop(pchan);
             drop(unified);
@@ -379,6 +387,9 @@ fn run(
     };
     if let Some(cg) = cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| kill_child(Error::Cgroup(e.to_string())))?;
+    }
+    if let Some(g) = &st.intel_rdt {
+        g.add_task(pid).map_err(kill_child)?;
     }
     if let Some(frozen) = refreeze {
         // `--ignore-paused`: the new process must stop like the others. On a hybrid host the
@@ -494,7 +505,10 @@ fn child(
 /// `ps`: host pids of every process in the container's cgroup.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let st = ContainerState::load(root, id)?;
-    let cg = st.cgroup.as_ref().ok_or_else(|| Error::WrongState("container has no cgroup".into()))?;
+    let cg = st
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| Error::WrongState(format!("container {} has no cgroup (rootless without delegation)", st.id)))?;
     let mut p = cg.pids().map_err(|e| Error::Cgroup(e.to_string()))?;
     p.sort_unstable();
     Ok(p)

@@ -85,6 +85,23 @@ pub fn run(child: &Child, plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, st
     exit_immediately(1)
 }
 
+/// Ties this process to its creator: SIGKILL when the creating `berth` dies (a crashed
+/// create takes its half-built init with it). A creator that died before the signal was set
+/// cannot deliver it: then its end of the setup channel is closed already. (getppid cannot
+/// tell: in a new pid namespace the parent is outside and reads as 0.)
+fn die_with_creator(chan: &Channel) -> Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).ctx(|| "setting pdeathsig".to_string())?;
+    let fd = chan.fd();
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::RDHUP)];
+    let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    if rustix::event::poll(&mut fds, Some(&now)).is_ok_and(|n| n > 0)
+        && fds[0].revents().intersects(rustix::event::PollFlags::RDHUP | rustix::event::PollFlags::HUP)
+    {
+        exit_immediately(1);
+    }
+    Ok(())
+}
+
 fn wait_go(chan: &Channel) -> Result<String> {
     match chan.recv().ctx(|| "waiting for the runtime".to_string())? {
         Some((Msg::Go(state), _)) => Ok(state),
@@ -97,7 +114,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     if let (Some(s), false) = (stdio, plan.process.terminal) {
         s.apply()?;
     }
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).ctx(|| "setting pdeathsig".to_string())?;
+    die_with_creator(chan)?;
     // Files and nodes we create get exactly the modes we ask for; the user's umask is
     // applied just before exec.
     rustix::process::umask(Mode::empty());
@@ -145,8 +162,7 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
             }
             berth_sys::process::Forked::Child(_) => {
                 // pdeathsig is not inherited; the runtime sends the state again with our pid.
-                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-                    .ctx(|| "setting pdeathsig".to_string())?;
+                die_with_creator(chan)?;
                 state = Some(wait_go(chan)?);
             }
         }
@@ -206,9 +222,6 @@ fn main(plan: &Plan, chan: &Channel, fifo: Option<OwnedFd>, stdio: Option<&Stdio
     }
     if let Some(d) = &plan.domainname {
         rustix::system::setdomainname(d.as_bytes()).ctx(|| "domainname: setdomainname".to_string())?;
-    }
-    if let Some(p) = plan.personality {
-        berth_sys::personality(p).ctx(|| "linux.personality".to_string())?;
     }
     let state = match state {
         Some(s) => s,
@@ -277,9 +290,11 @@ fn with_status(state: &str, status: &str) -> Vec<u8> {
 ///
 /// The order is the point, and each phase says why it stands where it does:
 ///
-/// 1. [`privileged_work`]: what needs root's privileges in the container.
+/// 1. [`privileged_work`]: what needs root's privileges in the container (the scheduling
+///    policy, the I/O priority and the LSM exec labels among it).
 /// 2. [`drop_privileges`]: groups, uid/gid, capabilities.
-/// 3. [`finish_as_user`]: the checks that must see the user's permissions.
+/// 3. [`finish_as_user`]: the checks that must see the user's permissions, then what needs
+///    no privilege (memory policy, personality, an exec's final CPU affinity).
 /// 4. `ready`: report and wait for start (the init); see below for the one exception.
 /// 5. [`seal`]: close-on-exec for everything not passed on, then the seccomp filter, so that
 ///    a profile only has to allow what the workload needs: after the filter, berth makes
@@ -320,10 +335,11 @@ pub fn exec_process(
 }
 
 /// Phase 1, while the process still has root's privileges in the container: raising
-/// rlimits, handing the stdio pipes and the terminal to the user, and entering the cwd (a
-/// directory only root may enter must still work for another user, runc PR #2086). Returns
-/// whether the cwd was refused for lack of permission, to be retried as the user (who may
-/// have access root lacks, e.g. on a root-squashing NFS volume).
+/// rlimits, the scheduling policy and I/O priority, the LSM labels for the execve, handing
+/// the stdio pipes and the terminal to the user, and entering the cwd (a directory only root
+/// may enter must still work for another user, runc PR #2086). Returns whether the cwd was
+/// refused for lack of permission, to be retried as the user (who may have access root
+/// lacks, e.g. on a root-squashing NFS volume).
 fn privileged_work(p: &ProcessPlan) -> Result<bool> {
     // A session of its own, as runc's nsexec gives every init and exec process: the caller's
     // terminal signals go to berth, which forwards them. (With a terminal, taking it as the
@@ -336,6 +352,21 @@ fn privileged_work(p: &ProcessPlan) -> Result<bool> {
     // As root, before the user change: the keyring belongs to the container's root (runc).
     join_session_keyring(p)?;
     set_rlimits(p)?;
+    // Real-time and deadline policies and a lower nice value need CAP_SYS_NICE.
+    if let Some(s) = &p.scheduler {
+        crate::procattr::apply_scheduler(s)?;
+    }
+    // The real-time I/O class needs CAP_SYS_ADMIN (CAP_SYS_NICE on newer kernels).
+    if let Some(io) = &p.io_priority {
+        crate::procattr::apply_io_priority(io)?;
+    }
+    // Before no_new_privs, under which the LSMs refuse most label transitions (as runc).
+    if let Some(profile) = &p.apparmor_profile {
+        crate::lsm::apply_apparmor(profile)?;
+    }
+    if let Some(label) = &p.selinux_label {
+        crate::lsm::apply_selinux(label)?;
+    }
     hand_stdio_to_user(p);
     match chdir_verified(cwd_of(p)) {
         Ok(()) => Ok(false),
@@ -425,8 +456,9 @@ struct Exe {
 
 /// Phase 3, as the user: the cwd if root was refused it, the executable lookup (so a
 /// missing or non-executable binary fails `create`, checked with the user's permissions),
-/// HOME from the container's /etc/passwd, no_new_privs, signal dispositions, umask. All of
-/// it before the filter, which need not allow any of it.
+/// HOME from the container's /etc/passwd, no_new_privs, signal dispositions, umask, the
+/// memory policy, the personality and an exec's final CPU affinity. All of it before the
+/// filter, which need not allow any of it.
 fn finish_as_user(p: &ProcessPlan, cwd_denied: bool) -> Result<Exe> {
     if cwd_denied {
         chdir_verified(cwd_of(p)).map_err(CwdError::into_error)?;
@@ -445,6 +477,19 @@ fn finish_as_user(p: &ProcessPlan, cwd_denied: bool) -> Result<Exe> {
     }
     berth_sys::signal::reset_all().ctx(|| "resetting signal dispositions".to_string())?;
     rustix::process::umask(Mode::from_raw_mode(p.umask.unwrap_or(0o022)));
+    // Needs no privilege; set late, so that the runtime's own setup is not held to it.
+    if let Some(mp) = &p.mem_policy {
+        crate::procattr::apply_mem_policy(mp)?;
+    }
+    // Needs no privilege; before the filter, which may allow only some personas.
+    if let Some(persona) = p.personality {
+        crate::procattr::apply_personality(persona)?;
+    }
+    // After the cgroups were joined (the exec's Go says so), last, as the runtime spec's
+    // "after the transition to the container's cgroup".
+    if let Some(a) = &p.cpu_affinity {
+        crate::procattr::apply_final(a)?;
+    }
     Ok(Exe { path, env })
 }
 

@@ -8,6 +8,9 @@
 //! * [`sync`]: the parent/child setup channel;
 //! * [`tty`], [`signals`]: terminals, console sockets, signal forwarding;
 //! * [`hooks`]: OCI hooks;
+//! * [`procattr`], [`lsm`], [`resctrl`]: scheduling, I/O priority, CPU affinity, memory
+//!   policy and personality of the container's processes; AppArmor and SELinux labels; the
+//!   resctrl group of `linux.intelRdt`;
 //! * `net`: the loopback interface of a new network namespace;
 //! * [`state`]: the persisted per-container state.
 //!
@@ -22,13 +25,17 @@ pub mod error;
 pub mod exec;
 pub mod hooks;
 pub mod init;
+pub mod lsm;
 pub mod mountopts;
 mod net;
 mod notify;
 pub mod paths;
 pub mod plan;
+pub mod procattr;
+pub mod resctrl;
 pub mod resources;
 pub mod rootfs;
+pub mod rootless;
 pub mod seal;
 pub mod signals;
 pub mod state;

@@ -155,6 +155,21 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     /// Descriptors 3..3+N pass through to the process.
     pub preserve_fds: u32,
+    /// `scheduler`.
+    pub scheduler: Option<crate::procattr::SchedPlan>,
+    /// `ioPriority`.
+    pub io_priority: Option<crate::procattr::IoPrioPlan>,
+    /// `execCPUAffinity`; only an exec'd process has it (the runtime spec: not applicable to
+    /// the container's init).
+    pub cpu_affinity: Option<crate::procattr::AffinityPlan>,
+    /// `apparmorProfile` (non-empty).
+    pub apparmor_profile: Option<String>,
+    /// `selinuxLabel` (non-empty; the plan checked that SELinux is enabled).
+    pub selinux_label: Option<String>,
+    /// The container's `linux.memoryPolicy` (see [`container_settings`]).
+    pub mem_policy: Option<crate::procattr::MemPolicyPlan>,
+    /// The container's `linux.personality` persona (see [`container_settings`]).
+    pub personality: Option<libc::c_ulong>,
     /// The session keyring the process joins; `None` keeps its creator's (`--no-new-keyring`).
     pub session_keyring: Option<SessionKeyring>,
 }
@@ -305,6 +320,9 @@ pub struct Plan {
     pub unshare_cgroupns: bool,
     /// A new user namespace (the child waits for its id maps).
     pub new_userns: bool,
+    /// berth itself runs in a user namespace that is not the host's (rootless podman's), so
+    /// the container is in it too without the spec listing one.
+    pub ambient_userns: bool,
     /// An existing user namespace to join. The child joins it first and then unshares
     /// `unshare_after_user`, so the new namespaces are owned by it (a clone from the parent
     /// would make them owned by the host's user namespace).
@@ -336,8 +354,8 @@ pub struct Plan {
     pub domainname: Option<String>,
     /// `linux.sysctl` as (/proc/sys relative path, value).
     pub sysctl: Vec<(String, String)>,
-    /// `linux.personality` domain value.
-    pub personality: Option<libc::c_ulong>,
+    /// `linux.mountLabel` (non-empty), passed to the mounts runc 1.1 labels.
+    pub mount_label: Option<String>,
     /// The user process.
     pub process: ProcessPlan,
     /// A connected `--console-socket` to send the PTY master to.
@@ -359,10 +377,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The init runs in a user namespace (created or joined): device nodes must be bound from
-    /// the host since mknod is not permitted there.
+    /// The init runs in a user namespace (created, joined, or berth's own): device nodes must
+    /// be bound from the host since mknod is not permitted there.
     pub fn in_userns(&self) -> bool {
-        self.new_userns || self.join_user.is_some()
+        self.new_userns || self.join_user.is_some() || self.ambient_userns
     }
 
     /// The container gets a network namespace of its own (created, not joined): the init
@@ -480,6 +498,14 @@ pub fn process_plan(process: &Process, preserve_fds: u32, extra_env: &[String]) 
             );
         }
     }
+    let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let selinux_label = non_empty(process.selinux_label());
+    // runc 1.1 refuses a label without SELinux before anything starts, with these words.
+    crate::lsm::check_selinux_label(selinux_label.as_deref())?;
+    let cpu_affinity = match process.exec_cpu_affinity() {
+        Some(a) => crate::procattr::affinity_plan(a, "process.execCPUAffinity")?,
+        None => None,
+    };
     let console_size = process
         .console_size()
         .map(|b| (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX)));
@@ -501,8 +527,25 @@ pub fn process_plan(process: &Process, preserve_fds: u32, extra_env: &[String]) 
         terminal: process.terminal().unwrap_or(false),
         console_size,
         preserve_fds,
+        scheduler: process.scheduler().as_ref().map(crate::procattr::sched_plan),
+        io_priority: process.io_priority().as_ref().map(crate::procattr::io_prio_plan),
+        cpu_affinity,
+        apparmor_profile: non_empty(process.apparmor_profile()),
+        selinux_label,
+        mem_policy: None,
+        personality: None,
         session_keyring: None,
     })
+}
+
+/// The container-wide settings every process of the container gets, init and exec alike:
+/// `linux.memoryPolicy` and `linux.personality` (runc applies both in its init for either).
+pub fn container_settings(p: &mut ProcessPlan, spec: &Spec) -> Result<()> {
+    if let Some(linux) = spec.linux() {
+        p.mem_policy = linux.memory_policy().as_ref().map(crate::procattr::mem_policy_plan).transpose()?;
+        p.personality = crate::procattr::personality_of(linux);
+    }
+    Ok(())
 }
 
 /// Options of [`build`] that come from the command line rather than the spec.
@@ -593,6 +636,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     let uid_map = map(linux.uid_mappings().as_ref());
     let gid_map = map(linux.gid_mappings().as_ref());
 
+    let mount_label = linux.mount_label().clone().filter(|l| !l.is_empty());
     let mut mounts = Vec::new();
     let mut populate_dev = true;
     for (index, m) in spec.mounts().iter().flatten().enumerate() {
@@ -650,6 +694,9 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         } else {
             None
         };
+        if kind == MountKind::Fs && crate::lsm::labels_fs(&fstype) {
+            opts.data = crate::lsm::with_mount_label(&opts.data, mount_label.as_deref());
+        }
         mounts.push(MountPlan { index, destination, source, fstype, opts, kind, idmap });
     }
 
@@ -679,16 +726,16 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     }
 
     let sysctl = linux.sysctl().iter().flatten().map(|(k, v)| (k.replace('.', "/"), v.clone())).collect();
-    let personality = linux.personality().as_ref().map(|p| match p.domain() {
-        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008 as libc::c_ulong,
-        _ => 0,
-    });
 
     let mut extra_env = opts.extra_env;
     if let Some(p) = process.env() {
         extra_env.retain(|e| !p.contains(e));
     }
     let mut process_plan = process_plan(process, opts.preserve_fds, &extra_env)?;
+    container_settings(&mut process_plan, spec)?;
+    // The runtime spec: "not applicable to the container's init process" (runc ignores it
+    // there too); an exec takes the container's process.execCPUAffinity.
+    process_plan.cpu_affinity = None;
     if !opts.no_new_keyring {
         process_plan.session_keyring = Some(SessionKeyring::of(id, true, new_userns || join_user.is_some())?);
     }
@@ -719,6 +766,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         time_offsets,
         unshare_cgroupns,
         new_userns,
+        ambient_userns: false,
         uid_map,
         gid_map,
         mounts,
@@ -730,7 +778,7 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
         sysctl,
-        personality,
+        mount_label,
         process: process_plan,
         console_socket: None,
         runtime_hooks,

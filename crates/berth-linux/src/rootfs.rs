@@ -43,8 +43,11 @@ pub fn prepare(plan: &Plan) -> Result<(Root, ReadOnlyLater)> {
     let root = Root::open(&plan.rootfs)?;
     let mut later = ReadOnlyLater::default();
     for mp in &plan.mounts {
-        let ro_later = mount_one(&root, plan, mp)
-            .map_err(|e| Error::Invalid(format!("mounts[{}] ({}): {e}", mp.index, mp.destination)))?;
+        let ro_later = mount_one(&root, plan, mp).map_err(|e| {
+            let labelled = mp.kind == MountKind::Cgroup || mp.opts.data.contains("context=");
+            let hint = if labelled { crate::lsm::mount_label_hint(plan.mount_label.as_deref()) } else { String::new() };
+            Error::Invalid(format!("mounts[{}] ({}): {e}{hint}", mp.index, mp.destination))
+        })?;
         if let Some(fd) = ro_later {
             later.0.push((format!("mounts[{}] ({})", mp.index, mp.destination), fd));
         }
@@ -183,7 +186,7 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape_mountinfo(s: &str) -> String {
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -507,7 +510,9 @@ fn mount_cgroup(root: &Root, plan: &Plan, mp: &MountPlan) -> Result<()> {
         return Ok(());
     }
     // v1 or hybrid: a tmpfs holding one directory per hierarchy, like the host's layout.
-    m::mount(Some(c"tmpfs"), &tpath, Some(c"tmpfs"), base, Some(c"mode=755"))
+    // runc labels it with linux.mountLabel.
+    let data = cstr("options", &crate::lsm::with_mount_label("mode=755", plan.mount_label.as_deref()))?;
+    m::mount(Some(c"tmpfs"), &tpath, Some(c"tmpfs"), base, Some(&data))
         .ctx(|| format!("mounting a tmpfs on {}", mp.destination))?;
     for h in &plan.cgroup_mounts {
         let dest = format!("{}/{}", mp.destination.trim_end_matches('/'), h.name);
@@ -695,8 +700,10 @@ pub fn finish(plan: &Plan, later: ReadOnlyLater) -> Result<()> {
     if !plan.masked.is_empty() {
         let null = verified_dev_null(&root)?;
         for (i, p) in plan.masked.iter().enumerate() {
-            mask_path(&root, p, null.as_ref())
-                .map_err(|e| Error::Invalid(format!("linux.maskedPaths[{i}] ({p}): {e}")))?;
+            mask_path(&root, p, null.as_ref(), plan.mount_label.as_deref()).map_err(|e| {
+                let hint = crate::lsm::mount_label_hint(plan.mount_label.as_deref());
+                Error::Invalid(format!("linux.maskedPaths[{i}] ({p}): {e}{hint}"))
+            })?;
         }
     }
     // mount_setattr changes only the read-only attribute, so nosuid, nodev, noexec and the
@@ -758,7 +765,7 @@ fn verified_dev_null(root: &Root) -> Result<Option<OwnedFd>> {
     Ok(Some(fd))
 }
 
-fn mask_path(root: &Root, p: &str, null: Option<&OwnedFd>) -> Result<()> {
+fn mask_path(root: &Root, p: &str, null: Option<&OwnedFd>, label: Option<&str>) -> Result<()> {
     let fd = match root.resolve(p) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
@@ -766,7 +773,9 @@ fn mask_path(root: &Root, p: &str, null: Option<&OwnedFd>) -> Result<()> {
     };
     let st = rfs::fstat(&fd).ctx(|| "stat".to_string())?;
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        m::mount(Some(c"tmpfs"), &proc_fd(fd.as_fd()), Some(c"tmpfs"), libc::MS_RDONLY, Some(c"size=0k,nr_inodes=1"))
+        // runc labels this tmpfs with linux.mountLabel too.
+        let data = cstr("options", &crate::lsm::with_mount_label("size=0k,nr_inodes=1", label))?;
+        m::mount(Some(c"tmpfs"), &proc_fd(fd.as_fd()), Some(c"tmpfs"), libc::MS_RDONLY, Some(&data))
             .ctx(|| "mounting an empty read-only tmpfs".to_string())
     } else {
         let null = null.ok_or_else(|| Error::Invalid("no /dev/null to mask files with".into()))?;

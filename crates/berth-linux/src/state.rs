@@ -43,6 +43,14 @@ pub struct ContainerState {
     /// processes keep theirs too (otherwise they join the container's `_ses.<id>`).
     #[serde(default)]
     pub no_new_keyring: bool,
+    /// Written while the container is being created (before its cgroups and init exist,
+    /// then with the init's pid), cleared once it is ready: what `delete -f` needs to clean
+    /// up after a `create` that was killed half-way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
+    /// The resctrl group of `linux.intelRdt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::resctrl::RdtGroup>,
     /// The validated spec.
     pub spec: oci_spec::runtime::Spec,
 }
@@ -87,6 +95,9 @@ impl ContainerState {
     pub fn status(&self, root: &Path) -> ContainerStatus {
         if !self.init_alive() {
             return ContainerStatus::Stopped;
+        }
+        if self.creating {
+            return ContainerStatus::Creating;
         }
         if dir(root, &self.id).join(EXEC_FIFO).exists() {
             return ContainerStatus::Created;

@@ -875,7 +875,14 @@ impl Server {
         if c.execs.contains_key(&req.exec_id) {
             return Err(Error::Exists(format!("exec {} already exists in task {}", req.exec_id, req.id)));
         }
-        let spec: Process = json_any("exec spec", req.spec.as_ref())?;
+        // Through berth-spec, as `berth exec --process` reads its file: the runtime spec's
+        // names (scheduler flags) and runc's leniencies (unknown capabilities) apply.
+        let any = req.spec.as_ref().ok_or_else(|| Error::Invalid("exec spec: missing".into()))?;
+        let (spec, warnings) =
+            berth_spec::parse_process(&any.value).map_err(|e| Error::Invalid(format!("exec spec: {e}")))?;
+        for w in warnings {
+            log::warn!("exec {}: {w}", req.exec_id);
+        }
         let terminal = req.terminal || spec.terminal().unwrap_or(false);
         let tokens = [
             self.token(Src::Relay(req.id.clone(), req.exec_id.clone(), Side::Master)),

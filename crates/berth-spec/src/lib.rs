@@ -35,7 +35,9 @@ pub use caps::{capability_name, capability_number, capability_to_number, CAPABIL
 pub use default::{default_spec, DEFAULT_SPEC_JSON};
 pub use error::SpecError;
 pub use rootless::to_rootless;
-pub use validate::{id_range_problem, validate_with_warnings, MAX_ID};
+pub use validate::{
+    id_range_problem, parse_id_list, policy_name, validate_with_warnings, CPU_LIMIT, MAX_ID, NODE_LIMIT,
+};
 
 /// A parsed document and the warnings its leniencies produced.
 #[derive(Debug, Clone, PartialEq)]

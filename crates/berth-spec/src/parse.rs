@@ -102,6 +102,7 @@ pub(crate) fn prepass_spec(
     }
     if let Some(Value::Object(linux)) = root.get_mut("linux") {
         drop_empty_seccomp(linux, warnings);
+        intel_rdt_names(linux);
         if strict {
             device_numbers_present(linux)?;
         }
@@ -131,6 +132,9 @@ fn prepass_process(
     if matches!(p.get("cwd"), None | Some(Value::Null)) {
         p.insert("cwd".into(), Value::String(String::new()));
     }
+    scheduler_flags(p, at)?;
+    exec_cpu_affinity(p);
+    io_priority_class(p, at)?;
     let Some(Value::Object(caps)) = p.get_mut("capabilities") else {
         return Ok(());
     };
@@ -160,6 +164,78 @@ fn prepass_process(
         });
     }
     Ok(())
+}
+
+/// The runtime spec's `process.scheduler.flags` names, and the spelling oci-spec 0.10's enum
+/// wants for each (it misspells two of them, so the spec's own names would not parse).
+const SCHED_FLAGS: [(&str, &str); 7] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_RECLAIM", "SCHED_FLAG_RECLAIM"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+    ("SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_POLICY"),
+    ("SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_KEEP_PARAMS"),
+    ("SCHED_FLAG_UTIL_CLAMP_MIN", "SCHED_FLAG_UTIL_CLAMP_MIN"),
+    ("SCHED_FLAG_UTIL_CLAMP_MAX", "SCHED_FLAG_UTIL_CLAMP_MAX"),
+];
+
+/// Rewrites `scheduler.flags` from the runtime spec's names to oci-spec's. Only the spec's
+/// names are accepted (as runc does), not oci-spec's misspellings.
+fn scheduler_flags(p: &mut Map<String, Value>, at: &[Seg]) -> Result<(), SpecError> {
+    let Some(Value::Array(flags)) = p.get_mut("scheduler").and_then(|s| s.get_mut("flags")) else {
+        return Ok(());
+    };
+    for (i, f) in flags.iter_mut().enumerate() {
+        let Value::String(name) = f else { continue };
+        match SCHED_FLAGS.iter().find(|(spec, _)| spec == name) {
+            Some((_, ours)) => *name = (*ours).to_string(),
+            None => {
+                let mut segs = at.to_vec();
+                segs.extend([Seg::Key("scheduler".into()), Seg::Key("flags".into()), Seg::Index(i)]);
+                let known: Vec<&str> = SCHED_FLAGS.iter().map(|(spec, _)| *spec).collect();
+                return Err(SpecError::invalid(
+                    render(&segs),
+                    format!("unknown flag {name:?} (the runtime spec defines {})", known.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An empty `execCPUAffinity.initial` or `.final` means "not set" (runtime spec: "If omitted
+/// or empty"); oci-spec's format check would reject the empty string.
+fn exec_cpu_affinity(p: &mut Map<String, Value>) {
+    if let Some(Value::Object(a)) = p.get_mut("execCPUAffinity") {
+        a.retain(|k, v| !((k == "initial" || k == "final") && v.as_str() == Some("")));
+    }
+}
+
+/// `ioPriority.class` is REQUIRED; oci-spec would quietly default a missing one to
+/// IOPRIO_CLASS_BE.
+fn io_priority_class(p: &Map<String, Value>, at: &[Seg]) -> Result<(), SpecError> {
+    if let Some(Value::Object(io)) = p.get("ioPriority") {
+        if matches!(io.get("class"), None | Some(Value::Null)) {
+            let mut segs = at.to_vec();
+            segs.extend([Seg::Key("ioPriority".into()), Seg::Key("class".into())]);
+            return Err(SpecError::invalid(
+                render(&segs),
+                "required (IOPRIO_CLASS_RT, IOPRIO_CLASS_BE or IOPRIO_CLASS_IDLE)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The runtime spec spells them `enableCMT` and `enableMBM`; oci-spec 0.10 reads
+/// `enableCmt` and `enableMbm`, and would silently drop the spec's spelling.
+fn intel_rdt_names(linux: &mut Map<String, Value>) {
+    if let Some(Value::Object(rdt)) = linux.get_mut("intelRdt") {
+        for (spec, ours) in [("enableCMT", "enableCmt"), ("enableMBM", "enableMbm")] {
+            if let Some(v) = rdt.remove(spec) {
+                rdt.insert(ours.to_string(), v);
+            }
+        }
+    }
 }
 
 /// runc treats `"seccomp": {}` (no default action, no rules) as "no seccomp"; oci-spec would

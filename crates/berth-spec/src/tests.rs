@@ -141,6 +141,52 @@ fn rule_table() -> Vec<(Mutation, &'static str)> {
             |v| set(v, "/process/scheduler", json!({"policy": "SCHED_OTHER", "nice": 20})),
             "process.scheduler.nice: 20 is out of range -20..=19",
         ),
+        (
+            |v| set(v, "/process/scheduler", json!({"policy": "SCHED_OTHER", "flags": ["SCHED_RESET_ON_FORK"]})),
+            "process.scheduler.flags[0]: unknown flag \"SCHED_RESET_ON_FORK\" (the runtime spec defines \
+             SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_RECLAIM, SCHED_FLAG_DL_OVERRUN, SCHED_FLAG_KEEP_POLICY, \
+             SCHED_FLAG_KEEP_PARAMS, SCHED_FLAG_UTIL_CLAMP_MIN, SCHED_FLAG_UTIL_CLAMP_MAX)",
+        ),
+        (
+            |v| set(v, "/process/scheduler", json!({"policy": "SCHED_ISO"})),
+            "process.scheduler.policy: SCHED_ISO is not implemented by Linux",
+        ),
+        (
+            |v| set(v, "/process/scheduler", json!({"policy": "SCHED_FIFO"})),
+            "process.scheduler.priority: required for SCHED_FIFO (1..=99)",
+        ),
+        (
+            |v| set(v, "/process/scheduler", json!({"policy": "SCHED_RR", "priority": 100})),
+            "process.scheduler.priority: 100 is out of range 1..=99 for SCHED_RR",
+        ),
+        (
+            |v| set(v, "/process/scheduler", json!({"policy": "SCHED_BATCH", "priority": 5})),
+            "process.scheduler.priority: only SCHED_FIFO and SCHED_RR take a priority",
+        ),
+        (
+            |v| set(v, "/process/scheduler", json!({"policy": "SCHED_FIFO", "priority": 5, "period": 1000})),
+            "process.scheduler.period: only SCHED_DEADLINE takes runtime, deadline and period",
+        ),
+        (
+            |v| set(v, "/process/ioPriority", json!({"priority": 1})),
+            "process.ioPriority.class: required (IOPRIO_CLASS_RT, IOPRIO_CLASS_BE or IOPRIO_CLASS_IDLE)",
+        ),
+        (
+            |v| set(v, "/process/execCPUAffinity", json!({"initial": "3-1"})),
+            "process.execCPUAffinity.initial: \"3-1\": \"3-1\" is a descending range",
+        ),
+        (
+            |v| set(v, "/process/execCPUAffinity", json!({"final": "0,1024"})),
+            "process.execCPUAffinity.final: \"0,1024\": 1024 is above the largest number berth supports (1023)",
+        ),
+        (
+            |v| set(v, "/process/apparmorProfile", json!("a\u{0}")),
+            "process.apparmorProfile: must not contain a NUL byte",
+        ),
+        (
+            |v| set(v, "/process/selinuxLabel", json!("a\u{0}")),
+            "process.selinuxLabel: must not contain a NUL byte",
+        ),
         // namespaces
         (
             |v| set(v, "/linux/namespaces/-", json!({"type": "pid"})),
@@ -426,6 +472,55 @@ fn rule_table() -> Vec<(Mutation, &'static str)> {
             |v| set(v, "/linux/intelRdt", json!({"closID": ".."})),
             "linux.intelRdt.closID: must be a plain resctrl group name (no \"/\")",
         ),
+        (
+            |v| set(v, "/linux/intelRdt", json!({"memBwSchema": "0=50"})),
+            "linux.intelRdt.memBwSchema: \"0=50\" must start with \"MB:\"",
+        ),
+        (
+            |v| set(v, "/linux/intelRdt", json!({"memBwSchema": "MB:0=50\nL3:0=f"})),
+            "linux.intelRdt.memBwSchema: must not contain a newline",
+        ),
+        (
+            |v| set(v, "/linux/intelRdt", json!({"l3CacheSchema": "L3:0=f\nMB:0=1"})),
+            "linux.intelRdt.l3CacheSchema: must not contain a newline",
+        ),
+        (
+            |v| set(v, "/linux/intelRdt", json!({"schemata": ["L3:0=f", "L2:0=f\nMB:0=1"]})),
+            "linux.intelRdt.schemata[1]: must not contain a newline (one line per entry)",
+        ),
+        (
+            |v| set(v, "/linux/personality", json!({"domain": "LINUX32", "flags": ["X"]})),
+            "linux.personality.flags[0]: \"X\" is not supported (the runtime spec defines no personality flags)",
+        ),
+        (
+            |v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_BIND"})),
+            "linux.memoryPolicy.nodes: required for MPOL_BIND",
+        ),
+        (
+            |v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": ""})),
+            "linux.memoryPolicy.nodes: required for MPOL_WEIGHTED_INTERLEAVE",
+        ),
+        (
+            |v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_DEFAULT", "nodes": "0"})),
+            "linux.memoryPolicy.nodes: MPOL_DEFAULT takes no nodes",
+        ),
+        (
+            |v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_LOCAL", "nodes": "0-1"})),
+            "linux.memoryPolicy.nodes: MPOL_LOCAL takes no nodes",
+        ),
+        (
+            |v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_INTERLEAVE", "nodes": "0,x"})),
+            "linux.memoryPolicy.nodes: \"0,x\": \"x\" is not a number",
+        ),
+        (
+            |v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_BIND", "nodes": "0",
+                "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]})),
+            "linux.memoryPolicy.flags: MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other",
+        ),
+        (
+            |v| set(v, "/linux/mountLabel", json!("a\u{0}")),
+            "linux.mountLabel: must not contain a NUL byte",
+        ),
         // hooks
         (
             |v| set(v, "/hooks", json!({"prestart": [{"path": "true"}]})),
@@ -584,10 +679,29 @@ fn accepted_variants_and_their_warnings() {
                          {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
                          {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
                           "args": [{"index": 5, "value": 8, "op": "SCMP_CMP_EQ"}]}]})), &[]),
-        (
-            |v| set(v, "/linux/personality", json!({"domain": "LINUX32", "flags": ["X"]})),
-            &["linux.personality.flags: ignored (the runtime spec defines no flags)"],
-        ),
+        (|v| set(v, "/linux/personality", json!({"domain": "LINUX32", "flags": []})), &[]),
+        // Every scheduler flag by the runtime spec's name (oci-spec alone misspells two).
+        (|v| set(v, "/process/scheduler", json!({"policy": "SCHED_DEADLINE", "runtime": 1, "deadline": 2,
+            "period": 3, "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+            "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
+            "SCHED_FLAG_UTIL_CLAMP_MAX"]})), &[]),
+        (|v| set(v, "/process/scheduler", json!({"policy": "SCHED_RR", "priority": 99, "nice": -20})), &[]),
+        (|v| set(v, "/process/scheduler", json!({"policy": "SCHED_IDLE", "priority": 0})), &[]),
+        // An empty CPU list means "not set".
+        (|v| set(v, "/process/execCPUAffinity", json!({"initial": "", "final": "0-1,3"})), &[]),
+        (|v| set(v, "/process/ioPriority", json!({"class": "IOPRIO_CLASS_IDLE"})), &[]),
+        (|v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_PREFERRED"})), &[]),
+        (|v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_LOCAL", "nodes": ""})), &[]),
+        (|v| set(v, "/linux/memoryPolicy", json!({"mode": "MPOL_PREFERRED_MANY", "nodes": "0-3,8",
+            "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES"]})), &[]),
+        (|v| set(v, "/linux/intelRdt", json!({"closID": "gold", "l3CacheSchema": "L3:0=7f0;1=1f",
+            "memBwSchema": "MB:0=20;1=70", "schemata": ["L2:0=f"], "enableMonitoring": true,
+            "enableCMT": true, "enableMBM": false})), &[]),
+        (|v| {
+            set(v, "/process/apparmorProfile", json!("docker-default"));
+            set(v, "/process/selinuxLabel", json!("system_u:system_r:container_t:s0"));
+            set(v, "/linux/mountLabel", json!("system_u:object_r:container_file_t:s0"));
+        }, &[]),
         (|v| set(v, "/hooks", json!({"prestart": [{"path": "/bin/true", "timeout": 5}],
             "poststop": [{"path": "/bin/true", "args": ["true"], "env": ["A=b"]}]})), &[]),
         (|v| set(v, "/linux/resources/unified", json!({"memory.max": "1M"})), &[]),
@@ -955,10 +1069,60 @@ fn exec_process_documents() {
         ),
         (br#"[1]"#, ".: invalid type: array, expected a JSON object at line 1 column 1"),
         (br#"{"args": "ls"}"#, "args: invalid type: string \"ls\", expected a sequence at line 1 column 10"),
+        (
+            br#"{"args": ["ls"], "scheduler": {"policy": "SCHED_OTHER", "flags": ["RESET_ON_FORK"]}}"#,
+            "scheduler.flags[0]: unknown flag \"RESET_ON_FORK\" (the runtime spec defines SCHED_FLAG_RESET_ON_FORK, \
+             SCHED_FLAG_RECLAIM, SCHED_FLAG_DL_OVERRUN, SCHED_FLAG_KEEP_POLICY, SCHED_FLAG_KEEP_PARAMS, \
+             SCHED_FLAG_UTIL_CLAMP_MIN, SCHED_FLAG_UTIL_CLAMP_MAX)",
+        ),
+        (
+            br#"{"args": ["ls"], "scheduler": {"policy": "SCHED_ISO"}}"#,
+            "scheduler.policy: SCHED_ISO is not implemented by Linux",
+        ),
+        (
+            br#"{"args": ["ls"], "ioPriority": {}}"#,
+            "ioPriority.class: required (IOPRIO_CLASS_RT, IOPRIO_CLASS_BE or IOPRIO_CLASS_IDLE)",
+        ),
+        (
+            br#"{"args": ["ls"], "execCPUAffinity": {"final": "2-1"}}"#,
+            "execCPUAffinity.final: \"2-1\": \"2-1\" is a descending range",
+        ),
     ];
     for (text, want) in cases {
         let e = parse_process(text).expect_err(want);
         assert_eq!(e.to_string(), *want);
+    }
+    // The spec's flag names reach oci-spec's types; empty CPU lists are "not set".
+    let (p, _) = parse_process(
+        br#"{"args": ["ls"], "scheduler": {"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"]},
+            "execCPUAffinity": {"initial": "", "final": "1"}}"#,
+    )
+    .expect("valid");
+    use oci_spec::runtime::LinuxSchedulerFlag as F;
+    assert_eq!(
+        p.scheduler().as_ref().unwrap().flags().as_deref(),
+        Some(&[F::SchedResetOnFork, F::SchedFlagDLOverrun][..])
+    );
+    let aff = p.exec_cpu_affinity().as_ref().unwrap();
+    assert_eq!((aff.initial().as_deref(), aff.cpu_affinity_final().as_deref()), (None, Some("1")));
+}
+
+#[test]
+fn intel_rdt_monitoring_flags_by_the_specs_names_reach_the_typed_spec() {
+    let l = mutated(|v| set(v, "/linux/intelRdt", json!({"enableCMT": true, "enableMBM": false}))).expect("valid");
+    let rdt = l.spec.linux().as_ref().unwrap().intel_rdt().clone().unwrap();
+    #[allow(deprecated)]
+    let got = (rdt.enable_cmt(), rdt.enable_mbm());
+    assert_eq!(got, (&Some(true), &Some(false)));
+}
+
+#[test]
+fn id_lists() {
+    assert_eq!(parse_id_list("0-3,7", 1024).unwrap(), [0, 1, 2, 3, 7]);
+    assert_eq!(parse_id_list("5,1-2,2", 8).unwrap(), [1, 2, 5]);
+    assert_eq!(parse_id_list("7", 8).unwrap(), [7]);
+    for bad in ["", ",", "1,", "-1", "1-", "a", "1 ", "8", "0-8", "+1", "2-1"] {
+        assert!(parse_id_list(bad, 8).is_err(), "{bad:?} accepted");
     }
 }
 

@@ -16,8 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
 use oci_spec::runtime::{
-    Hook, Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxSeccompAction, PosixRlimitType, Process,
-    Spec,
+    Hook, Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxSchedulerPolicy, LinuxSeccompAction,
+    MemoryPolicyFlagType, MemoryPolicyModeType, PosixRlimitType, Process, Scheduler, Spec,
 };
 
 use crate::error::{field, index, map_key, SpecError};
@@ -62,7 +62,11 @@ pub fn validate_with_warnings(spec: &Spec, warnings: &mut Vec<String>) -> R {
     resources(linux)?;
     intel_rdt(linux)?;
     seccomp(linux)?;
-    personality(linux, warnings);
+    personality(linux)?;
+    memory_policy(linux)?;
+    if let Some(l) = linux.mount_label() {
+        no_nul(|| "linux.mountLabel".into(), l.as_bytes())?;
+    }
     mounts(spec, warnings)?;
     hooks(spec)?;
     Ok(())
@@ -182,16 +186,114 @@ pub(crate) fn process(p: &Process, prefix: &str, for_exec: bool, warnings: &mut 
     }
 
     if let Some(sched) = p.scheduler() {
-        if let Some(nice) = sched.nice() {
-            if !(-20..=19).contains(nice) {
-                return Err(bad(
-                    field(&field(prefix, "scheduler"), "nice"),
-                    format!("{nice} is out of range -20..=19"),
-                ));
+        scheduler(sched, &field(prefix, "scheduler"))?;
+    }
+
+    if let Some(aff) = p.exec_cpu_affinity() {
+        let at = field(prefix, "execCPUAffinity");
+        for (name, v) in [("initial", aff.initial()), ("final", aff.cpu_affinity_final())] {
+            if let Some(list) = v.as_deref() {
+                parse_id_list(list, CPU_LIMIT).map_err(|e| bad(field(&at, name), e))?;
+            }
+        }
+    }
+    if let Some(l) = p.apparmor_profile() {
+        no_nul(|| field(prefix, "apparmorProfile"), l.as_bytes())?;
+    }
+    if let Some(l) = p.selinux_label() {
+        no_nul(|| field(prefix, "selinuxLabel"), l.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `process.scheduler`, with runc's rules (priority only for the real-time policies, the
+/// deadline parameters only for SCHED_DEADLINE) and what Linux cannot do at all.
+fn scheduler(sched: &Scheduler, at: &str) -> R {
+    use LinuxSchedulerPolicy as P;
+    let policy = sched.policy();
+    if let Some(nice) = sched.nice() {
+        if !(-20..=19).contains(nice) {
+            return Err(bad(field(at, "nice"), format!("{nice} is out of range -20..=19")));
+        }
+    }
+    if *policy == P::SchedIso {
+        return Err(bad(field(at, "policy"), "SCHED_ISO is not implemented by Linux"));
+    }
+    let realtime = matches!(policy, P::SchedFifo | P::SchedRr);
+    match sched.priority() {
+        Some(p) if realtime && !(1..=99).contains(p) => {
+            return Err(bad(field(at, "priority"), format!("{p} is out of range 1..=99 for {}", policy_name(*policy))));
+        }
+        None if realtime => {
+            return Err(bad(field(at, "priority"), format!("required for {} (1..=99)", policy_name(*policy))));
+        }
+        Some(p) if !realtime && *p != 0 => {
+            return Err(bad(field(at, "priority"), "only SCHED_FIFO and SCHED_RR take a priority"));
+        }
+        _ => {}
+    }
+    if *policy != P::SchedDeadline {
+        for (name, v) in [("runtime", sched.runtime()), ("deadline", sched.deadline()), ("period", sched.period())] {
+            if v.is_some_and(|v| v != 0) {
+                return Err(bad(field(at, name), "only SCHED_DEADLINE takes runtime, deadline and period"));
             }
         }
     }
     Ok(())
+}
+
+/// The runtime spec's name of a scheduling policy.
+pub fn policy_name(p: LinuxSchedulerPolicy) -> &'static str {
+    use LinuxSchedulerPolicy as P;
+    match p {
+        P::SchedOther => "SCHED_OTHER",
+        P::SchedFifo => "SCHED_FIFO",
+        P::SchedRr => "SCHED_RR",
+        P::SchedBatch => "SCHED_BATCH",
+        P::SchedIso => "SCHED_ISO",
+        P::SchedIdle => "SCHED_IDLE",
+        P::SchedDeadline => "SCHED_DEADLINE",
+    }
+}
+
+/// One more than the largest CPU number berth can put in an affinity mask (glibc's and the
+/// kernel ABI's `CPU_SETSIZE`).
+pub const CPU_LIMIT: u32 = 1024;
+
+/// One more than the largest NUMA node number berth can put in a node mask (the kernel's
+/// largest `MAX_NUMNODES`, `1 << 10`).
+pub const NODE_LIMIT: u32 = 1024;
+
+/// Parses a Linux list such as `0-3,7` (CPUs, NUMA nodes): comma-separated numbers and
+/// ascending `a-b` ranges, each number below `limit`. Returns the members in order, without
+/// duplicates.
+pub fn parse_id_list(s: &str, limit: u32) -> Result<Vec<u32>, String> {
+    let num = |t: &str| -> Result<u32, String> {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{s:?}: {t:?} is not a number"));
+        }
+        match t.parse::<u32>() {
+            Ok(n) if n < limit => Ok(n),
+            _ => Err(format!("{s:?}: {t} is above the largest number berth supports ({})", limit - 1)),
+        }
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let n = num(part)?;
+                (n, n)
+            }
+        };
+        if a > b {
+            return Err(format!("{s:?}: {part:?} is a descending range"));
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 /// The largest uid or gid berth accepts: runc's limit (`1<<31 - 1`, for 32-bit `int`
@@ -603,9 +705,32 @@ fn resources(linux: &Linux) -> R {
 }
 
 fn intel_rdt(linux: &Linux) -> R {
-    if let Some(clos) = linux.intel_rdt().as_ref().and_then(|r| r.clos_id().as_deref()) {
+    let Some(rdt) = linux.intel_rdt().as_ref() else {
+        return Ok(());
+    };
+    if let Some(clos) = rdt.clos_id().as_deref() {
         if !plain_name(clos) {
             return Err(bad("linux.intelRdt.closID", "must be a plain resctrl group name (no \"/\")"));
+        }
+    }
+    // Each is written to the group's `schemata` file, one line per resource: a newline would
+    // smuggle in another resource's line.
+    if let Some(l3) = rdt.l3_cache_schema().as_deref() {
+        if l3.contains('\n') {
+            return Err(bad("linux.intelRdt.l3CacheSchema", "must not contain a newline"));
+        }
+    }
+    if let Some(mb) = rdt.mem_bw_schema().as_deref() {
+        if !mb.starts_with("MB:") {
+            return Err(bad("linux.intelRdt.memBwSchema", format!("{mb:?} must start with \"MB:\"")));
+        }
+        if mb.contains('\n') {
+            return Err(bad("linux.intelRdt.memBwSchema", "must not contain a newline"));
+        }
+    }
+    for (i, line) in rdt.schemata().as_deref().unwrap_or_default().iter().enumerate() {
+        if line.contains('\n') {
+            return Err(bad(index("linux.intelRdt.schemata", i), "must not contain a newline (one line per entry)"));
         }
     }
     Ok(())
@@ -652,12 +777,48 @@ fn seccomp(linux: &Linux) -> R {
     Ok(())
 }
 
-fn personality(linux: &Linux, warnings: &mut Vec<String>) {
-    if let Some(flags) = linux.personality().as_ref().and_then(|p| p.flags().as_ref()) {
-        if !flags.is_empty() {
-            warnings.push("linux.personality.flags: ignored (the runtime spec defines no flags)".into());
-        }
+/// The runtime spec defines no personality flag ("Currently no flag values are supported"),
+/// so none can be applied, and a field that cannot be applied is an error.
+fn personality(linux: &Linux) -> R {
+    if let Some(f) = linux.personality().as_ref().and_then(|p| p.flags().as_ref()).and_then(|f| f.first()) {
+        return Err(bad(
+            "linux.personality.flags[0]",
+            format!("{f:?} is not supported (the runtime spec defines no personality flags)"),
+        ));
     }
+    Ok(())
+}
+
+/// `linux.memoryPolicy`: the node list, and which modes take nodes (set_mempolicy(2)).
+fn memory_policy(linux: &Linux) -> R {
+    use MemoryPolicyModeType as M;
+    let Some(mp) = linux.memory_policy().as_ref() else {
+        return Ok(());
+    };
+    let nodes = match mp.nodes().as_deref().filter(|n| !n.is_empty()) {
+        Some(n) => parse_id_list(n, NODE_LIMIT).map_err(|e| bad("linux.memoryPolicy.nodes", e))?,
+        None => Vec::new(),
+    };
+    let mode = mp.mode();
+    match mode {
+        M::MpolDefault | M::MpolLocal if !nodes.is_empty() => {
+            return Err(bad("linux.memoryPolicy.nodes", format!("{mode} takes no nodes")));
+        }
+        M::MpolBind | M::MpolInterleave | M::MpolWeightedInterleave | M::MpolPreferredMany if nodes.is_empty() => {
+            return Err(bad("linux.memoryPolicy.nodes", format!("required for {mode}")));
+        }
+        _ => {}
+    }
+    let flags = mp.flags().as_deref().unwrap_or_default();
+    if flags.contains(&MemoryPolicyFlagType::MpolFStaticNodes)
+        && flags.contains(&MemoryPolicyFlagType::MpolFRelativeNodes)
+    {
+        return Err(bad(
+            "linux.memoryPolicy.flags",
+            "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other",
+        ));
+    }
+    Ok(())
 }
 
 fn mounts(spec: &Spec, warnings: &mut Vec<String>) -> R {

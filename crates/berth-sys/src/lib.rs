@@ -5,8 +5,9 @@
 //! safe wrapper, callers use rustix directly; this crate covers the gaps: `clone3` with
 //! `CLONE_PIDFD`/`CLONE_INTO_CGROUP`, `fork`, `execve`, the mount calls with raw flags
 //! (`mount`, `mount_setattr`, `open_tree`, `move_mount`), `close_range`, signal masks and
-//! dispositions, `signalfd`, `personality`, network interface flags (`SIOCSIFFLAGS`), and
-//! seccomp filter installation and notification.
+//! dispositions, `signalfd`, `personality`, network interface flags (`SIOCSIFFLAGS`), the
+//! scheduling policy, I/O priority and NUMA memory policy of a process, and seccomp filter
+//! installation and notification.
 //!
 //! The process-creation wrappers ([`clone3`], [`fork`]) are only sound to call from a
 //! single-threaded process, or when the child restricts itself to async-signal-safe calls;
@@ -21,6 +22,7 @@ pub mod mem;
 pub mod mount;
 pub mod net;
 pub mod process;
+pub mod sched;
 pub mod seccomp;
 pub mod signal;
 

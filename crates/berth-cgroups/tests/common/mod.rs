@@ -8,12 +8,15 @@
 
 #![allow(dead_code)]
 
+mod place;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_cgroups::Cgroup;
+pub use place::*;
 
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -165,6 +168,34 @@ pub fn reap(pids: &[i32]) {
     for &pid in pids {
         if let Some(p) = rustix::process::Pid::from_raw(pid) {
             let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+        }
+    }
+}
+
+// ---- a v1-only consumer next to berth -------------------------------------------------
+
+/// Serialises the tests of one binary that use hugetlb: the v1-consumer tests bind it to a
+/// v1 hierarchy for a moment, and while they do cgroup2 does not offer it.
+pub fn hugetlb_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes, on drop, the parent directory of each of a cgroup's directories (a shared
+/// parent like `/berth`, made by `create` for a nested path), once the test's cgroup is gone.
+/// Declare it before the [`TestCgroup`], so that it drops after it.
+pub struct RmParents(Vec<PathBuf>);
+
+impl RmParents {
+    pub fn of(cg: &Cgroup) -> RmParents {
+        RmParents(cg.dirs().filter_map(|d| d.parent().map(Path::to_path_buf)).collect())
+    }
+}
+
+impl Drop for RmParents {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
         }
     }
 }

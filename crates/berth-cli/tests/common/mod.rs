@@ -15,6 +15,13 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+// Where each cgroup controller lives (from /proc/cgroups and mountinfo, not from berth), and
+// how a test reports that it cannot run here: shared with the berth-cgroups tests.
+#[path = "../../../berth-cgroups/tests/common/place.rs"]
+mod place;
+#[allow(unused_imports)]
+pub use place::*;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -826,4 +833,90 @@ pub fn fails_clean(env: &Env, b: &Bundle, cmd: &str, id: &str, needle: &str) -> 
 pub fn create_and_run_fail_clean(env: &Env, b: &Bundle, name: &str, needle: &str) {
     fails_clean(env, b, "create", &env.id(name), needle);
     fails_clean(env, b, "run", &env.id(name), needle);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors over unix sockets, terminals, races
+
+/// Receives one descriptor sent with SCM_RIGHTS on a connected unix socket (a console
+/// socket's PTY master, a seccomp agent's listener) and the bytes sent with it. None when
+/// the peer closed the connection without sending one (it failed).
+pub fn recv_fd_with(conn: &std::os::unix::net::UnixStream) -> Option<(std::os::fd::OwnedFd, Vec<u8>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut buf = vec![0u8; 8192];
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    let n = rustix::net::recvmsg(conn, &mut [std::io::IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::CMSG_CLOEXEC)
+        .ok()?
+        .bytes;
+    let mut fd = None;
+    for m in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut r) = m {
+            fd = r.next();
+        }
+    }
+    buf.truncate(n);
+    fd.map(|f| (f, buf))
+}
+
+/// [`recv_fd_with`] without the bytes.
+pub fn recv_fd(conn: &std::os::unix::net::UnixStream) -> Option<std::os::fd::OwnedFd> {
+    recv_fd_with(conn).map(|(f, _)| f)
+}
+
+/// Reads a PTY master until `needle` appears in what was read, or panics after the patience
+/// deadline. Returns everything read.
+#[track_caller]
+pub fn read_until(master: std::os::fd::BorrowedFd<'_>, needle: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        let mut fds = [rustix::event::PollFd::from_borrowed_fd(master, rustix::event::PollFlags::IN)];
+        let ts = rustix::event::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+        if rustix::event::poll(&mut fds, Some(&ts)).unwrap_or(0) == 0 {
+            continue;
+        }
+        match rustix::io::read(master, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+            Err(_) => break,
+        }
+        if String::from_utf8_lossy(&got).contains(needle) {
+            return String::from_utf8_lossy(&got).into_owned();
+        }
+    }
+    panic!("{needle:?} not seen on the terminal; got {:?}", String::from_utf8_lossy(&got));
+}
+
+/// Runs `f` while a second thread swaps the entries `a` and `b` of directory `dir` with
+/// `renameat2(RENAME_EXCHANGE)` in a tight loop: what a sibling container sharing a volume
+/// can do to a mount destination between a runtime's check and its mount (CVE-2021-30465).
+/// Returns `f`'s result and the number of swaps. The racer stops when `f` returns or panics.
+pub fn with_rename_exchange_racer<T>(dir: &Path, a: &str, b: &str, f: impl FnOnce() -> T) -> (T, u64) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    /// Stops the racer also when `f` panics (the scope would otherwise wait for it forever).
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        let racer = s.spawn(|| {
+            let d = fs::File::open(dir).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                rustix::fs::renameat_with(&d, a, &d, b, rustix::fs::RenameFlags::EXCHANGE).unwrap();
+                n += 1;
+            }
+            n
+        });
+        let stopper = Stop(&stop);
+        let out = f();
+        drop(stopper);
+        (out, racer.join().unwrap())
+    })
 }

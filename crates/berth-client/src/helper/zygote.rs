@@ -14,7 +14,7 @@
 //! Readiness is reported on stdout (`ready`, or `busy` when another helper holds the lock),
 //! after which stdout is pointed at /dev/null.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -43,7 +43,8 @@ struct Zygote {
     sigfd: Option<OwnedFd>,
     lock: Option<OwnedFd>,
     clients: Vec<OwnedFd>,
-    monitors: HashSet<i32>,
+    /// Monitor pid → the container it serves.
+    monitors: HashMap<i32, String>,
 }
 
 impl Zygote {
@@ -131,7 +132,7 @@ pub(crate) fn run(root: &Path) -> i32 {
         };
         if sig_ready {
             drain_signalfd(z.sigfd.as_ref());
-            reap(&mut z.monitors);
+            reap(root, &mut z.monitors);
         }
         if listen_ready {
             accept_all(&mut z, &mut had_client);
@@ -180,7 +181,7 @@ pub(crate) fn run(root: &Path) -> i32 {
                 }
                 Ok(Forked::Parent { pid, .. }) => {
                     log::debug!("helper: monitor {pid} for {id}");
-                    z.monitors.insert(pid);
+                    z.monitors.insert(pid, id);
                 }
                 Err(e) => {
                     log::error!("helper: fork for {id}: {e}");
@@ -222,7 +223,7 @@ fn setup(root: &Path) -> std::io::Result<Option<Zygote>> {
         sigfd: Some(sigfd),
         lock: Some(lock),
         clients: Vec::new(),
-        monitors: HashSet::new(),
+        monitors: HashMap::new(),
     }))
 }
 
@@ -272,14 +273,15 @@ pub(crate) fn drain_signalfd(fd: Option<&OwnedFd>) {
     }
 }
 
-fn reap(monitors: &mut HashSet<i32>) {
+fn reap(root: &Path, monitors: &mut HashMap<i32, String>) {
     loop {
         match rustix::process::wait(WaitOptions::NOHANG) {
             Ok(Some((pid, status))) => {
                 let pid = pid.as_raw_nonzero().get();
-                if monitors.remove(&pid) {
+                if let Some(id) = monitors.remove(&pid) {
                     if !(status.exited() && status.exit_status() == Some(0)) {
-                        log::warn!("helper: monitor {pid} ended abnormally: {status:?}");
+                        log::warn!("helper: monitor {pid} of {id} ended abnormally: {status:?}");
+                        kill_unsupervised(root, &id);
                     }
                 } else {
                     log::debug!("helper: reaped orphan {pid}: {status:?}");
@@ -287,5 +289,38 @@ fn reap(monitors: &mut HashSet<i32>) {
             }
             Ok(None) | Err(_) => return,
         }
+    }
+}
+
+/// A monitor died without deleting its container: nobody supervises it any more (no exit
+/// status would be collected, no event sent, its stdio is gone), so it is killed, every
+/// process of its cgroup. The init, re-parented to this subreaper, is reaped like any
+/// orphan; the container stays `stopped` for the engine's `delete`. (The client does the
+/// same when it notices first, and `restore` reports such a container stopped.)
+fn kill_unsupervised(root: &Path, id: &str) {
+    let st = match berth_linux::state::ContainerState::load(root, id) {
+        Ok(st) => st,
+        // Never created, or already deleted.
+        Err(_) => return,
+    };
+    if !st.init_alive() && st.cgroup.is_none() {
+        return;
+    }
+    let all = st.cgroup.is_some();
+    if let Err(e) = berth_linux::container::kill(root, id, libc::SIGKILL, all) {
+        log::warn!("helper: killing {id}, whose monitor died: {e}");
+    } else {
+        log::warn!("helper: killed {id}: its monitor died");
+    }
+    // Wait for the init (now our child) a moment, so that it is reaped before this helper
+    // could exit for want of monitors.
+    if let Ok(fd) =
+        rustix::process::pidfd_open(Pid::from_raw(st.pid).unwrap_or(Pid::INIT), rustix::process::PidfdFlags::empty())
+    {
+        if st.init_alive() {
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            let _ = poll(&mut fds, Some(&Timespec { tv_sec: 5, tv_nsec: 0 }));
+        }
+        let _ = rustix::process::waitpid(Pid::from_raw(st.pid), WaitOptions::NOHANG);
     }
 }
