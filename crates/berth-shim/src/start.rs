@@ -97,14 +97,53 @@ pub fn socket_path(containerd_address: &str, ns: &str, group: &str) -> PathBuf {
     Path::new(SOCKET_DIR).join(hex)
 }
 
-/// Binds and listens on `path`. The descriptor is inheritable (not close-on-exec): it is
-/// meant for the server process.
+/// Holds the lock under which berth's shims add a socket to [`SOCKET_DIR`] or remove one
+/// found dead, so that the socket found dead is the one removed (a new server's socket can
+/// appear at the same path at any moment). Released when dropped.
+struct DirLock {
+    _fd: OwnedFd,
+}
+
+impl DirLock {
+    fn take() -> std::io::Result<DirLock> {
+        let fd = rustix::fs::open(SOCKET_DIR, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        loop {
+            match rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive) {
+                Err(Errno::INTR) => continue,
+                r => return r.map(|()| DirLock { _fd: fd }).map_err(Into::into),
+            }
+        }
+    }
+}
+
+/// Binds and listens on `path`, which appears only once it listens (a socket that refuses
+/// connections is a dead server's, and may be removed): bound under a temporary name, then
+/// linked into place. `EADDRINUSE` if `path` exists. The descriptor is inheritable (not
+/// close-on-exec): it is meant for the server process.
 fn bind(path: &Path) -> std::io::Result<OwnedFd> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("shim");
+    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::empty(), None)?;
-    let addr = SocketAddrUnix::new(path)?;
-    rustix::net::bind(&fd, &addr)?;
-    rustix::net::listen(&fd, 128)?;
-    Ok(fd)
+    rustix::net::bind(&fd, &SocketAddrUnix::new(&tmp)?)?;
+    let linked = rustix::net::listen(&fd, 128).map_err(std::io::Error::from).and_then(|()| {
+        let _lock = DirLock::take()?;
+        std::fs::hard_link(&tmp, path)
+    });
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(fd),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Errno::ADDRINUSE.into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the socket at `path` if no server listens on it any more.
+fn remove_if_dead(path: &Path) {
+    let Ok(_lock) = DirLock::take() else { return };
+    if UnixStream::connect(path).is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED)) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Reserves `id` on the running server at `address`; the reservation lasts while the
@@ -200,7 +239,7 @@ pub fn start(args: &Args) -> Result<Started> {
             }
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
                 // A dead server's socket.
-                let _ = std::fs::remove_file(&path);
+                remove_if_dead(&path);
             }
             Err(e) => {
                 // A server on its way out: it removes the socket before exiting.
@@ -286,6 +325,14 @@ pub fn delete(args: &Args) -> Result<()> {
         Err(e) => log::warn!("delete {}: {e}", args.id),
     }
     crate::mounts::unmount_all(&bundle.join("rootfs"));
+    // The dead server's socket (its group's other containers, if any, are being cleaned up
+    // too: containerd saw their connections close with it).
+    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+        let path = Path::new(crate::ttrpc::socket_path(address.trim()));
+        if path.parent() == Some(Path::new(SOCKET_DIR)) {
+            remove_if_dead(path);
+        }
+    }
     write_response(&DeleteResponse { pid, ..resp })
 }
 

@@ -170,6 +170,12 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The socket path of the shim serving `id` (from its bundle's address).
+fn socket_of(c: &Containerd, id: &str) -> std::path::PathBuf {
+    let address = fs::read_to_string(c.bundle(id).join("address")).expect("the bundle's address");
+    address.trim().trim_start_matches("unix://").into()
+}
+
 fn kill9(pid: i32) {
     let p = rustix::process::Pid::from_raw(pid).expect("pid");
     rustix::process::kill_process(p, rustix::process::Signal::KILL).expect("kill -9");
@@ -227,6 +233,7 @@ fn a_killed_shim_costs_only_its_own_container() {
     probe_sees(&c, "a1");
     let pids: Vec<(String, i32)> = ["b1", "b2"].iter().map(|id| (id.to_string(), c.task_pid(id))).collect();
     let a_shim = c.shim_of("a1").expect("a1's shim");
+    let a_socket = socket_of(&c, "a1");
     let a_init = c.task_pid("a1");
 
     // One shim per container.
@@ -236,6 +243,7 @@ fn a_killed_shim_costs_only_its_own_container() {
     kill9(a_shim);
     wait_clean(&c, "a1", "after kill -9 of a1's shim");
     assert!(!alive(a_init), "a1's init survived its shim's cleanup");
+    assert!(!a_socket.exists(), "the dead shim's socket {} is left", a_socket.display());
     survivors_are_fine(&c, "b1", &["b2"], &pids);
 
     // The id is usable again.
@@ -303,10 +311,12 @@ fn the_grouping_option_shares_a_shim_and_its_fate() {
 
     // The group shares its fate: survivors outside it are untouched.
     let pids: Vec<(String, i32)> = ["n1", "n2", "p1"].iter().map(|id| (id.to_string(), c.task_pid(id))).collect();
+    let g_socket = socket_of(&c, "g1");
     kill9(shim("g1"));
     for id in ["g1", "g2", "g3"] {
         wait_clean(&c, id, "after kill -9 of the grouped shim");
     }
+    assert!(!g_socket.exists(), "the dead shim's socket {} is left", g_socket.display());
     survivors_are_fine(&c, "n1", &["n2", "p1"], &pids);
 
     // And within a surviving group, exit codes still arrive: group two and let one exit.
@@ -397,6 +407,8 @@ fn killing_the_shim_during_ctr_run_leaves_nothing() {
     // live only while ctr runs).
     run_d(&c, id, &[], &["sleep", "1000"]);
     probe_sees(&c, id);
+    // The id's shim socket (one shim per container: the same path for every trial).
+    let socket = socket_of(&c, id);
     c.ctr(&["task", "kill", "-s", "KILL", id]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.ctr(&["task", "delete", id]).code != 0 && c.task_status(id) != "" {
@@ -407,6 +419,7 @@ fn killing_the_shim_during_ctr_run_leaves_nothing() {
     wait_clean(&c, id, "after a normal delete");
 
     let (mut killed_start, mut killed_server, mut missed, mut completed, mut ctr_fifo_leaks) = (0, 0, 0, 0, 0);
+    let mut socket_left_for_next_start = 0;
     let started = Instant::now();
     for trial in 0..trials {
         // 0-50 ms; every other trial 0-5 ms, to hit the short-lived start action often.
@@ -471,6 +484,19 @@ fn killing_the_shim_during_ctr_run_leaves_nothing() {
                 let _ = fs::remove_dir_all(dir);
             }
         }
+        // The shim's socket is removed by the cleanup (`delete`), or by the server itself when
+        // its start died first. When both died, or the server died before containerd
+        // connected, containerd's start fails and it runs no cleanup at all (it deletes the
+        // bundle): the socket stays until the next start of the id finds it dead and
+        // replaces it.
+        if o.2.contains("failed to start shim") {
+            socket_left_for_next_start += 1;
+        } else {
+            assert!(
+                !socket.exists(),
+                "trial {trial} (kill -9 of {victims:?} after {delay:?}; ctr: {o:?}): the shim's socket is left"
+            );
+        }
         // A server exits once containerd shut it down, or its start died: promptly, well
         // before the 60 s a reservation lasts or the 10 s an idle server lingers.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -485,7 +511,8 @@ fn killing_the_shim_during_ctr_run_leaves_nothing() {
     }
     eprintln!(
         "{trials} trials in {:?}: killed a start action {killed_start} times, a server {killed_server} times, \
-         no shim yet or any more {missed} times; {completed} runs completed; ctr left its fifos {ctr_fifo_leaks} times",
+         no shim yet or any more {missed} times; {completed} runs completed; ctr left its fifos {ctr_fifo_leaks} times; \
+         containerd's start of the shim failed (it cleans nothing up then) {socket_left_for_next_start} times",
         started.elapsed()
     );
     assert!(killed_server > 0, "no trial killed a shim server: the delays miss the window");
@@ -493,6 +520,7 @@ fn killing_the_shim_during_ctr_run_leaves_nothing() {
     let o = c.ctr(&["run", "--rm", "--runtime", RT, IMAGE, id, "sh", "-c", "echo final; exit 9"]);
     assert_out(&o, 9, "final", "ctr run after the trials");
     wait_clean_of(&c, id, true, "after the final run");
+    assert!(!socket.exists(), "the shim's socket is left after the final run");
 }
 
 /// Waits until containerd no longer lists task `id` (its cleanup after a dead shim runs
