@@ -346,6 +346,7 @@ fn runtime_options_berth_does_not_understand_fail_the_start_and_leave_nothing() 
         let o = c.ctr(&["run", "-d", "--runtime", RT, "--runtime-config-path", path, IMAGE, &id, "sleep", "1000"]);
         assert_ne!(o.code, 0, "a start with {path} succeeded: {o:?}");
         assert!(o.stderr.contains(want.as_str()), "the error does not name the problem ({want}): {}", o.stderr);
+        eprintln!("refused as: {}", o.stderr.trim());
         wait_clean(&c, &id, "after a refused start");
         assert!(c.shim_servers().is_empty(), "a shim was left running: {:?}", c.shim_servers());
         // Nothing ran: no process ever joined the container's cgroup (it was never made).
@@ -411,7 +412,7 @@ fn killing_the_shim_during_ctr_run_leaves_nothing() {
     let socket = socket_of(&c, id);
     c.ctr(&["task", "kill", "-s", "KILL", id]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while c.ctr(&["task", "delete", id]).code != 0 && c.task_status(id) != "" {
+    while c.ctr(&["task", "delete", id]).code != 0 && !c.task_status(id).is_empty() {
         assert!(Instant::now() < deadline, "cleaning up the probe's container");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -756,3 +756,56 @@ fn a_start_that_dies_before_confirming_leaves_no_reservation() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn start_logs_option_warnings_to_containerd_not_into_the_address() {
+    // containerd reads `start`'s stdout and stderr together as the address: a warning must go
+    // to the bundle's log (containerd's log) instead. Options with no ConfigPath (what CRI makes
+    // of an `options` table whose keys it does not know) are accepted with a warning; options
+    // berth does not understand fail the start, with the reason on stderr.
+    rustix::process::set_child_subreaper(Some(rustix::process::Pid::INIT)).unwrap();
+    let tmp = tempfile::Builder::new().prefix("bdirect").tempdir_in("/tmp").unwrap();
+    let base = tmp.path();
+    let ns = format!("direct-warn-{}", std::process::id());
+    let ctrd = base.join("containerd.sock").to_string_lossy().into_owned();
+    let b = bundle(base, "w1", &["sleep", "1000"]);
+    fs::write(b.join("log"), "").unwrap();
+    let start = |stdin: &[u8]| {
+        let f = base.join("stdin");
+        fs::write(&f, stdin).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"))
+            .args(["-namespace", &ns, "-address", &ctrd, "-publish-binary", "/bin/false", "-id", "w1", "start"])
+            .current_dir(&b)
+            .env("BERTH_SHIM_ROOT", base.join("state"))
+            .stdin(fs::File::open(&f).unwrap())
+            .output()
+            .unwrap()
+    };
+    // google.protobuf.Any{type_url: "runtimeoptions.v1.Options", value: empty}
+    let mut empty = vec![0x0a, 25];
+    empty.extend_from_slice(b"runtimeoptions.v1.Options");
+    let out = start(&empty);
+    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    let addr = String::from_utf8(out.stdout).unwrap();
+    assert!(out.stderr.is_empty() && addr.starts_with("unix:///run/containerd/s/") && !addr.contains(' '), "{addr:?}");
+    let log = fs::read_to_string(b.join("log")).unwrap();
+    assert!(log.contains("level=warning") && log.contains("no ConfigPath"), "log: {log}");
+    let mut c = Client::connect(&addr);
+    let connect: api::ConnectResponse = c.call("Connect", &api::ConnectRequest::new()).unwrap();
+    drop(c);
+    if let Some(p) = rustix::process::Pid::from_raw(connect.shim_pid as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+    }
+    let _ = fs::remove_file(addr.trim_start_matches("unix://"));
+
+    // An options type berth does not know: refused, nothing printed as an address, no server.
+    let mut runsc = vec![0x0a, 30];
+    runsc.extend_from_slice(b"io.containerd.runsc.v1.options");
+    let out = start(&runsc);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"io.containerd.runsc.v1.options\" are not understood by berth's shim"), "{err}");
+    assert!(!b.join("address").exists() || fs::read_to_string(b.join("address")).unwrap() == addr);
+}
