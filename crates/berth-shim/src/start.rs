@@ -116,26 +116,20 @@ impl DirLock {
     }
 }
 
-/// Binds and listens on `path`, which appears only once it listens (a socket that refuses
-/// connections is a dead server's, and may be removed): bound under a temporary name, then
-/// linked into place. `EADDRINUSE` if `path` exists. The descriptor is inheritable (not
-/// close-on-exec): it is meant for the server process.
+/// Binds and listens on `path`, under the directory lock: a socket that refuses connections
+/// when looked at under the lock is a dead server's (never one between its bind and its
+/// listen), and may be removed. `EADDRINUSE` if `path` exists. The descriptor is inheritable
+/// (not close-on-exec): it is meant for the server process.
 fn bind(path: &Path) -> std::io::Result<OwnedFd> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("shim");
-    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
     let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::empty(), None)?;
-    rustix::net::bind(&fd, &SocketAddrUnix::new(&tmp)?)?;
-    let linked = rustix::net::listen(&fd, 128).map_err(std::io::Error::from).and_then(|()| {
-        let _lock = DirLock::take()?;
-        std::fs::hard_link(&tmp, path)
-    });
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(fd),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Errno::ADDRINUSE.into()),
-        Err(e) => Err(e),
+    let addr = SocketAddrUnix::new(path)?;
+    let _lock = DirLock::take()?;
+    rustix::net::bind(&fd, &addr)?;
+    if let Err(e) = rustix::net::listen(&fd, 128) {
+        let _ = std::fs::remove_file(path);
+        return Err(e.into());
     }
+    Ok(fd)
 }
 
 /// Removes the socket at `path` if no server listens on it any more.
