@@ -3,8 +3,9 @@
 //! containerd runs this binary as `io.containerd.berth.v2`. It serves the task v2 ttrpc API
 //! (`containerd.task.v2.Task`) on berth's runtime library (`berth-linux`, `berth-cgroups`):
 //! containers are created in-process, with no runtime binary executed per operation. One
-//! single-threaded server process serves a whole group of containers (see `start.rs`), which
-//! is what keeps the per-container cost low. See docs/containerd.md.
+//! single-threaded server process serves a group of containers (see `start.rs`: one container,
+//! or one pod, by default, so that a crash costs no more), which is what keeps the
+//! per-container cost low. See docs/containerd.md.
 //!
 //! Modules: [`args`] (the command line), [`start`] (the `start`/`delete` handshake and
 //! grouping), [`options`] (the runtime options `start` receives), [`server`] (the event loop and the Task service), [`ttrpc`] (framing),
