@@ -592,7 +592,7 @@ impl Drop for Docker {
 #[test]
 fn docker_run_output_and_exit_codes() {
     let _g = lock();
-    let d = Docker::start();
+    let mut d = Docker::start();
 
     let o = d.run_with("berth", &["--rm", IMAGE, "sh", "-c", "echo hello from berth; echo to-stderr >&2"]);
     assert_out(&o, 0, "hello from berth", "docker run");
@@ -603,6 +603,21 @@ fn docker_run_output_and_exit_codes() {
         b"through stdin\n",
     );
     assert_out(&o, 0, "got:through stdin", "docker run -i");
+
+    // --init: Docker binds its docker-init (tini) into the container as the init.
+    let o = d.run_with("berth", &["--rm", "--init", IMAGE, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 4"]);
+    assert_out(&o, 4, "/sbin/docker-init -- sh -c", "docker run --init");
+    // The host's pid namespace: after the init exits, the shim kills what is left in the
+    // cgroup (`kill --all ID 9` on the stopped container), which must succeed.
+    let cidfile = d.dir.path().join("pidhost.cid").to_string_lossy().into_owned();
+    let o = d.run_with(
+        "berth",
+        &["--rm", "--pid", "host", "--cidfile", &cidfile, IMAGE, "sh", "-c", "sleep 100000 & echo host-pid-ns; exit 4"],
+    );
+    assert_out(&o, 4, "host-pid-ns", "docker run --pid host");
+    let id = fs::read_to_string(&cidfile).expect("--cidfile").trim().to_string();
+    d.ids.push(id.clone());
+    d.assert_gone(&id);
 
     let cases: [(&str, &[&str], i32); 5] = [
         ("exit 0", &["sh", "-c", "exit 0"], 0),
