@@ -1184,9 +1184,11 @@ impl Server {
     // ---- control -----------------------------------------------------------------------
 
     fn kill(&mut self, req: api::KillRequest) -> Result<api::Empty> {
-        let signal = i32::try_from(req.signal).unwrap_or(0);
-        let sig = Signal::from_named_raw(signal)
-            .filter(|_| (1..=64).contains(&signal))
+        // Any number 1 to 64: real-time signals too (SIGRTMIN+3 is systemd images' stop
+        // signal, which CRI sends by number).
+        let signal = i32::try_from(req.signal)
+            .ok()
+            .filter(|s| (1..=64).contains(s))
             .ok_or_else(|| Error::Invalid(format!("signal {}: not a valid signal number", req.signal)))?;
         let c = self.container_mut(&req.id)?;
         if req.exec_id.is_empty() && req.all {
@@ -1200,7 +1202,7 @@ impl Server {
                 .pidfd
                 .as_ref()
                 .ok_or_else(|| Error::State(format!("process {} in task {} is not started", req.exec_id, req.id)))?;
-            rustix::process::pidfd_send_signal(fd, sig)
+            berth_sys::signal::pidfd_send(fd.as_fd(), signal)
                 .map_err(|e| Error::io(format!("signalling process {} of task {}", p.pid, req.id), e))?;
         }
         if signal == libc::SIGKILL && c.paused {
