@@ -473,7 +473,53 @@ impl Drop for Containerd {
         reap_orphans(Duration::from_secs(15));
         unmount_under(self.dir.path());
         let _ = fs::remove_dir_all(format!("/run/containerd/runc/{}", self.ns));
+        // ctr's default cgroups path is /<namespace>/<id>: the runtimes remove the
+        // containers' directories, not the namespace's parent (as runc does). Ours to remove.
+        let left = remove_cgroup_parent(&self.ns);
+        if !left.is_empty() {
+            eprintln!("cgroup directories left: {left:?}");
+        }
     }
+}
+
+/// Removes `<hierarchy>/<name>` (and empty directories below it) in every mounted cgroup
+/// hierarchy; returns those that could not be removed.
+pub fn remove_cgroup_parent(name: &str) -> Vec<PathBuf> {
+    fn rm(dir: &Path) -> bool {
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match fs::remove_dir(dir) {
+                Ok(()) => return true,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return true,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut left = Vec::new();
+    for l in info.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else { continue };
+        let fstype = post.split_whitespace().next().unwrap_or("");
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        let Some(mp) = pre.split_whitespace().nth(4) else { continue };
+        let d = Path::new(mp).join(name);
+        if d.exists() && !rm(&d) {
+            left.push(d);
+        }
+    }
+    left
 }
 
 pub fn assert_out(o: &Out, code: i32, stdout_has: &str, what: &str) {
