@@ -116,6 +116,13 @@ impl DirLock {
     }
 }
 
+/// The listen backlog of a shim's socket. A grouped shim serves a whole namespace, so a storm
+/// of parallel creates connects to it all at once (each `start`, then containerd), and
+/// containerd's Go dialer fails on the first EAGAIN of a full backlog. The kernel caps it at
+/// `net.core.somaxconn` (4096 by default); Go's own listeners, the runc shim's included, ask
+/// for that much too.
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// Binds and listens on `path`, under the directory lock: a socket that refuses connections
 /// when looked at under the lock is a dead server's (never one between its bind and its
 /// listen), and may be removed. `EADDRINUSE` if `path` exists. The descriptor is inheritable
@@ -125,7 +132,7 @@ fn bind(path: &Path) -> std::io::Result<OwnedFd> {
     let addr = SocketAddrUnix::new(path)?;
     let _lock = DirLock::take()?;
     rustix::net::bind(&fd, &addr)?;
-    if let Err(e) = rustix::net::listen(&fd, 128) {
+    if let Err(e) = rustix::net::listen(&fd, LISTEN_BACKLOG) {
         let _ = std::fs::remove_file(path);
         return Err(e.into());
     }
@@ -379,6 +386,34 @@ pub fn inherited_start_pipe() -> Result<Option<OwnedFd>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A grouped shim serves a whole namespace: a storm of parallel creates makes every
+    /// `start` (Reserve) and containerd itself connect at once, and containerd's Go dialer
+    /// gives up on the first EAGAIN of a full backlog ("connect: resource temporarily
+    /// unavailable"; bench/scale's 200-create storm lost a container to it with 128).
+    #[test]
+    fn the_group_socket_queues_a_storm_of_connections() {
+        std::fs::create_dir_all(SOCKET_DIR).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s");
+        let _listener = bind(&path).unwrap();
+        let addr = SocketAddrUnix::new(&path).unwrap();
+        let mut conns = Vec::new();
+        for i in 0..512 {
+            // Non-blocking, as Go dials: a full backlog is EAGAIN, not a wait.
+            let c = rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::STREAM,
+                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+                None,
+            )
+            .unwrap();
+            if let Err(e) = rustix::net::connect(&c, &addr) {
+                panic!("connection {} of 512 (none accepted yet): {e}", i + 1);
+            }
+            conns.push(c);
+        }
+    }
 
     #[test]
     fn socket_paths_differ_per_address_namespace_and_group_and_fit() {
