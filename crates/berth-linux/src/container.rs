@@ -89,13 +89,13 @@ pub enum Launched {
 }
 
 /// Cleanup of a partially created container. Disarmed on success.
-struct Guard<'a> {
+pub(crate) struct Guard<'a> {
     root: &'a Path,
     id: &'a str,
     dir_created: bool,
     /// The cgroup directories this create made (not a pre-existing cgroup's).
-    cgroup: Option<berth_cgroups::Created>,
-    child: Option<(i32, OwnedFd)>,
+    pub(crate) cgroup: Option<berth_cgroups::Created>,
+    pub(crate) child: Option<(i32, OwnedFd)>,
     /// The rootfs of a container without a mount namespace of its own, whose mounts are in
     /// ours.
     shared_mounts: Option<PathBuf>,
@@ -104,7 +104,7 @@ struct Guard<'a> {
 }
 
 impl Guard<'_> {
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.dir_created = false;
         self.cgroup = None;
         self.child = None;
@@ -142,7 +142,7 @@ impl Drop for Guard<'_> {
 
 /// The name of `uid` in the host's /etc/passwd (runc shows it as the container's owner), or
 /// `#uid` when it has none.
-fn user_name(uid: u32) -> String {
+pub(crate) fn user_name(uid: u32) -> String {
     fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|p| {
@@ -188,7 +188,7 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
 /// Creates the container's cgroups. An unprivileged caller usually cannot (cgroups are not
 /// delegated to it), so rootless containers run without them, with a warning when the spec
 /// asked for limits that therefore do not apply (runc behaves the same).
-fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
+pub(crate) fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
     if !rootless {
@@ -216,7 +216,7 @@ fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_
 }
 
 /// Creates the cgroup [`resolve_cgroup`] found.
-fn create_cgroup(
+pub(crate) fn create_cgroup(
     spec: &Spec,
     cg: Option<berth_cgroups::Cgroup>,
     rootless: bool,
@@ -277,6 +277,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
             spec.clone()
         }
     };
+    // VM isolation (docs/vm-isolation.md): the same operations, the container in a VM.
+    if berth_vm::requested(&spec).map_err(|e| Error::Invalid(e.to_string()))? {
+        return crate::vm::launch(opts, mode, &bundle, spec, guard);
+    }
     let (listen_fds, extra_env) = listen_fds();
     let mut plan = plan::build(
         &opts.id,
@@ -754,7 +758,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     }
     let sig =
         Signal::from_named_raw(signal).ok_or_else(|| Error::Invalid(format!("signal {signal}: not a valid signal")))?;
-    if all {
+    if all && crate::vm::is_vm(&st.spec) {
+        crate::vm::signal_all(root, id, signal)?;
+    } else if all {
         let cg = st.cgroup.as_ref().ok_or_else(|| {
             Error::WrongState(format!("container {} has no cgroup (rootless without delegation)", st.id))
         })?;
@@ -850,7 +856,8 @@ pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
     if let Some(cg) = &st.cgroup {
         // A create that was killed may have left an init the record does not name yet (it
         // dies of its parent-death signal, but perhaps not before we get here).
-        if !st.own_pidns || st.creating {
+        // (A VM's QEMU and virtiofsd die with their supervisor, but asynchronously.)
+        if !st.own_pidns || st.creating || crate::vm::is_vm(&st.spec) {
             let _ = cg.signal_all(libc::SIGKILL);
         }
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;

@@ -209,6 +209,9 @@ pub fn spawn(opts: &ExecOptions) -> Result<Spawned> {
         process.set_cwd(base.cwd().clone());
     }
     berth_spec::validate_process(&process, true).map_err(|e| Error::Invalid(e.to_string()))?;
+    if crate::vm::is_vm(&st.spec) {
+        return crate::vm::spawn_exec(&st, &process, opts);
+    }
     let mut plan = crate::plan::process_plan(&process, opts.preserve_fds, &[])?;
     crate::plan::container_settings(&mut plan, &st.spec)?;
     if plan.terminal && opts.console_socket.is_none() && opts.detach {
