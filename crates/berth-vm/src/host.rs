@@ -31,13 +31,15 @@ fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-/// The directories searched for `vmlinuz` and `initramfs.cpio.gz`, in order: `$BERTH_VM_DIR`,
+/// The directories searched for `vmlinuz` and `initramfs.cpio.gz`: `$BERTH_VM_DIR` alone when set;
+/// otherwise, in order,
 /// `target/vm` beside a berth built in `target/{debug,release}` (what `scripts/vm-image`
 /// writes), `/usr/local/share/berth/vm`, `/usr/share/berth/vm`.
 pub fn image_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os("BERTH_VM_DIR") {
-        dirs.push(PathBuf::from(d));
+        // An explicit directory is the only one (no surprise fallback to another image).
+        return vec![PathBuf::from(d)];
     }
     // The executable's path (argv[0] too: a berth sealed against CVE-2019-5736 runs from a
     // memfd, whose /proc/self/exe names no directory).

@@ -141,6 +141,8 @@ struct Sup {
 pub fn supervise(cfg: Config) -> ! {
     // A creator that dies during setup takes the half-built VM with it; cleared once ready.
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    // virtiofsd forks its sandbox; whatever it leaves is reaped here, not by a stranger.
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     let report = cfg.report.try_clone().ok();
     match setup(cfg) {
         Ok(mut s) => {
@@ -804,6 +806,15 @@ impl Sup {
             if let Some(p) = Pid::from_raw(pid) {
                 let _ = rustix::process::kill_process(p, Signal::KILL);
                 let _ = rustix::process::waitpid(Some(p), WaitOptions::empty());
+            }
+        }
+        // Anything else of ours (virtiofsd's sandbox child) dies with its parent: reap it.
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end {
+            match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+                Ok(Some(_)) => {}
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => break,
             }
         }
         for p in [self.paths.agent(), self.paths.fs(), self.paths.ctl()] {
