@@ -425,6 +425,17 @@ bench_shim_binary() {
     if [ -x "$s" ]; then echo "$s"; fi
 }
 
+# bench_remove_cgroup_parent NAME: removes /NAME (and the empty cgroups below it) in every
+# mounted cgroup hierarchy: ctr's cgroups path is /<namespace>/<id>, and the runtimes remove
+# only the containers' directories.
+bench_remove_cgroup_parent() {
+    local name=$1 mp
+    for mp in $(awk '$0 ~ / - cgroup2? / {print $5}' /proc/self/mountinfo); do
+        [ -d "$mp/$name" ] && find "$mp/$name" -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
+    return 0
+}
+
 # bench_containerd DIR SHIM: starts a private containerd in DIR (its own root, state and
 # socket, the CRI plugin off) that finds SHIM (if given) as runtime io.containerd.berth.v2,
 # stopped at exit. Sets CTD_SOCK, CTD_PID and ctr_cmd (ctr on that socket, namespace bench).
@@ -446,7 +457,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 TOML
     PATH=$dir/bin:$PATH containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
     CTD_PID=$!
-    bench_exit_hook "kill $CTD_PID 2>/dev/null; wait $CTD_PID 2>/dev/null"
+    bench_exit_hook "kill $CTD_PID 2>/dev/null; wait $CTD_PID 2>/dev/null; bench_remove_cgroup_parent bench"
     ctr_cmd="ctr -a $CTD_SOCK -n bench"
     for i in $(seq 100); do
         $ctr_cmd version >/dev/null 2>&1 && return 0

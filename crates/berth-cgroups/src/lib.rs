@@ -31,6 +31,7 @@ mod oom;
 mod procs;
 mod rootless;
 mod stats;
+mod sub;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub use oom::OomWatcher;
 pub use procs::PreparedJoin;
 pub use rootless::without_unavailable;
 pub use stats::*;
+pub use sub::parse_sub_cgroups;
 
 /// Conversions between OCI (v1-flavoured) values and cgroup v2 values, with
 /// runc's formulas. Public so callers (e.g. `berth features`) can show them.

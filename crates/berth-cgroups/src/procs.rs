@@ -98,9 +98,10 @@ pub(crate) fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupE
 }
 
 pub(crate) fn signal_all(cg: &Cgroup, sig: i32) -> Result<(), CgroupError> {
-    let Some(signal) = rustix::process::Signal::from_named_raw(sig) else {
+    // Any number 0 to 64: real-time signals (a systemd image's SIGRTMIN+3) included.
+    if !(0..=berth_sys::signal::SIGMAX).contains(&sig) {
         return Err(CgroupError::invalid("signal", format!("{sig} is not a signal number")));
-    };
+    }
     if sig == libc::SIGKILL && cg.mode() == crate::Mode::Unified {
         if let Some(dir) = cg.unified_dir() {
             match fsutil::write(dir, "cgroup.kill", "1", None) {
@@ -119,14 +120,13 @@ pub(crate) fn signal_all(cg: &Cgroup, sig: i32) -> Result<(), CgroupError> {
     }
     let result = (|| {
         for pid in cg.pids()? {
-            let Some(p) = rustix::process::Pid::from_raw(pid) else {
+            if pid <= 0 {
                 continue;
-            };
-            match rustix::process::kill_process(p, signal) {
-                Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-                Err(e) => {
-                    return Err(CgroupError::Sys { op: "kill", path: format!("/proc/{pid}").into(), source: e.into() })
-                }
+            }
+            match berth_sys::signal::kill(pid, sig) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(CgroupError::Sys { op: "kill", path: format!("/proc/{pid}").into(), source: e }),
             }
         }
         Ok(())

@@ -1,4 +1,4 @@
-//! The CLI's logger: `--log FILE --log-format text|json --debug`.
+//! The CLI's logger: `--log FILE --log-format text|json --log-level LEVEL --debug`.
 //!
 //! JSON lines carry `level`, `msg` and `time`, which the containerd runc shim reads back from
 //! `log.json` to build its error messages. Without `--log`, messages go to stderr as text.
@@ -74,7 +74,7 @@ impl log::Log for Logger {
 }
 
 /// Installs the logger. Returns the opened log file path's format for error reporting.
-pub fn init(path: Option<&Path>, format: Format, debug: bool) -> anyhow::Result<()> {
+pub fn init(path: Option<&Path>, format: Format, level: log::LevelFilter) -> anyhow::Result<()> {
     let file = match path {
         Some(p) => Some(Mutex::new(
             std::fs::OpenOptions::new()
@@ -85,7 +85,6 @@ pub fn init(path: Option<&Path>, format: Format, debug: bool) -> anyhow::Result<
         )),
         None => None,
     };
-    let level = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Warn };
     let logger = Logger { level, format, file };
     log::set_max_level(level);
     log::set_boxed_logger(Box::new(logger)).map_err(|e| anyhow::anyhow!("installing the logger: {e}"))

@@ -172,11 +172,17 @@ fn args0_not_found() {
     let mut b = env.bundle_own(&["no-such-command"]);
     // (The text log format escapes the quotes around the name, so the needles avoid them.)
     create_and_run_fail_clean(&env, &b, "noexe", "no-such-command\\\": executable file not found in $PATH");
+    // Go's exec.LookPath words, as runc prints them (Docker and podman map them to 127/126).
     b.set("/process/args", json!(["/bin/no-such-file"]));
-    create_and_run_fail_clean(&env, &b, "noabs", "/bin/no-such-file\\\": no such executable file");
+    create_and_run_fail_clean(
+        &env,
+        &b,
+        "noabs",
+        "/bin/no-such-file\\\": stat /bin/no-such-file: no such file or directory",
+    );
     // A directory is not executable either.
     b.set("/process/args", json!(["/etc"]));
-    create_and_run_fail_clean(&env, &b, "isdir", "/etc\\\": no such executable file");
+    create_and_run_fail_clean(&env, &b, "isdir", "/etc\\\": permission denied");
     env.finish();
 }
 
@@ -556,11 +562,11 @@ fn delete_of_a_running_container_without_force() {
 fn commands_on_a_container_that_does_not_exist() {
     let env = Env::new();
     let id = env.id("ghost");
-    for args in
-        [vec!["start", &id], vec!["state", &id], vec!["kill", &id], vec!["delete", &id], vec!["exec", &id, "true"]]
-    {
+    for args in [vec!["start", &id], vec!["state", &id], vec!["kill", &id], vec!["delete", &id]] {
         env.berth(&args).fails_with("does not exist").code_is(1);
     }
+    // exec's own failures exit 255, as in runc.
+    env.berth(&["exec", &id, "true"]).fails_with("does not exist").code_is(255);
     // delete --force of nothing succeeds, as with runc (containerd's shim relies on it).
     env.berth(&["delete", "--force", &id]).ok();
     // ... and removes a directory left without a state file (a create that was killed).

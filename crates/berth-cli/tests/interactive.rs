@@ -182,7 +182,7 @@ fn exec_is_refused_unless_the_container_runs() {
     env.berth(&["kill", &id, "KILL"]).ok();
     env.reap(pid);
     env.wait_status(&id, "stopped");
-    env.berth(&["exec", &id, "true"]).fails_with("not running");
+    env.berth(&["exec", &id, "true"]).fails_with("cannot exec in a stopped container");
     env.berth(&["kill", &id]).fails_with("not running");
     env.berth(&["delete", &id]).ok();
     env.finish();

@@ -46,17 +46,21 @@ pub const SIGRTMIN: i32 = 34;
 /// The last real-time signal.
 pub const SIGRTMAX: i32 = 64;
 
-/// Parses a signal given by name (`TERM`, `SIGTERM`, `sigkill`, `RTMIN+2`) or number (`9`).
+/// Parses a signal given by name (`TERM`, `SIGTERM`, `sigkill`, `RTMIN+2`) or number (`9`,
+/// `37`). `0` is accepted: it sends nothing and only checks that the process exists (`kill ID
+/// 0`, the liveness probe). runc takes any number and lets kill(2) refuse it; berth checks
+/// the range here, with the same exit status. runc knows real-time signals only by number;
+/// berth also by their `RTMIN+n`/`RTMAX-n` names.
 pub fn parse_signal(s: &str) -> Result<i32, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("signal: must not be empty".into());
     }
     if let Ok(n) = t.parse::<i32>() {
-        if (1..=SIGRTMAX).contains(&n) {
+        if (0..=SIGRTMAX).contains(&n) {
             return Ok(n);
         }
-        return Err(format!("signal {t}: out of range 1..={SIGRTMAX}"));
+        return Err(format!("signal {t}: out of range 0..={SIGRTMAX}"));
     }
     let up = t.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -122,7 +126,9 @@ mod tests {
         assert_eq!(parse_signal("RTMIN"), Ok(34));
         assert_eq!(parse_signal("SIGRTMIN+3"), Ok(37));
         assert_eq!(parse_signal("RTMAX-1"), Ok(63));
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0"), Ok(0));
+        assert_eq!(parse_signal("64"), Ok(64));
+        assert!(parse_signal("-1").is_err());
         assert!(parse_signal("65").is_err());
         assert!(parse_signal("SIGFOO").is_err());
         assert!(parse_signal("RTMIN+40").is_err());

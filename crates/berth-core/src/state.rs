@@ -116,19 +116,23 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
-/// Validates a container id the way runc does: `^[\w+-\.]+$`, and not `.` or `..`.
+/// Validates a container id the way runc does: `^[\w+-\.]+$`, and not `.` or `..`. The
+/// messages carry runc's words (`container id cannot be empty`, `invalid container ID
+/// format`), which users' scripts look for, then say what is wrong.
 pub fn validate_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
-        return Err("container id: must not be empty".into());
+        return Err("container id cannot be empty".into());
     }
     if id == "." || id == ".." {
-        return Err(format!("container id {id:?}: invalid"));
+        return Err(format!("invalid container ID format: container id {id:?} is a path component"));
     }
     if id.len() > 1024 {
-        return Err("container id: longer than 1024 bytes".into());
+        return Err("invalid container ID format: container id longer than 1024 bytes".into());
     }
     if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))) {
-        return Err(format!("container id {id:?}: invalid character {c:?} (allowed: letters, digits, _ + - .)"));
+        return Err(format!(
+            "invalid container ID format: container id {id:?} has the character {c:?} (allowed: letters, digits, _ + - .)"
+        ));
     }
     Ok(())
 }

@@ -64,6 +64,15 @@ pub struct CreateOptions {
     pub keep_master: bool,
     /// `--rootless` (detected by default).
     pub rootless: crate::rootless::Rootless,
+    /// `--no-new-keyring`: the init keeps its creator's session keyring instead of joining a
+    /// new one of its own (`_ses.<id>`), and so do exec processes.
+    pub no_new_keyring: bool,
+    /// `run --keep`: a foreground run leaves the container `stopped`, its cgroups included,
+    /// for `delete` instead of removing it when the process exits.
+    pub keep: bool,
+    /// `run --no-subreaper`: a foreground run does not become a child subreaper, so orphans
+    /// of a container without its own pid namespace go to the caller's subreaper.
+    pub no_subreaper: bool,
 }
 
 /// What [`launch`] produced.
@@ -224,6 +233,13 @@ pub(crate) fn create_cgroup(
     let Some(cg) = cg else { return Ok(None) };
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let attempt = || {
+        // runc 1.1 warns and carries on (1.2 refuses): the container shares its limits, and
+        // `kill --all`, `pause` and `delete` would act on the other processes too.
+        if let Ok(pids) = cg.pids() {
+            if !pids.is_empty() {
+                log::warn!("container's cgroup is not empty: {} process(es) found", pids.len());
+            }
+        }
         let resources = match effective_resources(spec) {
             Some(r) if cg.is_delegated() => Some(berth_cgroups::without_unavailable(Some(&cg), &r).0),
             other => other,
@@ -286,7 +302,12 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         &opts.id,
         &bundle,
         &spec,
-        BuildOptions { no_pivot: opts.no_pivot, preserve_fds: opts.preserve_fds + listen_fds, extra_env },
+        BuildOptions {
+            no_pivot: opts.no_pivot,
+            preserve_fds: opts.preserve_fds + listen_fds,
+            extra_env,
+            no_new_keyring: opts.no_new_keyring,
+        },
     )?;
     if !plan.own_mntns {
         guard.shared_mounts = Some(plan.rootfs.clone());
@@ -318,6 +339,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
         own_pidns: plan.own_pidns(),
         creating: true,
         intel_rdt: None,
+        no_new_keyring: opts.no_new_keyring,
         spec,
     };
     st.save(&opts.root)?;
@@ -379,7 +401,18 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let switches_ns = plan.join_pid.is_some() || plan.join_time.is_some() || plan.time_offsets.is_some();
     let home_ns = switches_ns.then(ChildrenNs::save);
     prepare_parent_namespaces(&plan)?;
-    let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
+    let forward = if mode == LaunchMode::RunForeground {
+        if !opts.no_subreaper {
+            // As runc's `run`: orphans of the container (one without a pid namespace of its
+            // own) come to us and are reaped while we wait, instead of piling up as zombies
+            // under a PID 1 that may not reap.
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+                .ctx(|| "becoming a child subreaper".to_string())?;
+        }
+        Some(crate::signals::Forwarder::block()?)
+    } else {
+        None
+    };
 
     let (parent_chan, child_chan) = Channel::pair().ctx(|| "creating the setup channel".to_string())?;
     let unified = match cg.as_ref().and_then(|c| c.unified_dir()) {
@@ -562,10 +595,12 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     let (_, pidfd) = guard.child.take().ok_or_else(|| Error::Init("lost the init".into()))?;
     guard.disarm();
     let code = match forward {
-        Some(f) => f.wait(pid, &pidfd, master)?,
+        Some(f) => f.wait(pid, &pidfd, master, !opts.no_subreaper)?,
         None => 0,
     };
-    destroy(&opts.root, &st)?;
+    if !opts.keep {
+        destroy(&opts.root, &st)?;
+    }
     Ok(Launched::Exited(code))
 }
 
@@ -704,12 +739,16 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
 /// `start` for a caller that holds the container's state (from [`Launched::Created`]).
 pub fn start_created(root: &Path, st: &ContainerState) -> Result<()> {
     let id = &st.id;
+    // runc's texts.
     match st.status(root) {
         ContainerStatus::Created => {}
         ContainerStatus::Stopped => {
-            return Err(Error::WrongState(format!("cannot start container {id}: it has stopped")))
+            return Err(Error::WrongState(format!("cannot start a container that has stopped ({id})")))
         }
-        s => return Err(Error::WrongState(format!("cannot start container {id}: it is already {s}"))),
+        ContainerStatus::Running => {
+            return Err(Error::WrongState(format!("cannot start an already running container ({id})")))
+        }
+        s => return Err(Error::WrongState(format!("cannot start a container in the {s} state ({id})"))),
     }
     let fifo = state::dir(root, id).join(EXEC_FIFO);
     let f = match rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty()) {
@@ -749,25 +788,51 @@ fn stop(st: &ContainerState) {
     }
 }
 
-/// `kill`: signals the init, or every process of the container with `all`.
+/// `kill`: signals the init, or every process of the container with `all`. Any signal 0 to
+/// 64: 0 only probes that the init is alive (`kill ID 0`), real-time ones included (a systemd
+/// image stops on SIGRTMIN+3). A stopped container answers "container not running" (runc's
+/// words, which containerd's shim reads as "already finished"), except with `all`, which
+/// signals whatever is left in its cgroup, as runc does after the init exited.
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let st = ContainerState::load(root, id)?;
     let status = st.status(root);
-    if status == ContainerStatus::Stopped && !all {
-        return Err(Error::WrongState(format!("cannot kill container {id}: container not running")));
+    if !(0..=berth_sys::signal::SIGMAX).contains(&signal) {
+        return Err(Error::Invalid(format!(
+            "signal {signal}: not a valid signal (0 to {})",
+            berth_sys::signal::SIGMAX
+        )));
     }
-    let sig =
-        Signal::from_named_raw(signal).ok_or_else(|| Error::Invalid(format!("signal {signal}: not a valid signal")))?;
+    let not_running = || Error::WrongState(format!("cannot kill container {id}: container not running"));
     if all && crate::vm::is_vm(&st.spec) {
         crate::vm::signal_all(root, id, signal)?;
     } else if all {
-        let cg = st.cgroup.as_ref().ok_or_else(|| {
-            Error::WrongState(format!("container {} has no cgroup (rootless without delegation)", st.id))
-        })?;
-        cg.signal_all(signal).map_err(|e| Error::Cgroup(e.to_string()))?;
+        match &st.cgroup {
+            Some(cg) => cg.signal_all(signal).map_err(|e| Error::Cgroup(e.to_string()))?,
+            // Without cgroups (rootless without delegation) nothing is left to find once the
+            // init is gone (runc succeeds there too).
+            None if status == ContainerStatus::Stopped => {}
+            None => {
+                return Err(Error::WrongState(format!(
+                    "container {} has no cgroup (rootless without delegation)",
+                    st.id
+                )))
+            }
+        }
     } else {
-        let pidfd = open_init(&st)?;
-        rustix::process::pidfd_send_signal(&pidfd, sig).ctx(|| format!("signalling the init of {id}"))?;
+        if status == ContainerStatus::Stopped {
+            return Err(not_running());
+        }
+        let pidfd = open_init(&st).map_err(|_| not_running())?;
+        match berth_sys::signal::pidfd_send(pidfd.as_fd(), signal) {
+            Ok(()) => {}
+            // Exited between the check and the signal.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                return Err(Error::WrongState(format!(
+                    "cannot kill container {id}: container not running: no such process"
+                )))
+            }
+            Err(e) => return Err(Error::io(format!("signalling the init of {id}"), e)),
+        }
     }
     if status == ContainerStatus::Paused && signal == libc::SIGKILL {
         if let Some(cg) = &st.cgroup {
@@ -815,7 +880,15 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
         ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(&st)?,
         s if force => {
-            if s == ContainerStatus::Paused {
+            // Half-frozen counts too (a freeze still in progress, or one that could not
+            // complete): a frozen init cannot die.
+            let freezing = st.cgroup.as_ref().is_some_and(|c| {
+                matches!(
+                    c.freezer_state(),
+                    Ok(berth_cgroups::FreezerState::Freezing | berth_cgroups::FreezerState::Frozen)
+                )
+            });
+            if s == ContainerStatus::Paused || freezing {
                 // A frozen init cannot die: queue the SIGKILL through a pidfd verified
                 // against the recorded start time, then thaw so it is delivered.
                 if let (Some(cg), Ok(fd)) = (&st.cgroup, open_init(&st)) {

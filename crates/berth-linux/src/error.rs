@@ -11,11 +11,11 @@ pub enum Error {
     /// The bundle or the request is invalid (bad config.json, bad flag value...).
     #[error("{0}")]
     Invalid(String),
-    /// No container with this id.
-    #[error("container {0:?} does not exist")]
+    /// No container with this id. (runc's words, which containerd, Docker and podman match.)
+    #[error("container does not exist: {0:?}")]
     NotFound(String),
-    /// A container with this id already exists.
-    #[error("container with id {0:?} already exists")]
+    /// A container with this id already exists. (runc's words.)
+    #[error("container with given ID already exists: {0:?}")]
     Exists(String),
     /// The container is in the wrong state for the operation.
     #[error("{0}")]

@@ -35,8 +35,13 @@ pub struct ExecArgs {
     pub user: Option<(u32, Option<u32>)>,
     /// `--additional-gids`.
     pub additional_gids: Vec<u32>,
-    /// `--cap`, added to the bounding, effective, permitted and ambient sets.
+    /// `--cap`, added to the bounding, effective, permitted and ambient sets; unknown names
+    /// are skipped with a warning, as runc does.
     pub caps: Vec<String>,
+    /// `--apparmor`: `process.apparmorProfile` of the exec process.
+    pub apparmor: Option<String>,
+    /// `--process-label`: `process.selinuxLabel` of the exec process.
+    pub process_label: Option<String>,
     /// `--no-new-privs`.
     pub no_new_privs: bool,
     /// `-t`.
@@ -52,6 +57,9 @@ pub struct ExecOptions {
     pub id: String,
     /// `--process FILE`.
     pub process_file: Option<PathBuf>,
+    /// The content of `process_file`, when the caller read it already (the CLI reads it
+    /// before closing inherited descriptors, so that `/dev/fd/N` works).
+    pub process_json: Option<Vec<u8>>,
     /// The process, given directly (embedding library); takes precedence over the file.
     pub process: Option<Process>,
     /// Descriptors for the process's stdio; `None` inherits the caller's.
@@ -66,6 +74,12 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// `--ignore-paused`: exec into a paused container; the process waits, frozen, until
+    /// `resume`.
+    pub ignore_paused: bool,
+    /// `--cgroup [CONTROLLER[,CONTROLLER...]:]PATH`, each an existing sub-cgroup of the
+    /// container's cgroup to run the process in.
+    pub sub_cgroups: Vec<String>,
 }
 
 /// One id of an `exec` flag: decimal digits only, in `0..=berth_spec::MAX_ID`. 4294967295 is
@@ -96,10 +110,12 @@ pub fn parse_additional_gids(s: &str) -> Result<Vec<u32>> {
     s.split(',').map(|g| parse_id("--additional-gids", s, "gid", g)).collect()
 }
 
-/// Builds the exec process from the container's process and the command-line overrides.
+/// Builds the exec process from the container's process and the command-line overrides, as
+/// runc's exec does: `-e` is appended to the spec's environment (the plan keeps the last value
+/// of a key), `-g` to its additional gids, `--cap` to four of its capability sets.
 pub fn process_from_args(base: &Process, a: &ExecArgs) -> Result<Process> {
     if a.args.is_empty() {
-        return Err(Error::Invalid("exec: missing command (give ARGS or --process)".into()));
+        return Err(Error::Invalid("process args cannot be empty (give a command or --process)".into()));
     }
     let mut p = base.clone();
     p.set_args(Some(a.args.clone()));
@@ -119,11 +135,19 @@ pub fn process_from_args(base: &Process, a: &ExecArgs) -> Result<Process> {
         }
     }
     if !a.additional_gids.is_empty() {
-        user.set_additional_gids(Some(a.additional_gids.clone()));
+        let mut gids = a.additional_gids.clone();
+        gids.extend(user.additional_gids().iter().flatten().copied());
+        user.set_additional_gids(Some(gids));
     }
     p.set_user(user);
     if a.no_new_privs {
         p.set_no_new_privileges(Some(true));
+    }
+    if let Some(ap) = &a.apparmor {
+        p.set_apparmor_profile(Some(ap.clone()));
+    }
+    if let Some(l) = &a.process_label {
+        p.set_selinux_label(Some(l.clone()));
     }
     if !a.caps.is_empty() {
         let mut caps = base.capabilities().clone().unwrap_or_else(|| {
@@ -135,9 +159,15 @@ pub fn process_from_args(base: &Process, a: &ExecArgs) -> Result<Process> {
                 .set_ambient(Some(Default::default()));
             c
         });
+        let mut unknown = Vec::new();
         for name in &a.caps {
-            let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(name.clone()))
-                .map_err(|_| Error::Invalid(format!("--cap {name:?}: unknown capability")))?;
+            // Exact names only, as runc (and the spec parser) read them.
+            let Some(cap) = berth_spec::capability_number(name)
+                .and_then(|_| serde_json::from_value::<oci_spec::runtime::Capability>(name.clone().into()).ok())
+            else {
+                unknown.push(name.as_str());
+                continue;
+            };
             // Never the inheritable set: that was CVE-2022-29162.
             for set in
                 [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone(), caps.ambient().clone()]
@@ -153,6 +183,9 @@ pub fn process_from_args(base: &Process, a: &ExecArgs) -> Result<Process> {
                     _ => caps.set_ambient(Some(s)),
                 };
             }
+        }
+        if !unknown.is_empty() {
+            log::warn!("--cap: ignoring unknown or unavailable capabilities: [{}]", unknown.join(" "));
         }
         p.set_capabilities(Some(caps));
     }
@@ -177,25 +210,49 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     let sp = spawn(opts)?;
     match forward {
         None => Ok(0),
-        Some(f) => f.wait(sp.pid, &sp.pidfd, sp.master),
+        Some(f) => f.wait(sp.pid, &sp.pidfd, sp.master, false),
     }
 }
 
 /// Starts an exec process and returns without waiting for it.
 pub fn spawn(opts: &ExecOptions) -> Result<Spawned> {
     let st = ContainerState::load(&opts.root, &opts.id)?;
-    match st.status(&opts.root) {
+    // runc's texts, which tools and tests look for.
+    let status = st.status(&opts.root);
+    match status {
         ContainerStatus::Running | ContainerStatus::Created => {}
+        ContainerStatus::Paused if opts.ignore_paused => {}
         ContainerStatus::Paused => {
-            return Err(Error::WrongState(format!("cannot exec in container {}: it is paused", opts.id)))
+            return Err(Error::WrongState(format!(
+                "cannot exec in a paused container (use --ignore-paused to override): {}",
+                opts.id
+            )))
         }
-        s => return Err(Error::WrongState(format!("cannot exec in container {}: it is {s}, not running", opts.id))),
+        s => {
+            return Err(Error::WrongState(format!(
+                "cannot exec in a {} container: {}",
+                if s == ContainerStatus::Stopped { "stopped".to_string() } else { s.to_string() },
+                opts.id
+            )))
+        }
     }
+    let sub_cgroup = if opts.sub_cgroups.is_empty() {
+        None
+    } else {
+        let cg = st.cgroup.as_ref().ok_or_else(|| {
+            Error::WrongState(format!("--cgroup: container {} has no cgroup (rootless without delegation)", opts.id))
+        })?;
+        let paths = berth_cgroups::parse_sub_cgroups(&opts.sub_cgroups).map_err(|e| Error::Invalid(e.to_string()))?;
+        Some(cg.sub_cgroup(&paths).map_err(|e| Error::Invalid(e.to_string()))?)
+    };
     let base = st.spec.process().clone().unwrap_or_default();
     let mut process = match (&opts.process, &opts.process_file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => {
-            let data = std::fs::read(f).ctx(|| format!("reading --process {}", f.display()))?;
+            let data = match &opts.process_json {
+                Some(d) => d.clone(),
+                None => std::fs::read(f).ctx(|| format!("reading --process {}", f.display()))?,
+            };
             let (p, warnings) =
                 berth_spec::parse_process(&data).map_err(|e| Error::Invalid(format!("--process: {e}")))?;
             for w in warnings {
@@ -213,6 +270,15 @@ pub fn spawn(opts: &ExecOptions) -> Result<Spawned> {
         return crate::vm::spawn_exec(&st, &process, opts);
     }
     let mut plan = crate::plan::process_plan(&process, opts.preserve_fds, &[])?;
+    if !st.no_new_keyring {
+        let userns = st
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+        plan.session_keyring = Some(crate::plan::SessionKeyring::of(&opts.id, false, userns)?);
+    }
     crate::plan::container_settings(&mut plan, &st.spec)?;
     if plan.terminal && opts.console_socket.is_none() && opts.detach {
         return Err(Error::Invalid("exec: -t with -d needs --console-socket".into()));
@@ -224,7 +290,8 @@ pub fn spawn(opts: &ExecOptions) -> Result<Spawned> {
         ),
         None => None,
     };
-    run(&st, &plan, seccomp.as_ref(), opts)
+    let refreeze = if status == ContainerStatus::Paused { st.cgroup.as_ref() } else { None };
+    run(&st, sub_cgroup.as_ref().or(st.cgroup.as_ref()), refreeze, &plan, seccomp.as_ref(), opts)
 }
 
 fn ns_flags(st: &ContainerState) -> (u32, u32) {
@@ -243,6 +310,8 @@ fn ns_flags(st: &ContainerState) -> (u32, u32) {
 
 fn run(
     st: &ContainerState,
+    cg: Option<&berth_cgroups::Cgroup>,
+    refreeze: Option<&berth_cgroups::Cgroup>,
     plan: &ProcessPlan,
     seccomp: Option<&berth_seccomp::CompiledFilter>,
     opts: &ExecOptions,
@@ -275,7 +344,6 @@ fn run(
         Some(fd)
     };
     let (console_parent, console_child) = crate::tty::console_endpoints(opts.console_socket.as_deref(), plan.terminal)?;
-    let cg = st.cgroup.as_ref();
     let unified = match cg.and_then(|c| c.unified_dir()) {
         Some(d) => Some(
             rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -325,6 +393,13 @@ fn run(
     }
     if let Some(g) = &st.intel_rdt {
         g.add_task(pid).map_err(kill_child)?;
+    }
+    if let Some(frozen) = refreeze {
+        // `--ignore-paused`: the new process must stop like the others. On a hybrid host the
+        // cgroup2 freezer traps it at once, and that trap can swallow the v1 freezer's wake-up
+        // on attach, leaving v1 FREEZING (and the container no longer reported paused);
+        // freezing the container again stops it in both, as `pause` does.
+        frozen.freeze().map_err(|e| kill_child(Error::Cgroup(format!("re-freezing the paused container: {e}"))))?;
     }
     pchan.send(&Msg::Go(String::new()), None).ctx(|| "signalling the exec process".to_string()).map_err(kill_child)?;
     loop {

@@ -341,6 +341,16 @@ pub fn exec_process(
 /// refused for lack of permission, to be retried as the user (who may have access root
 /// lacks, e.g. on a root-squashing NFS volume).
 fn privileged_work(p: &ProcessPlan) -> Result<bool> {
+    // A session of its own, as runc's nsexec gives every init and exec process: the caller's
+    // terminal signals go to berth, which forwards them. (With a terminal, taking it as the
+    // controlling tty already did this.)
+    // (EPERM: already a process group leader, i.e. that session's leader.)
+    match rustix::process::setsid() {
+        Ok(_) | Err(rustix::io::Errno::PERM) => {}
+        Err(e) => return Err(Error::io("setsid", e)),
+    }
+    // As root, before the user change: the keyring belongs to the container's root (runc).
+    join_session_keyring(p)?;
     set_rlimits(p)?;
     // Real-time and deadline policies and a lower nice value need CAP_SYS_NICE.
     if let Some(s) = &p.scheduler {
@@ -498,6 +508,25 @@ fn seal(p: &ProcessPlan, seccomp: Option<&berth_seccomp::CompiledFilter>, chan: 
     }
 }
 
+/// Joins (the init: creates) the container's session keyring, as runc does unless
+/// `--no-new-keyring`. A kernel without keyrings (ENOSYS) is tolerated, as in runc: the
+/// protection is best-effort there.
+fn join_session_keyring(p: &ProcessPlan) -> Result<()> {
+    let Some(k) = &p.session_keyring else { return Ok(()) };
+    let serial = match berth_sys::keyring::join_session_keyring(&k.name) {
+        Ok(s) => s,
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return Ok(()),
+        Err(e) => return Err(Error::io(format!("unable to join session keyring {:?}", k.name), e)),
+    };
+    if let Some(add) = k.add_perm {
+        let perm = berth_sys::keyring::permissions(serial)
+            .ctx(|| format!("unable to mod keyring permissions of {:?}", k.name))?;
+        berth_sys::keyring::set_permissions(serial, perm | add)
+            .ctx(|| format!("unable to mod keyring permissions of {:?}", k.name))?;
+    }
+    Ok(())
+}
+
 fn set_rlimits(p: &ProcessPlan) -> Result<()> {
     for r in &p.rlimits {
         let lim = rustix::process::Rlimit {
@@ -606,28 +635,39 @@ fn setgroups_denied() -> bool {
 }
 
 /// Finds the executable like execvp would, but before `ready`, so a missing binary fails
-/// `create` instead of `start` (runc does the same).
+/// `create` instead of `start` (runc does the same). The messages are Go's `exec.LookPath`
+/// ones, as runc prints them: Docker and podman turn "executable file not found" and "no such
+/// file or directory" into exit status 127 and "permission denied" into 126.
 fn lookup(p: &ProcessPlan) -> Result<std::ffi::CString> {
-    let check = |cand: &str| -> bool {
-        rfs::access(cand, rfs::Access::EXEC_OK).is_ok()
-            && rfs::stat(cand).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFREG).unwrap_or(false)
-    };
+    let executable = |st: &rfs::Stat| st.st_mode & libc::S_IFMT == libc::S_IFREG;
     let found = if p.arg0.contains('/') {
-        if check(&p.arg0) {
-            Some(p.arg0.clone())
-        } else {
-            return Err(Error::Invalid(format!("exec: {:?}: no such executable file (or not executable)", p.arg0)));
+        let st = rfs::stat(p.arg0.as_str())
+            .map_err(|e| Error::Invalid(format!("exec: {:?}: stat {}: {}", p.arg0, p.arg0, errno_text(e))))?;
+        if !executable(&st) || rfs::access(p.arg0.as_str(), rfs::Access::EXEC_OK).is_err() {
+            return Err(Error::Invalid(format!("exec: {:?}: permission denied", p.arg0)));
         }
+        Some(p.arg0.clone())
     } else {
         p.path_env
             .split(':')
             .map(|d| if d.is_empty() { "." } else { d })
             .map(|d| format!("{}/{}", d.trim_end_matches('/'), p.arg0))
-            .find(|c| check(c))
+            .find(|c| {
+                rfs::stat(c.as_str()).is_ok_and(|st| executable(&st))
+                    && rfs::access(c.as_str(), rfs::Access::EXEC_OK).is_ok()
+            })
     };
     let found =
         found.ok_or_else(|| Error::Invalid(format!("exec: {:?}: executable file not found in $PATH", p.arg0)))?;
     std::ffi::CString::new(found).map_err(|_| Error::Invalid("process.args[0]: NUL byte".into()))
+}
+
+/// An errno as Go prints it (`no such file or directory`): clients match these words.
+fn errno_text(e: rustix::io::Errno) -> String {
+    let s = std::io::Error::from(e).to_string();
+    let s = s.split(" (os error").next().unwrap_or_default();
+    let mut c = s.chars();
+    c.next().map_or_else(String::new, |f| f.to_lowercase().chain(c).collect())
 }
 
 /// HOME of `uid` from the container's /etc/passwd (runc sets HOME when the spec does not).

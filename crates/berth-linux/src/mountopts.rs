@@ -87,8 +87,79 @@ pub fn parse(options: &[String]) -> MountOptions {
     o
 }
 
+/// Every option [`parse`] recognises (anything else is filesystem data), sorted: the
+/// `mountOptions` of `berth features`.
+pub const KNOWN: &[&str] = &[
+    "acl",
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "idmap",
+    "iversion",
+    "lazytime",
+    "loud",
+    "mand",
+    "noacl",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "noiversion",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "nosymfollow",
+    "private",
+    "ratime",
+    "rbind",
+    "rdev",
+    "rdiratime",
+    "relatime",
+    "remount",
+    "rexec",
+    "ridmap",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
+    "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rshared",
+    "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "sync",
+    "tmpcopyup",
+    "unbindable",
+];
+
 fn flag_of(s: &str) -> Option<(bool, libc::c_ulong)> {
     Some(match s {
+        "acl" => (true, libc::MS_POSIXACL),
+        "noacl" => (false, libc::MS_POSIXACL),
         "async" => (false, libc::MS_SYNCHRONOUS),
         "atime" => (false, libc::MS_NOATIME),
         "bind" => (true, libc::MS_BIND),
@@ -240,6 +311,24 @@ mod tests {
         assert_eq!(o.rec_set, m::MOUNT_ATTR_RDONLY | m::MOUNT_ATTR_NOSUID);
         assert!(o.tmpcopyup);
         assert!(o.data.is_empty());
+    }
+
+    #[test]
+    fn known_is_exactly_what_parse_recognises() {
+        let mut sorted = KNOWN.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, KNOWN, "KNOWN must be sorted and without duplicates");
+        for o in KNOWN {
+            assert!(parse(&v(&[o])).data.is_empty(), "{o} is treated as filesystem data");
+        }
+        // Filesystem data stays data.
+        for o in ["mode=755", "size=1k", "newinstance", "gid=5", "context=x", "uid=0"] {
+            assert_eq!(parse(&v(&[o])).data, o);
+        }
+        let acl = parse(&v(&["acl"]));
+        assert_eq!(acl.flags, libc::MS_POSIXACL);
+        assert_ne!(parse(&v(&["acl", "noacl"])).cleared & libc::MS_POSIXACL, 0);
     }
 
     #[test]

@@ -170,6 +170,49 @@ pub struct ProcessPlan {
     pub mem_policy: Option<crate::procattr::MemPolicyPlan>,
     /// The container's `linux.personality` persona (see [`container_settings`]).
     pub personality: Option<libc::c_ulong>,
+    /// The session keyring the process joins; `None` keeps its creator's (`--no-new-keyring`).
+    pub session_keyring: Option<SessionKeyring>,
+}
+
+/// A container's own session keyring, as runc makes it: keyrings are not namespaced, so
+/// without one the container would share the session keyring of whoever started berth.
+#[derive(Debug, Clone)]
+pub struct SessionKeyring {
+    /// `_ses.<id>`: the init creates it, exec processes join it by this name.
+    pub name: std::ffi::CString,
+    /// Permission bits the creator adds so that later processes may find it by name: search
+    /// for its owner (`KEY_USR_SEARCH`), or for everyone with a user namespace
+    /// (`KEY_OTH_SEARCH`), as runc sets them. `None` for an exec process, which only joins.
+    pub add_perm: Option<u32>,
+}
+
+impl SessionKeyring {
+    /// The keyring of container `id`; `creator` for the init.
+    pub fn of(id: &str, creator: bool, userns: bool) -> Result<SessionKeyring> {
+        let name = std::ffi::CString::new(format!("_ses.{id}"))
+            .map_err(|_| Error::Invalid(format!("container id {id:?}: NUL byte")))?;
+        let add_perm = creator.then_some(if userns { 0x0000_0008 } else { 0x0008_0000 });
+        Ok(SessionKeyring { name, add_perm })
+    }
+}
+
+/// The environment as runc's init builds it (`os.Setenv` per entry): a later entry for a key
+/// replaces the earlier one in place, so each key appears once, with its last value, where it
+/// first appeared. execve would otherwise pass both and `getenv` return the first.
+pub fn dedup_env(env: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len());
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for e in env {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string();
+        match at.get(&key) {
+            Some(&i) => out[i] = e,
+            None => {
+                at.insert(key, out.len());
+                out.push(e);
+            }
+        }
+    }
+    out
 }
 
 /// A namespace the container joins (`linux.namespaces[i].path`). The parent opens the file
@@ -422,6 +465,7 @@ pub fn process_plan(process: &Process, preserve_fds: u32, extra_env: &[String]) 
     let arg0 = args.first().cloned().ok_or_else(|| Error::Invalid("process.args: must not be empty".into()))?;
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(extra_env.iter().cloned());
+    let env = dedup_env(env);
     let path_env = env
         .iter()
         .rev()
@@ -490,6 +534,7 @@ pub fn process_plan(process: &Process, preserve_fds: u32, extra_env: &[String]) 
         selinux_label,
         mem_policy: None,
         personality: None,
+        session_keyring: None,
     })
 }
 
@@ -512,6 +557,8 @@ pub struct BuildOptions {
     pub preserve_fds: u32,
     /// Extra environment (LISTEN_FDS=...).
     pub extra_env: Vec<String>,
+    /// `--no-new-keyring`: the init keeps its creator's session keyring.
+    pub no_new_keyring: bool,
 }
 
 /// Builds the plan for container `id` from a validated `spec` in `bundle`.
@@ -689,6 +736,9 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
     // The runtime spec: "not applicable to the container's init process" (runc ignores it
     // there too); an exec takes the container's process.execCPUAffinity.
     process_plan.cpu_affinity = None;
+    if !opts.no_new_keyring {
+        process_plan.session_keyring = Some(SessionKeyring::of(id, true, new_userns || join_user.is_some())?);
+    }
     let hooks = spec.hooks().as_ref();
     #[allow(deprecated)]
     let runtime_hooks = hooks.is_some_and(|h| {
@@ -737,4 +787,18 @@ pub fn build(id: &str, bundle: &Path, spec: &Spec, opts: BuildOptions) -> Result
         seccomp: None,
         bind_trees: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keeps_the_last_value_in_the_first_place() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dedup_env(v(&["PATH=/bin", "FOO=a", "BAR=1", "FOO=b", "FOO=c", "NOEQ", "NOEQ", "E="])),
+            v(&["PATH=/bin", "FOO=c", "BAR=1", "NOEQ", "E="])
+        );
+    }
 }

@@ -20,10 +20,15 @@ fn cgroup(st: &ContainerState) -> Result<&berth_cgroups::Cgroup> {
 /// `pause`: freezes every process of a running container.
 pub fn pause(root: &Path, id: &str) -> Result<()> {
     let st = ContainerState::load(root, id)?;
+    // runc's words: "container not running" for a paused or stopped one.
     match st.status(root) {
         ContainerStatus::Running | ContainerStatus::Created => {}
-        ContainerStatus::Paused => return Err(Error::WrongState(format!("container {id} is already paused"))),
-        s => return Err(Error::WrongState(format!("cannot pause container {id}: it is {s}"))),
+        ContainerStatus::Paused => {
+            return Err(Error::WrongState(format!(
+                "cannot pause container {id}: container not running (already paused)"
+            )))
+        }
+        s => return Err(Error::WrongState(format!("cannot pause container {id}: container not running ({s})"))),
     }
     cgroup(&st)?.freeze().map_err(|e| Error::Cgroup(e.to_string()))
 }
@@ -32,7 +37,7 @@ pub fn pause(root: &Path, id: &str) -> Result<()> {
 pub fn resume(root: &Path, id: &str) -> Result<()> {
     let st = ContainerState::load(root, id)?;
     if st.status(root) != ContainerStatus::Paused {
-        return Err(Error::WrongState(format!("cannot resume container {id}: it is not paused")));
+        return Err(Error::WrongState(format!("cannot resume container {id}: container not paused")));
     }
     cgroup(&st)?.thaw().map_err(|e| Error::Cgroup(e.to_string()))
 }

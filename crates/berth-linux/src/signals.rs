@@ -56,8 +56,9 @@ impl Forwarder {
     }
 
     /// Forwards signals (and proxies the terminal) until the init exits; returns its exit
-    /// status (128+N for a signal).
-    pub fn wait(self, pid: i32, pidfd: &OwnedFd, master: Option<OwnedFd>) -> Result<i32> {
+    /// status (128+N for a signal). With `reap_orphans` (a foreground `run` that made itself
+    /// a child subreaper, as runc's does), every other child that exits is reaped too.
+    pub fn wait(self, pid: i32, pidfd: &OwnedFd, master: Option<OwnedFd>, reap_orphans: bool) -> Result<i32> {
         let raw = RawTerminal::enter(master.is_some());
         if let Some(m) = &master {
             sync_winsize(m);
@@ -66,6 +67,8 @@ impl Forwarder {
         let mut stdin_open = master.is_some();
         let mut master_open = master.is_some();
         let mut buf = vec![0u8; 32 * 1024];
+        // The init's status when reaping orphans collected it first.
+        let mut init_status = None;
         let code = loop {
             let mut fds = Vec::with_capacity(4);
             fds.push(PollFd::new(&self.fd, PollFlags::IN));
@@ -95,6 +98,13 @@ impl Forwarder {
                     }
                     let signo = sig::siginfo_signo(&info) as i32;
                     match signo {
+                        libc::SIGCHLD if reap_orphans => {
+                            while let Ok(Some((p, st))) = rustix::process::wait(WaitOptions::NOHANG) {
+                                if p.as_raw_nonzero().get() == pid {
+                                    init_status = Some(st);
+                                }
+                            }
+                        }
                         libc::SIGCHLD => {}
                         libc::SIGWINCH => {
                             if let Some(m) = &master {
@@ -119,13 +129,15 @@ impl Forwarder {
                     stdin_open = copy_once(stdin, m.as_fd(), &mut buf);
                 }
             }
-            if exited {
-                let status = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty())
-                    .ctx(|| "waiting for the container".to_string())?;
+            if exited || init_status.is_some() {
+                let status = match init_status.take() {
+                    Some(st) => Some(st),
+                    None => rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty())
+                        .ctx(|| "waiting for the container".to_string())?
+                        .map(|(_, st)| st),
+                };
                 let code = match status {
-                    Some((_, st)) => {
-                        st.exit_status().or_else(|| st.terminating_signal().map(|s| 128 + s)).unwrap_or(255)
-                    }
+                    Some(st) => st.exit_status().or_else(|| st.terminating_signal().map(|s| 128 + s)).unwrap_or(255),
                     None => 255,
                 };
                 break code;

@@ -39,6 +39,10 @@ pub struct ContainerState {
     /// Whether the container has its own pid namespace (if not, delete kills every process
     /// in its cgroup, since the init's death does not take them down).
     pub own_pidns: bool,
+    /// Created with `--no-new-keyring`: the init kept its creator's session keyring, and exec
+    /// processes keep theirs too (otherwise they join the container's `_ses.<id>`).
+    #[serde(default)]
+    pub no_new_keyring: bool,
     /// Written while the container is being created (before its cgroups and init exist,
     /// then with the init's pid), cleared once it is ready: what `delete -f` needs to clean
     /// up after a `create` that was killed half-way.

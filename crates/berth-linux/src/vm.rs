@@ -100,6 +100,7 @@ pub(crate) fn launch(
         own_pidns: true,
         creating: true,
         intel_rdt: None,
+        no_new_keyring: opts.no_new_keyring,
         spec,
     };
     st.save(&opts.root)?;
@@ -228,10 +229,12 @@ pub(crate) fn launch(
     let (_, pidfd) = guard.child.take().ok_or_else(|| Error::Init("lost the supervisor".into()))?;
     guard.disarm();
     let code = match forward {
-        Some(f) => f.wait(pid, &pidfd, master)?,
+        Some(f) => f.wait(pid, &pidfd, master, false)?,
         None => 0,
     };
-    crate::container::destroy(&opts.root, &st)?;
+    if !opts.keep {
+        crate::container::destroy(&opts.root, &st)?;
+    }
     Ok(Launched::Exited(code))
 }
 

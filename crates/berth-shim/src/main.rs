@@ -3,11 +3,12 @@
 //! containerd runs this binary as `io.containerd.berth.v2`. It serves the task v2 ttrpc API
 //! (`containerd.task.v2.Task`) on berth's runtime library (`berth-linux`, `berth-cgroups`):
 //! containers are created in-process, with no runtime binary executed per operation. One
-//! single-threaded server process serves a whole group of containers (see `start.rs`), which
-//! is what keeps the per-container cost low. See docs/containerd.md.
+//! single-threaded server process serves a group of containers (see `start.rs`: one container,
+//! or one pod, by default, so that a crash costs no more), which is what keeps the
+//! per-container cost low. See docs/containerd.md.
 //!
 //! Modules: [`args`] (the command line), [`start`] (the `start`/`delete` handshake and
-//! grouping), [`server`] (the event loop and the Task service), [`ttrpc`] (framing),
+//! grouping), [`options`] (the runtime options `start` receives), [`server`] (the event loop and the Task service), [`ttrpc`] (framing),
 //! [`events`] (publishing to containerd), [`stdio`] (fifos and terminal relays), [`mounts`]
 //! (the rootfs), [`metrics`] (cgroup statistics as containerd's v1 Metrics).
 
@@ -16,16 +17,23 @@ mod error;
 mod events;
 mod metrics;
 mod mounts;
+mod options;
 mod server;
 mod start;
 mod stdio;
 mod ttrpc;
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// A logger in logrus's text format, which is how containerd's shims log (containerd copies
-/// the lines from the bundle's `log` fifo into its own log).
+/// the lines from the bundle's `log` fifo into its own log). It writes to stderr, which is
+/// that fifo for the server; the `start` action writes to the fifo itself ([`LOG_FILE`]),
+/// since containerd takes its stdout and stderr together for the address.
 struct Logger;
+
+/// Where the log goes instead of stderr.
+static LOG_FILE: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
 
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
@@ -46,7 +54,14 @@ impl log::Log for Logger {
         let msg = r.args().to_string().replace('\\', "\\\\").replace('"', "\\\"");
         let line = format!("time=\"{now}\" level={level} msg=\"{msg}\" runtime=io.containerd.berth.v2\n");
         // One write per line; a full pipe drops the line rather than stalling the shim.
-        let _ = std::io::stderr().lock().write(line.as_bytes());
+        match LOG_FILE.get() {
+            Some(mut f) => {
+                let _ = f.write(line.as_bytes());
+            }
+            None => {
+                let _ = std::io::stderr().lock().write(line.as_bytes());
+            }
+        }
     }
     fn flush(&self) {}
 }
@@ -71,17 +86,17 @@ fn main() {
         log::set_max_level(if a.debug { log::LevelFilter::Debug } else { log::LevelFilter::Info });
     }
     let code = match a.action.as_str() {
-        "start" => match start::start(&a) {
-            Ok(address) => {
-                // containerd 1.6 reads the bare address (and 1.7/2.x accept it too).
-                print!("{address}");
-                0
+        "start" => {
+            // The bundle's log fifo (containerd reads it already); without one, no log at all.
+            if let Ok(f) =
+                std::fs::OpenOptions::new().append(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open("log")
+            {
+                let _ = LOG_FILE.set(f);
+            } else {
+                log::set_max_level(log::LevelFilter::Off);
             }
-            Err(e) => {
-                eprintln!("containerd-shim-berth-v2 start: {e}");
-                1
-            }
-        },
+            start_action(&a)
+        }
         "delete" => match start::delete(&a) {
             Ok(()) => 0,
             Err(e) => {
@@ -100,6 +115,29 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn start_action(a: &args::Args) -> i32 {
+    match start::start(a) {
+        Ok(started) => {
+            // containerd 1.6 reads the bare address (and 1.7/2.x accept it too). Printed before
+            // the confirmation: a start killed after confirming but before printing would leave
+            // a reservation nobody uses.
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(started.address.as_bytes()).and_then(|()| out.flush()) {
+                // containerd is gone: no confirmation, so the server drops the reservation.
+                log::error!("writing the address: {e}");
+                return 1;
+            }
+            started.confirm();
+            0
+        }
+        Err(e) => {
+            // containerd quotes this in the error of the task's creation.
+            eprintln!("containerd-shim-berth-v2 start: {e}");
+            1
+        }
+    }
 }
 
 fn serve(a: &args::Args) -> i32 {
@@ -134,8 +172,15 @@ fn serve(a: &args::Args) -> i32 {
             return 1;
         }
     };
+    let start_pipe = match start::inherited_start_pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
     if !a.id.is_empty() {
-        srv.reserve(&a.id);
+        srv.reserve_for_start(&a.id, start_pipe);
     }
     srv.run()
 }

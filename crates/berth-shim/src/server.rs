@@ -44,7 +44,9 @@ use crate::ttrpc::{self, FrameBuf, RpcError, TYPE_REQUEST};
 
 /// The task service's name.
 pub const TASK_SERVICE: &str = "containerd.task.v2.Task";
-/// The shim's own service: `Reserve(id)` keeps a grouped shim alive until `id` is created.
+/// The shim's own service: `Reserve(id)` keeps a grouped shim alive until `id` is created,
+/// provisionally until `Confirm(id)` on the same connection; `Owns(id)` answers whether the
+/// server manages or expects `id`.
 pub const GROUP_SERVICE: &str = "berth.shim.v1.Group";
 /// How long a reservation made by `start` keeps an otherwise idle shim alive.
 const RESERVATION: Duration = Duration::from_secs(60);
@@ -57,6 +59,24 @@ const TRIM_DELAY: Duration = Duration::from_millis(500);
 
 const TOKEN_LISTENER: u64 = 0;
 const TOKEN_SIGNAL: u64 = 1;
+const TOKEN_START: u64 = 2;
+
+/// A reservation of a container id by a `start` action, until containerd's `Create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reservation {
+    until: Instant,
+    /// Until the `start` confirms (it printed the address for containerd), the reservation
+    /// depends on it: it is dropped if the start dies first.
+    pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// The `start` that spawned this server: it confirms on the inherited pipe.
+    Founder,
+    /// A `start` that reserved on connection (token) N: it confirms there.
+    Conn(u64),
+}
 
 /// Server configuration.
 #[derive(Debug, Clone)]
@@ -239,7 +259,9 @@ pub struct Server {
     tokens: HashMap<u64, Src>,
     conns: HashMap<u64, Conn>,
     containers: BTreeMap<String, Container>,
-    reserved: HashMap<String, Instant>,
+    reserved: HashMap<String, Reservation>,
+    /// The founding start's confirmation pipe, until it confirmed or died.
+    start_pipe: Option<OwnedFd>,
     publisher: Publisher,
     shutdown: bool,
     idle_since: Option<Instant>,
@@ -306,6 +328,7 @@ impl Server {
             conns: HashMap::new(),
             containers: BTreeMap::new(),
             reserved: HashMap::new(),
+            start_pipe: None,
             publisher,
             shutdown: false,
             idle_since: Some(Instant::now()),
@@ -313,9 +336,57 @@ impl Server {
         })
     }
 
-    /// Keeps the server alive for `id` until it is created (or the reservation expires).
-    pub fn reserve(&mut self, id: &str) {
-        self.reserved.insert(id.to_string(), Instant::now() + RESERVATION);
+    /// Keeps the server alive for `id` until it is created (or the reservation expires). With
+    /// `pipe` (the founding start's), only once the start confirmed on it.
+    pub fn reserve_for_start(&mut self, id: &str, pipe: Option<OwnedFd>) {
+        let pending = pipe.map(|p| {
+            self.poller.set(p.as_fd(), TOKEN_START, EventFlags::IN | EventFlags::RDHUP);
+            self.start_pipe = Some(p);
+            Pending::Founder
+        });
+        self.reserved.insert(id.to_string(), Reservation { until: Instant::now() + RESERVATION, pending });
+    }
+
+    /// The founding start confirmed (a byte) or died (EOF): either way the pipe is done.
+    fn on_start_pipe(&mut self) {
+        let Some(p) = self.start_pipe.take() else { return };
+        let mut b = [0u8; 1];
+        let confirmed = loop {
+            match rustix::io::read(&p, &mut b) {
+                Ok(n) => break n == 1,
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => {
+                    self.start_pipe = Some(p);
+                    return;
+                }
+                Err(_) => break false,
+            }
+        };
+        self.poller.remove(p.as_fd());
+        self.settle_pending(Pending::Founder, confirmed);
+    }
+
+    /// Makes the reservations pending on `who` stand (`confirmed`), or drops them (their start
+    /// died before containerd could learn the address). A server left with nothing to serve
+    /// then exits at once: nobody knows it exists.
+    fn settle_pending(&mut self, who: Pending, confirmed: bool) {
+        if confirmed {
+            for r in self.reserved.values_mut().filter(|r| r.pending == Some(who)) {
+                r.pending = None;
+            }
+            return;
+        }
+        let before = self.reserved.len();
+        self.reserved.retain(|id, r| {
+            let keep = r.pending != Some(who);
+            if !keep {
+                log::info!("the start of {id} died before containerd got the address: reservation dropped");
+            }
+            keep
+        });
+        if self.reserved.len() < before && self.reserved.is_empty() && self.containers.is_empty() {
+            self.shutdown = true;
+        }
     }
 
     fn token(&mut self, src: Src) -> u64 {
@@ -356,6 +427,7 @@ impl Server {
             for (token, flags) in ready {
                 match token {
                     TOKEN_LISTENER => self.accept(),
+                    TOKEN_START => self.on_start_pipe(),
                     TOKEN_SIGNAL => {
                         let mut buf = [0u8; berth_sys::signal::SIGINFO_SIZE];
                         while rustix::io::read(&self.sigfd, &mut buf[..]).is_ok_and(|n| n > 0) {}
@@ -411,8 +483,8 @@ impl Server {
     fn next_deadline(&self) -> Option<Instant> {
         let mut d: Option<Instant> = self.publisher.retry_at();
         let mut take = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
-        for t in self.reserved.values() {
-            take(*t);
+        for r in self.reserved.values() {
+            take(r.until);
         }
         for c in self.containers.values() {
             for p in std::iter::once(&c.init).chain(c.execs.values()) {
@@ -480,6 +552,8 @@ impl Server {
             self.poller.remove(c.stream.as_fd());
         }
         self.tokens.remove(&t);
+        // A start that reserved on this connection and never confirmed.
+        self.settle_pending(Pending::Conn(t), false);
     }
 
     fn on_ready(&mut self, t: u64, flags: EventFlags) {
@@ -597,7 +671,14 @@ impl Server {
             let id = String::from_utf8_lossy(p).into_owned();
             return Some(match method {
                 "Reserve" => {
-                    self.reserved.insert(id, Instant::now() + RESERVATION);
+                    let pending = Some(Pending::Conn(conn));
+                    self.reserved.insert(id, Reservation { until: Instant::now() + RESERVATION, pending });
+                    Ok(Vec::new())
+                }
+                "Confirm" => {
+                    if let Some(r) = self.reserved.get_mut(&id).filter(|r| r.pending == Some(Pending::Conn(conn))) {
+                        r.pending = None;
+                    }
                     Ok(Vec::new())
                 }
                 // Whether this server manages (or is about to create) `id`: the `delete`
@@ -871,7 +952,7 @@ impl Server {
             return Err(Error::State(format!("cannot exec in task {}: it has exited", req.id)));
         }
         berth_core::state::validate_id(&req.exec_id)
-            .map_err(|e| Error::Invalid(e.replace("container id", "exec id")))?;
+            .map_err(|e| Error::Invalid(e.replace("container id", "exec id").replace("container ID", "exec ID")))?;
         if c.execs.contains_key(&req.exec_id) {
             return Err(Error::Exists(format!("exec {} already exists in task {}", req.exec_id, req.id)));
         }
@@ -1103,9 +1184,11 @@ impl Server {
     // ---- control -----------------------------------------------------------------------
 
     fn kill(&mut self, req: api::KillRequest) -> Result<api::Empty> {
-        let signal = i32::try_from(req.signal).unwrap_or(0);
-        let sig = Signal::from_named_raw(signal)
-            .filter(|_| (1..=64).contains(&signal))
+        // Any number 1 to 64: real-time signals too (SIGRTMIN+3 is systemd images' stop
+        // signal, which CRI sends by number).
+        let signal = i32::try_from(req.signal)
+            .ok()
+            .filter(|s| (1..=64).contains(s))
             .ok_or_else(|| Error::Invalid(format!("signal {}: not a valid signal number", req.signal)))?;
         let c = self.container_mut(&req.id)?;
         if req.exec_id.is_empty() && req.all {
@@ -1119,7 +1202,7 @@ impl Server {
                 .pidfd
                 .as_ref()
                 .ok_or_else(|| Error::State(format!("process {} in task {} is not started", req.exec_id, req.id)))?;
-            rustix::process::pidfd_send_signal(fd, sig)
+            berth_sys::signal::pidfd_send(fd.as_fd(), signal)
                 .map_err(|e| Error::io(format!("signalling process {} of task {}", p.pid, req.id), e))?;
         }
         if signal == libc::SIGKILL && c.paused {
@@ -1259,7 +1342,7 @@ impl Server {
     /// init, every started exec's exit out first.
     fn settle(&mut self) {
         let now = Instant::now();
-        self.reserved.retain(|_, t| *t > now);
+        self.reserved.retain(|_, r| r.until > now);
         let mut ready: Vec<(String, String)> = Vec::new();
         for c in self.containers.values() {
             let mut execs_done = true;

@@ -1,24 +1,33 @@
 //! The `start` and `delete` actions containerd runs, and where a group's shim lives.
 //!
-//! **Grouping.** One server process serves a whole group of containers. The group is the
-//! value of the bundle's `io.berth.shim.group` annotation, else the CRI sandbox
-//! (`io.kubernetes.cri.sandbox-id`, as containerd's runc shim groups a pod), else the whole
-//! containerd namespace. The group's socket is
-//! `/run/containerd/s/<sha256(containerd address, namespace, group)>`.
+//! **Grouping.** One server process serves a group of containers, and a crash of that
+//! process costs containerd every container of the group (it cleans them up with `delete`).
+//! So groups are small by default, as containerd's runc shim makes them: the containers of
+//! one pod (CRI's `io.kubernetes.cri.sandbox-id`, which the pod's sandbox container carries
+//! with its own id) share a shim; any other container has one of its own. The runtime option
+//! `group = "namespace"` ([`crate::options`]) puts every container outside a pod into one
+//! shim per containerd namespace, for density; the `io.berth.shim.group` annotation names a
+//! group explicitly and wins over both. The group's socket is
+//! `/run/containerd/s/<sha256(containerd address, namespace, group key)>`.
 //!
-//! **start** (containerd 1.6 reads a bare address from its stdout, and waits for stdout and
-//! stderr to close, so nothing else may be printed and the server must not inherit them):
-//! bind the group's socket; if that works, this is the group's first container: spawn the
-//! server with the listening socket and return. If the socket is taken, ask the running
-//! server to `Reserve` the id (so it does not exit between now and containerd's `Create`,
-//! should its last container be deleted meanwhile) and return its address. A socket left by
-//! a dead server (connection refused) is removed and the bind retried.
+//! **start** (containerd 1.6 reads a bare address from its stdout and stderr together, and
+//! waits for both to close, so nothing else may be printed and the server must not inherit
+//! them; the runtime options come on stdin): bind the group's socket; if that works, this is
+//! the group's first container: spawn the server with the listening socket. If the socket is
+//! taken, ask the running server to `Reserve` the id (so it does not exit between now and
+//! containerd's `Create`, should its last container be deleted meanwhile). A socket left by a
+//! dead server (connection refused) is removed and the bind retried. Either way the
+//! reservation stays provisional until `start` has printed the address and confirms it (a
+//! byte on a pipe to a server it spawned, `Confirm` on the `Reserve` connection otherwise):
+//! a `start` killed before that never reaches containerd, so the server drops the
+//! reservation, and a server left with nothing exits at once instead of lingering.
 //!
 //! **delete** (containerd's cleanup after a dead shim or a failed start): kill and remove the
 //! container's runtime state, unmount its rootfs, print a `DeleteResponse` (exit 137).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,11 +42,14 @@ use sha2::{Digest, Sha256};
 
 use crate::args::Args;
 use crate::error::{Error, Result};
+use crate::options::Grouping;
 
 /// Directory of shim sockets (containerd's runc shim uses the same).
 pub const SOCKET_DIR: &str = "/run/containerd/s";
 /// Environment variable carrying the inherited listening socket's descriptor number.
 pub const LISTEN_FD_ENV: &str = "BERTH_SHIM_LISTEN_FD";
+/// Environment variable carrying the read end of the pipe on which `start` confirms.
+pub const START_FD_ENV: &str = "BERTH_SHIM_START_FD";
 /// Annotation naming a container's shim group.
 pub const GROUP_ANNOTATION: &str = "io.berth.shim.group";
 /// CRI's sandbox annotation: containers of one pod share a shim.
@@ -51,13 +63,26 @@ pub fn state_root(ns: &str) -> PathBuf {
     base.join(ns)
 }
 
-/// The group a bundle's container belongs to (empty: the namespace-wide group).
-pub fn group_of(bundle: &Path) -> String {
-    let Ok(data) = std::fs::read(bundle.join("config.json")) else { return String::new() };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else { return String::new() };
-    let ann = v.get("annotations");
-    let get = |k: &str| ann.and_then(|a| a.get(k)).and_then(|x| x.as_str()).map(String::from);
-    get(GROUP_ANNOTATION).or_else(|| get(SANDBOX_ANNOTATION)).unwrap_or_default()
+/// The group key of container `id` (bundle `bundle`) under `grouping`: `group:NAME` for an
+/// explicit `io.berth.shim.group`, `pod:SANDBOX` for a CRI pod, `namespace` for the
+/// namespace-wide group, `container:ID` for a shim of its own. The kinds are spelled out so
+/// that a group name can never meet a container id or a sandbox id.
+pub fn group_of(bundle: &Path, id: &str, grouping: Grouping) -> String {
+    let spec = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|data| serde_json::from_slice::<serde_json::Value>(&data).ok());
+    let ann = spec.as_ref().and_then(|v| v.get("annotations"));
+    let get = |k: &str| ann.and_then(|a| a.get(k)).and_then(|x| x.as_str()).filter(|v| !v.is_empty());
+    if let Some(g) = get(GROUP_ANNOTATION) {
+        return format!("group:{g}");
+    }
+    if let Some(s) = get(SANDBOX_ANNOTATION) {
+        return format!("pod:{s}");
+    }
+    match grouping {
+        Grouping::Namespace => "namespace".into(),
+        Grouping::Pod => format!("container:{id}"),
+    }
 }
 
 /// The socket path for a group.
@@ -72,19 +97,55 @@ pub fn socket_path(containerd_address: &str, ns: &str, group: &str) -> PathBuf {
     Path::new(SOCKET_DIR).join(hex)
 }
 
-/// Binds and listens on `path`. The descriptor is inheritable (not close-on-exec): it is
-/// meant for the server process.
+/// Holds the lock under which berth's shims add a socket to [`SOCKET_DIR`] or remove one
+/// found dead, so that the socket found dead is the one removed (a new server's socket can
+/// appear at the same path at any moment). Released when dropped.
+struct DirLock {
+    _fd: OwnedFd,
+}
+
+impl DirLock {
+    fn take() -> std::io::Result<DirLock> {
+        let fd = rustix::fs::open(SOCKET_DIR, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        loop {
+            match rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive) {
+                Err(Errno::INTR) => continue,
+                r => return r.map(|()| DirLock { _fd: fd }).map_err(Into::into),
+            }
+        }
+    }
+}
+
+/// Binds and listens on `path`, under the directory lock: a socket that refuses connections
+/// when looked at under the lock is a dead server's (never one between its bind and its
+/// listen), and may be removed. `EADDRINUSE` if `path` exists. The descriptor is inheritable
+/// (not close-on-exec): it is meant for the server process.
 fn bind(path: &Path) -> std::io::Result<OwnedFd> {
     let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::empty(), None)?;
     let addr = SocketAddrUnix::new(path)?;
+    let _lock = DirLock::take()?;
     rustix::net::bind(&fd, &addr)?;
-    rustix::net::listen(&fd, 128)?;
+    if let Err(e) = rustix::net::listen(&fd, 128) {
+        let _ = std::fs::remove_file(path);
+        return Err(e.into());
+    }
     Ok(fd)
 }
 
-fn reserve(address: &str, id: &str) -> std::io::Result<()> {
-    crate::ttrpc::call(address, crate::server::GROUP_SERVICE, "Reserve", id.as_bytes().to_vec(), Duration::from_secs(5))
-        .map(drop)
+/// Removes the socket at `path` if no server listens on it any more.
+fn remove_if_dead(path: &Path) {
+    let Ok(_lock) = DirLock::take() else { return };
+    if UnixStream::connect(path).is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED)) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Reserves `id` on the running server at `address`; the reservation lasts while the
+/// returned connection is open, until [`Started::confirm`] makes it stand.
+fn reserve(address: &str, id: &str) -> std::io::Result<UnixStream> {
+    let mut s = crate::ttrpc::connect(address, Duration::from_secs(5))?;
+    crate::ttrpc::call_on(&mut s, 1, crate::server::GROUP_SERVICE, "Reserve", id.as_bytes().to_vec())?;
+    Ok(s)
 }
 
 /// Writes `path` atomically (temp file + rename), as containerd's shims do for `address`.
@@ -94,16 +155,61 @@ fn write_atomic(path: &Path, data: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The `start` action. Returns the address to print.
-pub fn start(args: &Args) -> Result<String> {
+/// A successful `start`: the address to print, and the server's provisional reservation of
+/// the id, which [`Started::confirm`] makes stand once the address is printed.
+pub struct Started {
+    /// The address to print.
+    pub address: String,
+    confirm: Confirm,
+}
+
+enum Confirm {
+    /// The write end of the pipe a server we spawned reads.
+    Spawned(OwnedFd),
+    /// The connection that made the reservation on a running server, and the id.
+    Joined(UnixStream, String),
+}
+
+impl Started {
+    /// Tells the server that containerd has the address: the reservation stands until
+    /// containerd's `Create` (or its expiry). A failure is only logged: containerd is about to
+    /// connect, and will see a dead server for itself.
+    pub fn confirm(self) {
+        match self.confirm {
+            Confirm::Spawned(w) => {
+                if let Err(e) = rustix::io::write(&w, b"1") {
+                    log::warn!("confirming the start to the new shim: {e}");
+                }
+            }
+            Confirm::Joined(mut s, id) => {
+                if let Err(e) =
+                    crate::ttrpc::call_on(&mut s, 3, crate::server::GROUP_SERVICE, "Confirm", id.into_bytes())
+                {
+                    log::warn!("confirming the start to the group's shim: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// The `start` action.
+pub fn start(args: &Args) -> Result<Started> {
     if args.namespace.is_empty() || args.id.is_empty() {
         return Err(Error::Invalid("start: -namespace and -id are required".into()));
     }
-    // The runtime options arrive on stdin; nothing in them applies to berth's shim.
     let mut opts = Vec::new();
-    let _ = std::io::stdin().lock().take(1 << 20).read_to_end(&mut opts);
+    std::io::stdin()
+        .lock()
+        .take(1 << 20)
+        .read_to_end(&mut opts)
+        .map_err(|e| Error::io("start: reading the runtime options from stdin", e))?;
+    let opts = crate::options::parse(&opts)?;
+    for w in &opts.warnings {
+        log::warn!("{w}");
+    }
     let bundle = std::env::current_dir().map_err(|e| Error::io("start: the working directory (bundle)", e))?;
-    let group = group_of(&bundle);
+    let group = group_of(&bundle, &args.id, opts.settings.grouping);
+    log::debug!("start {}: shim group {group:?}", args.id);
     let path = socket_path(&args.address, &args.namespace, &group);
     let address = format!("unix://{}", path.display());
     std::fs::create_dir_all(SOCKET_DIR).map_err(|e| Error::io(format!("creating {SOCKET_DIR}"), e))?;
@@ -111,23 +217,23 @@ pub fn start(args: &Args) -> Result<String> {
     for _ in 0..200 {
         match bind(&path) {
             Ok(listener) => {
-                spawn_server(args, &bundle, &path, listener)?;
+                let confirm = spawn_server(args, &bundle, &path, listener)?;
                 write_atomic(&bundle.join("address"), &address)
                     .map_err(|e| Error::io(format!("writing {}/address", bundle.display()), e))?;
-                return Ok(address);
+                return Ok(Started { address, confirm: Confirm::Spawned(confirm) });
             }
             Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {}
             Err(e) => return Err(Error::io(format!("binding {}", path.display()), e)),
         }
         match reserve(&address, &args.id) {
-            Ok(()) => {
+            Ok(conn) => {
                 write_atomic(&bundle.join("address"), &address)
                     .map_err(|e| Error::io(format!("writing {}/address", bundle.display()), e))?;
-                return Ok(address);
+                return Ok(Started { address, confirm: Confirm::Joined(conn, args.id.clone()) });
             }
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
                 // A dead server's socket.
-                let _ = std::fs::remove_file(&path);
+                remove_if_dead(&path);
             }
             Err(e) => {
                 // A server on its way out: it removes the socket before exiting.
@@ -139,7 +245,9 @@ pub fn start(args: &Args) -> Result<String> {
     Err(Error::State(format!("start: no usable shim at {address}: {last}")))
 }
 
-fn spawn_server(args: &Args, bundle: &Path, path: &Path, listener: OwnedFd) -> Result<()> {
+/// Spawns the group's server on `listener`. Returns the write end of the pipe on which the
+/// server waits for [`Started::confirm`].
+fn spawn_server(args: &Args, bundle: &Path, path: &Path, listener: OwnedFd) -> Result<OwnedFd> {
     let exe = std::env::current_exe().map_err(|e| Error::io("locating the shim binary", e))?;
     // The server's log goes to the bundle's `log` fifo, which containerd copies into its own
     // log; without a reader, to /dev/null. Non-blocking: a stalled reader must not stall the
@@ -147,6 +255,11 @@ fn spawn_server(args: &Args, bundle: &Path, path: &Path, listener: OwnedFd) -> R
     let log = rustix::fs::open(bundle.join("log"), OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
         .or_else(|_| rustix::fs::open("/dev/null", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()))
         .map_err(|e| Error::io("opening the shim log", e))?;
+    // Only the read end is inherited; the write end stays here, so the server sees EOF when
+    // this process dies, whether or not it confirmed first.
+    let (confirm_r, confirm_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Error::io("start: pipe", e))?;
+    rustix::io::fcntl_setfd(&confirm_r, rustix::io::FdFlags::empty()).map_err(|e| Error::io("start: F_SETFD", e))?;
     let mut cmd = Command::new(exe);
     cmd.args(["-namespace", &args.namespace, "-id", &args.id, "-address", &args.address])
         .args(["-publish-binary", &args.publish_binary])
@@ -157,6 +270,7 @@ fn spawn_server(args: &Args, bundle: &Path, path: &Path, listener: OwnedFd) -> R
     }
     cmd.arg("serve")
         .env(LISTEN_FD_ENV, listener.as_raw_fd().to_string())
+        .env(START_FD_ENV, confirm_r.as_raw_fd().to_string())
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -167,9 +281,10 @@ fn spawn_server(args: &Args, bundle: &Path, path: &Path, listener: OwnedFd) -> R
         Error::io("starting the shim server", e)
     })?;
     drop(listener);
+    drop(confirm_r);
     // The server outlives this process (and is reparented); nothing to wait for.
     drop(child);
-    Ok(())
+    Ok(confirm_w)
 }
 
 /// The `delete` action: writes the protobuf `DeleteResponse` to stdout.
@@ -204,6 +319,14 @@ pub fn delete(args: &Args) -> Result<()> {
         Err(e) => log::warn!("delete {}: {e}", args.id),
     }
     crate::mounts::unmount_all(&bundle.join("rootfs"));
+    // The dead server's socket (its group's other containers, if any, are being cleaned up
+    // too: containerd saw their connections close with it).
+    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+        let path = Path::new(crate::ttrpc::socket_path(address.trim()));
+        if path.parent() == Some(Path::new(SOCKET_DIR)) {
+            remove_if_dead(path);
+        }
+    }
     write_response(&DeleteResponse { pid, ..resp })
 }
 
@@ -240,6 +363,19 @@ pub fn inherited_listener() -> Result<OwnedFd> {
     }
 }
 
+/// The read end of the pipe on which `start` confirms, if the server was given one.
+pub fn inherited_start_pipe() -> Result<Option<OwnedFd>> {
+    let Some(v) = std::env::var_os(START_FD_ENV) else { return Ok(None) };
+    std::env::remove_var(START_FD_ENV);
+    let n: i32 = v
+        .to_str()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Invalid(format!("serve: ${START_FD_ENV} is not a descriptor number")))?;
+    let fd = berth_sys::fd::take_inherited(n).map_err(|e| Error::io(format!("serve: inherited pipe {n}"), e))?;
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| Error::io("serve: F_SETFD", e))?;
+    Ok(Some(fd))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,19 +392,31 @@ mod tests {
     }
 
     #[test]
-    fn group_comes_from_annotations() {
+    fn group_comes_from_annotations_then_the_option() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(group_of(d.path()), "");
-        std::fs::write(d.path().join("config.json"), r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod"}}"#)
-            .unwrap();
-        assert_eq!(group_of(d.path()), "pod");
-        std::fs::write(
-            d.path().join("config.json"),
-            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod","io.berth.shim.group":"g"}}"#,
-        )
-        .unwrap();
-        assert_eq!(group_of(d.path()), "g");
-        std::fs::write(d.path().join("config.json"), "not json").unwrap();
-        assert_eq!(group_of(d.path()), "");
+        let write = |j: &str| std::fs::write(d.path().join("config.json"), j).unwrap();
+        // No pod, no annotation: a shim of its own, or the namespace's with the option.
+        assert_eq!(group_of(d.path(), "c1", Grouping::Pod), "container:c1");
+        assert_eq!(group_of(d.path(), "c1", Grouping::Namespace), "namespace");
+        write(r#"{"annotations":{"other":"x"}}"#);
+        assert_eq!(group_of(d.path(), "c1", Grouping::Pod), "container:c1");
+        // A pod's sandbox carries its own id as the sandbox id; its containers the same id.
+        write(r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod","io.kubernetes.cri.container-type":"sandbox"}}"#);
+        assert_eq!(group_of(d.path(), "pod", Grouping::Pod), "pod:pod");
+        write(
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod","io.kubernetes.cri.container-type":"container"}}"#,
+        );
+        assert_eq!(group_of(d.path(), "c2", Grouping::Pod), "pod:pod");
+        assert_eq!(group_of(d.path(), "c2", Grouping::Namespace), "pod:pod");
+        // The explicit group wins.
+        write(r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod","io.berth.shim.group":"g"}}"#);
+        assert_eq!(group_of(d.path(), "c2", Grouping::Pod), "group:g");
+        // A container named like a group or a pod is not in it.
+        assert_ne!(group_of(tempfile::tempdir().unwrap().path(), "g", Grouping::Pod), "group:g");
+        // Empty values are no annotation; an unreadable spec is no annotation.
+        write(r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"","io.berth.shim.group":""}}"#);
+        assert_eq!(group_of(d.path(), "c3", Grouping::Pod), "container:c3");
+        write("not json");
+        assert_eq!(group_of(d.path(), "c3", Grouping::Pod), "container:c3");
     }
 }

@@ -180,15 +180,26 @@ pub fn socket_path(address: &str) -> &str {
 
 /// A blocking single call on a fresh connection (stream 1).
 pub fn call(address: &str, service: &str, method: &str, payload: Vec<u8>, timeout: Duration) -> io::Result<Vec<u8>> {
-    let mut s = UnixStream::connect(socket_path(address))?;
+    let mut s = connect(address, timeout)?;
+    call_on(&mut s, 1, service, method, payload)
+}
+
+/// A client connection to `address`, with `timeout` on every read and write.
+pub fn connect(address: &str, timeout: Duration) -> io::Result<UnixStream> {
+    let s = UnixStream::connect(socket_path(address))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    s.write_all(&request(1, service, method, payload, &[]))?;
+    Ok(s)
+}
+
+/// One call on an open connection, as stream `stream` (odd, and new on this connection).
+pub fn call_on(s: &mut UnixStream, stream: u32, service: &str, method: &str, payload: Vec<u8>) -> io::Result<Vec<u8>> {
+    s.write_all(&request(stream, service, method, payload, &[]))?;
     let mut fb = FrameBuf::default();
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(f) = fb.next_frame().map_err(io::Error::other)? {
-            if f.kind == TYPE_RESPONSE && f.stream == 1 {
+            if f.kind == TYPE_RESPONSE && f.stream == stream {
                 return parse_response(&f.payload).map_err(io::Error::other);
             }
             continue;

@@ -80,6 +80,21 @@ impl Client {
         }
     }
 
+    /// A call of the shim's own group service (`Reserve`, `Confirm`, `Owns`: the payload is
+    /// the container id).
+    fn group(&mut self, method: &str, id: &str) -> Vec<u8> {
+        let stream = self.next;
+        self.next += 2;
+        let mut r = Request::new();
+        r.service = "berth.shim.v1.Group".into();
+        r.method = method.into();
+        r.payload = id.as_bytes().to_vec();
+        self.s.write_all(&frame(stream, 1, &r.write_to_bytes().unwrap())).unwrap();
+        let (got, res) = self.recv();
+        assert_eq!(got, stream);
+        res.unwrap_or_else(|e| panic!("{method}({id}): {e:?}"))
+    }
+
     fn call<R: Message>(&mut self, method: &str, req: &dyn MessageDyn) -> Result<R, (Code, String)> {
         let sent = self.send(method, req);
         let (stream, r) = self.recv();
@@ -269,12 +284,20 @@ fn task_api_semantics_events_and_hygiene() {
     };
 
     let b1 = bundle(base, "t1", &["sh", "-c", "echo out1; echo err1 >&2; sleep 1000"]);
+    // t1 and t2 share a shim (a named group); any other container gets its own.
+    let group = |b: &Path| {
+        let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
+        spec["annotations"] = serde_json::json!({"io.berth.shim.group": "t"});
+        fs::write(b.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    };
+    group(&b1);
     // The server logs to the first bundle's `log` (containerd makes it a fifo; a file here).
     fs::write(b1.join("log"), "").unwrap();
     let log = b1.join("log");
     let addr = start("t1", &b1);
     let b2 = bundle(base, "t2", &["sh", "-c", "exit 7"]);
-    assert_eq!(start("t2", &b2), addr, "one shim per namespace group");
+    group(&b2);
+    assert_eq!(start("t2", &b2), addr, "one shim per group");
     let mut c = Client::connect(&addr);
 
     let connect: api::ConnectResponse = c.call("Connect", &api::ConnectRequest::new()).unwrap();
@@ -447,6 +470,10 @@ fn task_api_semantics_events_and_hygiene() {
     k.id = "t1".into();
     k.signal = 1000;
     assert_eq!(c.call::<api::Empty>("Kill", &k).unwrap_err().0, Code::INVALID_ARGUMENT);
+    // A real-time signal (SIGRTMIN+3, systemd images' stop signal, which CRI sends by
+    // number) is delivered (the init, pid 1 of its namespace with no handler, ignores it).
+    k.signal = 37;
+    c.call::<api::Empty>("Kill", &k).unwrap();
     k.signal = 9;
     c.call::<api::Empty>("Kill", &k).unwrap();
     w.exec_id.clear();
@@ -639,4 +666,150 @@ fn read_until(what: &str, r: &mut impl Read, needle: &str) -> String {
         buf.contains(needle)
     });
     buf
+}
+
+/// Spawns a shim server as `start` does (listening socket and confirmation pipe inherited),
+/// reserving `id` for its founding start. Returns the child, the socket path and the write end
+/// of the confirmation pipe.
+fn spawn_server(base: &Path, ns: &str, id: &str) -> (std::process::Child, PathBuf, std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let path = base.join(format!("{id}.sock"));
+    let l = rustix::net::socket(rustix::net::AddressFamily::UNIX, rustix::net::SocketType::STREAM, None).unwrap();
+    rustix::net::bind(&l, &rustix::net::SocketAddrUnix::new(&path).unwrap()).unwrap();
+    rustix::net::listen(&l, 16).unwrap();
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::empty()).unwrap();
+    let ctrd = base.join("containerd.sock").to_string_lossy().into_owned();
+    let child = Command::new(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"))
+        .args(["-namespace", ns, "-id", id, "-address", &ctrd, "-publish-binary", "/bin/false", "-socket"])
+        .arg(&path)
+        .arg("serve")
+        .env("BERTH_SHIM_LISTEN_FD", l.as_raw_fd().to_string())
+        .env("BERTH_SHIM_START_FD", r.as_raw_fd().to_string())
+        .env("BERTH_SHIM_ROOT", base.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(base.join(format!("{id}.log"))).unwrap())
+        .spawn()
+        .unwrap();
+    (child, path, w)
+}
+
+#[test]
+fn a_start_that_dies_before_confirming_leaves_no_reservation() {
+    // `start` reserves the container id for containerd's Create, provisionally: only once it
+    // has printed the address (containerd knows the shim) does it confirm. A start killed
+    // before that must not leave a server waiting for a Create that never comes.
+    let tmp = tempfile::Builder::new().prefix("bdirect").tempdir_in("/tmp").unwrap();
+    let base = tmp.path();
+    let ns = format!("direct-reserve-{}", std::process::id());
+    // Less than the 10 s an idle server lingers, far less than the 60 s a reservation lasts.
+    let bound = Duration::from_secs(8);
+
+    // The founding start dies (its end of the pipe closes unconfirmed): the server, which
+    // serves nothing, exits and removes its socket.
+    let (mut child, path, w) = spawn_server(base, &ns, "x");
+    let mut c = Client::connect(&path.to_string_lossy());
+    assert_eq!(c.group("Owns", "x"), [1], "the founder's reservation");
+    drop(c);
+    drop(w);
+    let deadline = Instant::now() + bound;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the server outlived its founding start by {bound:?}: {}",
+                fs::read_to_string(base.join("x.log")).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!path.exists(), "socket left behind");
+
+    // Confirmed, the reservation stands (negative control), and a start that joins it
+    // confirms on its connection: without the confirmation its reservation goes with the
+    // connection, with it it stays.
+    let (mut child, path, w) = spawn_server(base, &ns, "y");
+    rustix::io::write(&w, b"1").unwrap();
+    drop(w);
+    let addr = path.to_string_lossy().into_owned();
+    let mut c = Client::connect(&addr);
+    let mut joiner = Client::connect(&addr);
+    joiner.group("Reserve", "z1");
+    assert_eq!(c.group("Owns", "z1"), [1]);
+    let mut confirmed = Client::connect(&addr);
+    confirmed.group("Reserve", "z2");
+    confirmed.group("Confirm", "z2");
+    drop(confirmed);
+    drop(joiner);
+    // The server has handled every close (and the pipe's byte and EOF) that was ready before
+    // the one it is seen to have handled last: a probe closed after them all.
+    let mut probe = Client::connect(&addr);
+    probe.group("Reserve", "z3");
+    drop(probe);
+    wait_for("the probe's reservation to go", || c.group("Owns", "z3") == [0]);
+    assert_eq!(c.group("Owns", "z1"), [0], "an unconfirmed reservation outlived its connection");
+    assert_eq!(c.group("Owns", "z2"), [1], "a confirmed reservation went with its connection");
+    assert_eq!(c.group("Owns", "y"), [1], "the confirmed founder's reservation went");
+    assert!(child.try_wait().unwrap().is_none(), "the server exited with reservations standing");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn start_logs_option_warnings_to_containerd_not_into_the_address() {
+    // containerd reads `start`'s stdout and stderr together as the address: a warning must go
+    // to the bundle's log (containerd's log) instead. Options with no ConfigPath (what CRI makes
+    // of an `options` table whose keys it does not know) are accepted with a warning; options
+    // berth does not understand fail the start, with the reason on stderr.
+    rustix::process::set_child_subreaper(Some(rustix::process::Pid::INIT)).unwrap();
+    let tmp = tempfile::Builder::new().prefix("bdirect").tempdir_in("/tmp").unwrap();
+    let base = tmp.path();
+    let ns = format!("direct-warn-{}", std::process::id());
+    let ctrd = base.join("containerd.sock").to_string_lossy().into_owned();
+    let b = bundle(base, "w1", &["sleep", "1000"]);
+    fs::write(b.join("log"), "").unwrap();
+    let start = |stdin: &[u8]| {
+        let f = base.join("stdin");
+        fs::write(&f, stdin).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"))
+            .args(["-namespace", &ns, "-address", &ctrd, "-publish-binary", "/bin/false", "-id", "w1", "start"])
+            .current_dir(&b)
+            .env("BERTH_SHIM_ROOT", base.join("state"))
+            .stdin(fs::File::open(&f).unwrap())
+            .output()
+            .unwrap()
+    };
+    // google.protobuf.Any{type_url: "runtimeoptions.v1.Options", value: empty}
+    let mut empty = vec![0x0a, 25];
+    empty.extend_from_slice(b"runtimeoptions.v1.Options");
+    let out = start(&empty);
+    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    let addr = String::from_utf8(out.stdout).unwrap();
+    assert!(out.stderr.is_empty() && addr.starts_with("unix:///run/containerd/s/") && !addr.contains(' '), "{addr:?}");
+    let log = fs::read_to_string(b.join("log")).unwrap();
+    assert!(log.contains("level=warning") && log.contains("no ConfigPath"), "log: {log}");
+    let mut c = Client::connect(&addr);
+    let connect: api::ConnectResponse = c.call("Connect", &api::ConnectRequest::new()).unwrap();
+    drop(c);
+    if let Some(p) = rustix::process::Pid::from_raw(connect.shim_pid as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+    }
+    let _ = fs::remove_file(addr.trim_start_matches("unix://"));
+
+    // An options type berth does not know: refused, nothing printed as an address, no server.
+    let mut runsc = vec![0x0a, 30];
+    runsc.extend_from_slice(b"io.containerd.runsc.v1.options");
+    let out = start(&runsc);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"io.containerd.runsc.v1.options\" are not understood by berth's shim"), "{err}");
+    assert!(!b.join("address").exists() || fs::read_to_string(b.join("address")).unwrap() == addr);
 }

@@ -17,6 +17,7 @@
 
 pub mod bpf;
 pub mod fd;
+pub mod keyring;
 pub mod mem;
 pub mod mount;
 pub mod net;

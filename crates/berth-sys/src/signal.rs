@@ -6,9 +6,9 @@
 //! otherwise leak into every container process.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::{cvt_int, owned};
+use crate::{cvt, cvt_int, owned};
 
 /// A set of signals.
 #[derive(Clone, Copy)]
@@ -99,4 +99,46 @@ pub const SIGINFO_SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
 pub fn siginfo_signo(buf: &[u8; SIGINFO_SIZE]) -> u32 {
     // ssi_signo is the first field, a native-endian u32.
     u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]])
+}
+
+/// The highest signal number Linux has (`SIGRTMAX` without glibc's adjustment).
+pub const SIGMAX: i32 = 64;
+
+/// Signal `n` (1 to 64, the real-time ones included) as a rustix [`Signal`], which offers
+/// only the named standard signals through its safe constructors.
+///
+/// [`Signal`]: rustix::process::Signal
+pub fn number(n: i32) -> Option<rustix::process::Signal> {
+    if !(1..=SIGMAX).contains(&n) {
+        return None;
+    }
+    // SAFETY: `n` is a valid Linux signal number (1..=64); rustix's only requirement for an
+    // unchecked signal is that it is not one libc reserves for itself, and the values 32 and
+    // 33 (glibc's) are still valid for the kernel, which is all this is used for: kill(2) and
+    // pidfd_send_signal(2) of a caller-chosen number, as `runc kill` sends it.
+    Some(unsafe { rustix::process::Signal::from_raw_unchecked(n) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)` for any signal number 0 to 64; 0 only checks
+/// that the process exists (the liveness probe of `kill ID 0`).
+pub fn pidfd_send(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    if !(0..=SIGMAX).contains(&sig) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: a raw syscall with a borrowed, open descriptor, a plain integer and a null
+    // siginfo (allowed: the kernel then fills in the usual kill(2) siginfo).
+    cvt(unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0u32)
+    })
+    .map(drop)
+}
+
+/// `kill(pid, sig)` for any signal number 0 to 64.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    if pid <= 0 || !(0..=SIGMAX).contains(&sig) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: kill with a positive pid (one process, never a group or everyone) and a
+    // signal number the kernel validates.
+    cvt_int(unsafe { libc::kill(pid, sig) }).map(drop)
 }

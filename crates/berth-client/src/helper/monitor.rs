@@ -248,9 +248,15 @@ fn linux_err(what: &str, e: berth_linux::Error) -> Error {
         L::NotFound(_) => ErrorKind::NotFound,
         L::Exists(_) => ErrorKind::Conflict,
         L::WrongState(_) => ErrorKind::Conflict,
-        // A missing executable is reported by the container's init; the engine should see
-        // a bad request, as moby does, not a system failure.
-        L::Init(m) if m.contains("executable file not found") || m.contains("no such executable") => {
+        // A missing or non-executable executable is reported by the container's init (Go's
+        // exec.LookPath words, as runc's); the engine should see a bad request, as moby
+        // does, not a system failure.
+        L::Init(m)
+            if m.contains("exec: \"")
+                && ["executable file not found", "no such file or directory", "permission denied"]
+                    .iter()
+                    .any(|w| m.contains(w)) =>
+        {
             ErrorKind::InvalidParameter
         }
         L::Io { .. } | L::Init(_) | L::Cgroup(_) => ErrorKind::System,
@@ -678,8 +684,9 @@ impl Monitor<'_> {
         if exec_id == self.id || exec_id == berth_core::INIT_PROCESS_NAME {
             return Err(Error::invalid_parameter(format!("exec id {exec_id:?} names the init process")));
         }
-        berth_core::state::validate_id(&exec_id)
-            .map_err(|e| Error::invalid_parameter(e.replace("container id", "exec id")))?;
+        berth_core::state::validate_id(&exec_id).map_err(|e| {
+            Error::invalid_parameter(e.replace("container id", "exec id").replace("container ID", "exec ID"))
+        })?;
         if self.execs.iter().any(|e| e.id == exec_id && !e.aborted) {
             return Err(Error::conflict(format!("exec id {exec_id:?} is already in use in container {}", self.id)));
         }
