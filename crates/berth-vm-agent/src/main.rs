@@ -134,7 +134,6 @@ fn run() -> io::Result<()> {
                 Err(e) => return Err(e.into()),
             }
         }
-        log::warn!("debug: loop port {port_ready} sig {sig_ready}");
         if sig_ready {
             let mut info = [0u8; sig::SIGINFO_SIZE];
             while rustix::io::read(&sigfd, &mut info).is_ok() {}
@@ -279,7 +278,6 @@ impl Agent {
                 }
             }
             Request::Start => match &self.init_state {
-                _ if { log::warn!("debug: children before start {:?}", std::fs::read_to_string("/proc/1/task/1/children")); false } => unreachable!(),
                 Some(st) => match container::start_created(&root, st) {
                     Ok(()) => Response::ok(),
                     Err(e) => Response::err(e),
@@ -409,11 +407,9 @@ impl Agent {
     /// Reaps every exited child; for the container's processes, sends the rest of their
     /// output, then the exit.
     fn reap(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        log::warn!("debug: reap {:?}", rustix::process::waitpid(None, WaitOptions::NOHANG | WaitOptions::UNTRACED).map(|r| r.map(|(p, s)| (p, s.as_raw()))));
-        while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
             let pid = pid.as_raw_nonzero().get();
             let code = status.exit_status().or_else(|| status.terminating_signal().map(|s| 128 + s)).unwrap_or(255);
-            log::warn!("debug: reaped {pid} code {code} known {:?}", self.procs.iter().map(|(k, p)| (*k, p.pid)).collect::<Vec<_>>());
             let Some(key) = self.procs.iter().find(|(_, p)| p.pid == pid).map(|(k, _)| *k) else { continue };
             if let Some(p) = self.procs.get_mut(&key) {
                 p.exited = Some(code);

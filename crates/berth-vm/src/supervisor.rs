@@ -376,7 +376,7 @@ impl Sup {
     /// Reaps what died; the reason if QEMU or virtiofsd did.
     fn reap_failure(&mut self) -> Option<String> {
         let mut why = None;
-        while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
             let pid = pid.as_raw_nonzero().get();
             if Some(pid) == self.qemu {
                 self.qemu = None;
@@ -811,7 +811,7 @@ impl Sup {
         // Anything else of ours (virtiofsd's sandbox child) dies with its parent: reap it.
         let end = Instant::now() + Duration::from_secs(2);
         while Instant::now() < end {
-            match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some(_)) => {}
                 Ok(None) => std::thread::sleep(Duration::from_millis(5)),
                 Err(_) => break,
