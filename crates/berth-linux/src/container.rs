@@ -577,7 +577,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     ) {
         // A failed run leaves nothing, as every other failure of run: stop the container,
         // reap its init (our child), then undo create (poststop hooks included).
-        stop(&st);
+        stop(&opts.root, &st);
         if let Some((pid, _)) = guard.child.take() {
             let _ = rustix::process::waitpid(Pid::from_raw(pid), rustix::process::WaitOptions::empty());
         }
@@ -770,20 +770,20 @@ pub fn start_created(root: &Path, st: &ContainerState) -> Result<()> {
         // runtime-spec (PR 1262) and runc: a failing poststart hook stops the container. It
         // is left stopped, for `delete` to remove (running poststop), as after any exit: the
         // caller (a shim, a monitor) owns the container's removal.
-        stop(st)
+        stop(root, st)
     })
 }
 
 /// Stops a container whose poststart hook failed: SIGKILL to its init and, when it shares
 /// the host's pid namespace (where the init's death takes nothing else down), to everything
 /// in its cgroups; returns once the init is dead.
-fn stop(st: &ContainerState) {
+fn stop(root: &Path, st: &ContainerState) {
     if !st.own_pidns {
         if let Some(cg) = &st.cgroup {
             let _ = cg.signal_all(libc::SIGKILL);
         }
     }
-    if let Err(e) = kill_and_wait(st) {
+    if let Err(e) = kill_and_wait(root, st) {
         log::warn!("stopping container {}: {e}", st.id);
     }
 }
@@ -821,6 +821,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     } else {
         if status == ContainerStatus::Stopped {
             return Err(not_running());
+        }
+        if signal == libc::SIGKILL && crate::vm::is_vm(&st.spec) && crate::vm::post_kill(root, &st) {
+            return Ok(());
         }
         let pidfd = open_init(&st).map_err(|_| not_running())?;
         match berth_sys::signal::pidfd_send(pidfd.as_fd(), signal) {
@@ -878,7 +881,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                 "cannot delete container {id} that is being created (its creator is still running); use --force"
             )))
         }
-        ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(&st)?,
+        ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(root, &st)?,
         s if force => {
             // Half-frozen counts too (a freeze still in progress, or one that could not
             // complete): a frozen init cannot die.
@@ -888,7 +891,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                     Ok(berth_cgroups::FreezerState::Freezing | berth_cgroups::FreezerState::Frozen)
                 )
             });
-            if s == ContainerStatus::Paused || freezing {
+            if (s == ContainerStatus::Paused || freezing) && !crate::vm::is_vm(&st.spec) {
                 // A frozen init cannot die: queue the SIGKILL through a pidfd verified
                 // against the recorded start time, then thaw so it is delivered.
                 if let (Some(cg), Ok(fd)) = (&st.cgroup, open_init(&st)) {
@@ -896,16 +899,18 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                     let _ = cg.thaw();
                 }
             }
-            kill_and_wait(&st)?
+            kill_and_wait(root, &st)?
         }
         s => return Err(Error::WrongState(format!("cannot delete container {id} that is not stopped: {s}"))),
     }
     destroy(root, &st)
 }
 
-fn kill_and_wait(st: &ContainerState) -> Result<()> {
+fn kill_and_wait(root: &Path, st: &ContainerState) -> Result<()> {
     let Ok(fd) = open_init(st) else { return Ok(()) };
-    let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+    if !(crate::vm::is_vm(&st.spec) && crate::vm::post_kill(root, st)) {
+        let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
     let ts = rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 };

@@ -68,7 +68,8 @@ pub(crate) fn launch(
     let vm_err = |e: berth_vm::Error| Error::Invalid(e.to_string());
     let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| "rootfs".into());
     let rootfs = bundle.join(root_path);
-    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| Error::Invalid(format!("root.path {}: {e}", rootfs.display())))?;
+    let rootfs =
+        std::fs::canonicalize(&rootfs).map_err(|e| Error::Invalid(format!("root.path {}: {e}", rootfs.display())))?;
     let guest_spec = berth_vm::guest_spec(&spec, &rootfs).map_err(vm_err)?;
     let assets = berth_vm::host::Assets::locate().map_err(vm_err)?;
     let rootless = opts.rootless.decide();
@@ -127,7 +128,8 @@ pub(crate) fn launch(
     // The container's terminal on the host: a PTY whose slave the supervisor relays to the
     // guest's PTY; the master goes where a native container's would.
     let (master, slave) = if terminal {
-        let size = st.spec.process().as_ref().and_then(|p| p.console_size()).map(|b| (b.height() as u16, b.width() as u16));
+        let size =
+            st.spec.process().as_ref().and_then(|p| p.console_size()).map(|b| (b.height() as u16, b.width() as u16));
         let (m, s, _) = crate::tty::open_pty(size)?;
         match &opts.console_socket {
             Some(p) => {
@@ -214,7 +216,8 @@ pub(crate) fn launch(
     ) {
         if let Some((pid, fd)) = guard.child.take() {
             let _ = rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL);
-            let _ = rustix::process::waitpid(rustix::process::Pid::from_raw(pid), rustix::process::WaitOptions::empty());
+            let _ =
+                rustix::process::waitpid(rustix::process::Pid::from_raw(pid), rustix::process::WaitOptions::empty());
         }
         guard.disarm();
         if let Err(d) = crate::container::destroy(&opts.root, &st) {
@@ -297,9 +300,7 @@ pub(crate) fn spawn_exec(
             let own = [rustix::stdio::stdin(), rustix::stdio::stdout(), rustix::stdio::stderr()];
             let given = opts.stdio.as_ref();
             let pick = |i: usize| {
-                given
-                    .and_then(|s| [&s.stdin, &s.stdout, &s.stderr][i].as_ref().map(|f| f.as_fd()))
-                    .unwrap_or(own[i])
+                given.and_then(|s| [&s.stdin, &s.stdout, &s.stderr][i].as_ref().map(|f| f.as_fd())).unwrap_or(own[i])
             };
             let fds = match &slave {
                 Some(s) => vec![s.as_fd()],
@@ -336,7 +337,10 @@ pub(crate) fn spawn_exec(
             }
             let msg = String::from_utf8_lossy(&data).trim().to_string();
             if data.is_empty() || !msg.is_empty() {
-                let _ = rustix::process::waitpid(rustix::process::Pid::from_raw(pid), rustix::process::WaitOptions::empty());
+                let _ = rustix::process::waitpid(
+                    rustix::process::Pid::from_raw(pid),
+                    rustix::process::WaitOptions::empty(),
+                );
                 let msg = if msg.is_empty() { "the exec stand-in exited".to_string() } else { msg };
                 return Err(Error::Init(format!("exec in the VM: {msg}")));
             }
@@ -352,4 +356,22 @@ pub(crate) fn spawn_exec(
 pub(crate) fn signal_all(root: &Path, id: &str, signal: i32) -> Result<()> {
     let ctl = berth_vm::host::VmPaths::new(&state::dir(root, id)).ctl();
     berth_vm::standin::signal_all(&ctl, signal).map_err(|e| Error::Init(format!("kill --all in the VM: {e}")))
+}
+
+/// SIGKILL for a VM container: asks its supervisor to stop the VM and exit with 137, then
+/// thaws it if the container is paused (the request waits in the socket meanwhile). False
+/// when the supervisor cannot be reached (still booting: its control socket does not exist
+/// yet), for the caller to SIGKILL the supervisor instead.
+pub(crate) fn post_kill(root: &Path, st: &ContainerState) -> bool {
+    let ctl = berth_vm::host::VmPaths::new(&state::dir(root, &st.id)).ctl();
+    if berth_vm::ctl::post(&ctl, &berth_vm::ctl::CtlRequest::Kill).is_err() {
+        return false;
+    }
+    if let Some(cg) = &st.cgroup {
+        if matches!(cg.freezer_state(), Ok(berth_cgroups::FreezerState::Freezing | berth_cgroups::FreezerState::Frozen))
+        {
+            let _ = cg.thaw();
+        }
+    }
+    true
 }

@@ -362,7 +362,8 @@ impl Agent {
     /// in the `Stdio`. With a terminal berth-linux makes the PTY and returns its master.
     fn stdio(&self, terminal: bool) -> io::Result<(Proc, Option<Stdio>)> {
         let placeholder = rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-        let mut p = Proc { pid: 0, pidfd: placeholder, stdin: None, stdout: None, stderr: None, tty: terminal, exited: None };
+        let mut p =
+            Proc { pid: 0, pidfd: placeholder, stdin: None, stdout: None, stderr: None, tty: terminal, exited: None };
         if terminal {
             // The process's stdio becomes the terminal; until then it must not be the
             // agent's (the guest console).

@@ -37,6 +37,12 @@ pub enum CtlRequest {
         /// Signal number.
         signal: i32,
     },
+    /// SIGKILL for the container (`kill ID KILL`, `delete --force`): the supervisor stops
+    /// the VM, reaps QEMU and virtiofsd, and exits with 137, as an init killed by SIGKILL
+    /// would. (A SIGKILL to the supervisor itself would leave QEMU and virtiofsd to die of
+    /// their parent-death signal as orphans of whatever reaper is above.) No reply: the caller
+    /// waits for the supervisor's exit, and it may be frozen until the caller thaws it.
+    Kill,
 }
 
 /// Supervisor → client.
@@ -114,6 +120,13 @@ pub fn listen(path: &Path) -> io::Result<OwnedFd> {
     rustix::net::bind(&s, &SocketAddrUnix::new(path)?)?;
     rustix::net::listen(&s, 16)?;
     Ok(s)
+}
+
+/// Sends `req` without waiting for a reply (a frozen supervisor answers only once thawed,
+/// but the connection and the packet queue in the kernel meanwhile).
+pub fn post(path: &Path, req: &CtlRequest) -> io::Result<()> {
+    let s = connect(path)?;
+    send(s.as_fd_borrowed(), req, &[])
 }
 
 /// One request/reply exchange (for `kill --all`).

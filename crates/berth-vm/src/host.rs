@@ -44,7 +44,11 @@ pub fn image_dirs() -> Vec<PathBuf> {
     // The executable's path (argv[0] too: a berth sealed against CVE-2019-5736 runs from a
     // memfd, whose /proc/self/exe names no directory).
     let exes = std::env::current_exe().ok().into_iter().chain(
-        std::env::args_os().next().map(PathBuf::from).filter(|p| p.components().count() > 1).and_then(|p| std::fs::canonicalize(p).ok()),
+        std::env::args_os()
+            .next()
+            .map(PathBuf::from)
+            .filter(|p| p.components().count() > 1)
+            .and_then(|p| std::fs::canonicalize(p).ok()),
     );
     for exe in exes {
         // target/debug/berth, target/debug/deps/test-binary, target/release/berth

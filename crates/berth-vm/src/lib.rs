@@ -141,20 +141,30 @@ mod tests {
     #[test]
     fn guest_spec_rewrites_the_root_and_refuses_host_only_fields() {
         let root = std::path::Path::new("/b/rootfs");
-        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"mounts":[{"destination":"/data","type":"bind","source":"/b/rootfs/srv","options":["rbind"]}],"hooks":{"poststop":[{"path":"/bin/true"}]}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"mounts":[{"destination":"/data","type":"bind","source":"/b/rootfs/srv","options":["rbind"]}],"hooks":{"poststop":[{"path":"/bin/true"}]}}"#,
+        );
         let g = guest_spec(&s, root).unwrap();
         assert_eq!(g["root"]["path"], GUEST_ROOTFS);
         assert_eq!(g["mounts"][0]["source"], "/run/rootfs/srv");
         assert!(g.get("hooks").is_none());
-        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"annotations":{"org.berth.isolation":"vm","a":"b"}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"annotations":{"org.berth.isolation":"vm","a":"b"}}"#,
+        );
         let g = guest_spec(&s, root).unwrap();
         assert_eq!(g["annotations"], serde_json::json!({"a":"b"}));
-        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"mounts":[{"destination":"/data","type":"bind","source":"/srv","options":["rbind"]}]}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"mounts":[{"destination":"/data","type":"bind","source":"/srv","options":["rbind"]}]}"#,
+        );
         let e = guest_spec(&s, root).unwrap_err().to_string();
         assert!(e.starts_with("mounts[0] (/data)"), "{e}");
-        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"hooks":{"createRuntime":[{"path":"/bin/true"}]}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"hooks":{"createRuntime":[{"path":"/bin/true"}]}}"#,
+        );
         assert!(guest_spec(&s, root).unwrap_err().to_string().starts_with("hooks.createRuntime"));
-        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"linux":{"namespaces":[{"type":"network","path":"/proc/1/ns/net"}]}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"/b/rootfs"},"linux":{"namespaces":[{"type":"network","path":"/proc/1/ns/net"}]}}"#,
+        );
         assert!(guest_spec(&s, root).unwrap_err().to_string().starts_with("linux.namespaces"));
     }
 }

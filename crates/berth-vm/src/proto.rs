@@ -113,8 +113,9 @@ impl Frame {
 
 fn parse_header(h: &[u8; HEADER]) -> io::Result<(usize, Kind, u32)> {
     let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-    let kind = Kind::from_u8(h[4])
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("agent protocol: unknown frame kind {}", h[4])))?;
+    let kind = Kind::from_u8(h[4]).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("agent protocol: unknown frame kind {}", h[4]))
+    })?;
     if len > MAX_PAYLOAD {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("agent protocol: frame of {len} bytes")));
     }

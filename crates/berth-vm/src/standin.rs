@@ -35,8 +35,9 @@ const FORWARDED: &[i32] = &[
 /// Asks the supervisor to start `process` with these descriptors (stdin, stdout, stderr,
 /// or the terminal alone); returns the connection once it runs, or the agent's error.
 pub fn start(ctl_path: &Path, process: serde_json::Value, fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<OwnedFd> {
-    let c = ctl::connect(ctl_path)
-        .map_err(|e| io::Error::new(e.kind(), format!("connecting to the VM supervisor ({}): {e}", ctl_path.display())))?;
+    let c = ctl::connect(ctl_path).map_err(|e| {
+        io::Error::new(e.kind(), format!("connecting to the VM supervisor ({}): {e}", ctl_path.display()))
+    })?;
     ctl::send(c.as_fd(), &CtlRequest::Exec { process }, fds)?;
     match ctl::recv::<CtlReply>(c.as_fd())? {
         Some((CtlReply::Started(_), _)) => Ok(c),

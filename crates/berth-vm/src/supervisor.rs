@@ -134,6 +134,8 @@ struct Sup {
     ping_every: Duration,
     last_seen: Instant,
     started: bool,
+    /// A [`CtlRequest::Kill`] arrived.
+    killed: bool,
 }
 
 /// Runs the supervisor in the calling (freshly forked, single-threaded) process. Never
@@ -146,7 +148,6 @@ pub fn supervise(cfg: Config) -> ! {
     let report = cfg.report.try_clone().ok();
     match setup(cfg) {
         Ok(mut s) => {
-            let _ = rustix::process::set_parent_process_death_signal(None);
             let code = s.run();
             s.teardown();
             berth_sys::process::exit_immediately(code)
@@ -245,6 +246,7 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
         ping_every: env_secs("BERTH_VM_PING_INTERVAL", 5),
         last_seen: Instant::now(),
         started: false,
+        killed: false,
     };
     let boot_deadline = Instant::now() + env_secs("BERTH_VM_BOOT_TIMEOUT", 120);
     // virtiofsd makes its socket after it set up its sandbox; QEMU needs it to exist.
@@ -321,9 +323,11 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
         partial.started = true;
     }
     let _ = fs::remove_file(paths.ctl());
-    partial.ctl = Some(
-        ctl::listen(&paths.ctl()).map_err(|e| (format!("listening on {}: {e}", paths.ctl().display()), None))?,
-    );
+    partial.ctl =
+        Some(ctl::listen(&paths.ctl()).map_err(|e| (format!("listening on {}: {e}", paths.ctl().display()), None))?);
+    // The creator exits as soon as it reads the report: the parent-death signal must be gone
+    // before (a creator that died earlier makes the write fail, and the VM is torn down).
+    let _ = rustix::process::set_parent_process_death_signal(None);
     if let Err(e) = write_report(&cfg.report, &Report { error: None, kernel }) {
         return Err((format!("reporting to the creator: {e}"), Some(partial)));
     }
@@ -383,12 +387,30 @@ impl Sup {
                 why = Some(self.qemu_failure(status));
             } else if Some(pid) == self.virtiofsd {
                 self.virtiofsd = None;
-                why.get_or_insert_with(|| {
-                    format!("virtiofsd exited ({}){}", describe(status), last_line(&self.paths.log()))
-                });
+                let fs_why = format!("virtiofsd exited ({}){}", describe(status), last_line(&self.paths.log()));
+                // virtiofsd ends when QEMU does (its vhost-user peer hung up), often reaped
+                // first: QEMU's end (a guest panic, a crash) is the reason if it follows.
+                let q = why.take().or_else(|| self.wait_qemu(Duration::from_secs(2)));
+                why = Some(q.unwrap_or(fs_why));
             }
         }
         why
+    }
+
+    /// QEMU's failure if it exits within `limit`.
+    fn wait_qemu(&mut self, limit: Duration) -> Option<String> {
+        let pid = Pid::from_raw(self.qemu?)?;
+        let end = Instant::now() + limit;
+        loop {
+            match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+                Ok(Some((_, status))) => {
+                    self.qemu = None;
+                    return Some(self.qemu_failure(status));
+                }
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(10)),
+                _ => return None,
+            }
+        }
     }
 
     fn qemu_failure(&self, status: rustix::process::WaitStatus) -> String {
@@ -511,7 +533,11 @@ impl Sup {
                 let r: Response = f.parse().unwrap_or_else(Response::err);
                 match what {
                     Pending::Exec(key) => {
-                        let reply = if r.ok { CtlReply::Started(r.pid.unwrap_or(0)) } else { CtlReply::Error(r.error.unwrap_or_default()) };
+                        let reply = if r.ok {
+                            CtlReply::Started(r.pid.unwrap_or(0))
+                        } else {
+                            CtlReply::Error(r.error.unwrap_or_default())
+                        };
                         if !r.ok {
                             if let Some(p) = self.procs.remove(&key) {
                                 if let Some(c) = &p.conn {
@@ -654,6 +680,9 @@ impl Sup {
                     Src::Stdin(k) => self.pump_stdin(k, &mut buf),
                     Src::Conn(k) => self.conn_ready(k),
                 }
+                if self.killed {
+                    return self.init_exited(128 + libc::SIGKILL);
+                }
             }
         }
     }
@@ -744,6 +773,10 @@ impl Sup {
             }
             CtlRequest::SignalAll { signal } => {
                 let _ = self.send(&Request::Signal { key: INIT_KEY, signal, all: true }, Pending::SignalAll(c));
+            }
+            CtlRequest::Kill => {
+                log::debug!("vm {}: killed", self.cfg_id);
+                self.killed = true;
             }
             CtlRequest::Signal { .. } => {
                 let _ = ctl::send(c.as_fd(), &CtlReply::Error("signal: no exec on this connection".into()), &[]);
