@@ -1190,7 +1190,14 @@ impl Server {
             .ok()
             .filter(|s| (1..=64).contains(s))
             .ok_or_else(|| Error::Invalid(format!("signal {}: not a valid signal number", req.signal)))?;
+        let root = self.cfg.root.clone();
         let c = self.container_mut(&req.id)?;
+        if req.exec_id.is_empty() && berth_linux::vm::is_vm(&c.state.spec) {
+            // VM isolation (docs/vm-isolation.md): the init's pid is the VM supervisor's, which
+            // forwards signals into the guest; berth-linux routes SIGKILL and `all` through it.
+            berth_linux::container::kill(&root, &req.id, signal, req.all)?;
+            return Ok(api::Empty::new());
+        }
         if req.exec_id.is_empty() && req.all {
             c.cgroup()?.signal_all(signal)?;
         } else {

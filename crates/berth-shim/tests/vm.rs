@@ -83,11 +83,11 @@ fn ctr_run_with_the_vm_annotation_runs_in_a_vm() {
     assert!(!vmm_processes(c.dir.path()).is_empty(), "no QEMU/virtiofsd for the VM container");
     let o = c.ctr(&["task", "exec", "--exec-id", "e1", "vm-d", "sh", "-c", "uname -r; exit 5"]);
     assert_out(&o, 5, "cloud-amd64", "ctr task exec (vm)");
-    let o = c.ctr(&["task", "kill", "-s", "TERM", "vm-d"]);
+    let o = c.ctr(&["task", "kill", "-s", "KILL", "vm-d"]);
     assert_eq!(o.code, 0, "kill: {}", o.stderr);
     let deadline = Instant::now() + Duration::from_secs(60);
     while c.task_status("vm-d") != "STOPPED" {
-        assert!(Instant::now() < deadline, "the VM task did not stop after SIGTERM");
+        assert!(Instant::now() < deadline, "the VM task did not stop after SIGKILL");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(c.ctr(&["task", "delete", "vm-d"]).code, 0);
