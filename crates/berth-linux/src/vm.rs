@@ -32,7 +32,7 @@ fn host_spec(spec: &Spec) -> Spec {
     let Some(mut linux) = s.linux().clone() else { return s };
     if let Some(mut res) = linux.resources().clone() {
         let extra = ((berth_vm::host::GUEST_OVERHEAD_MIB + berth_vm::host::HOST_OVERHEAD_MIB) << 20) as i64;
-        if let Some(mut mem) = res.memory().clone() {
+        if let Some(mut mem) = *res.memory() {
             mem.set_limit(mem.limit().filter(|l| *l > 0).map(|l| l + extra));
             mem.set_swap(mem.swap().filter(|l| *l > 0).map(|l| l + extra));
             res.set_memory(Some(mem));

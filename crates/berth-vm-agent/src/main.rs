@@ -87,7 +87,7 @@ fn run() -> io::Result<()> {
     let port = open_port()?;
     let mut set = SigSet::empty();
     set.add(libc::SIGCHLD)?;
-    let mut blocked = set.clone();
+    let mut blocked = set;
     blocked.add(libc::SIGPIPE)?;
     sig::set_mask(&blocked)?;
     let sigfd = sig::signalfd(&set)?;

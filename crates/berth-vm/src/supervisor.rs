@@ -186,7 +186,7 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-type SetupError = (String, Option<Sup>);
+type SetupError = (String, Option<Box<Sup>>);
 
 /// Starts virtiofsd and QEMU, waits for the agent, creates (and with `start_now` starts)
 /// the container in the guest, then tells the creator.
@@ -252,10 +252,10 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
     // virtiofsd makes its socket after it set up its sandbox; QEMU needs it to exist.
     while !paths.fs().exists() {
         if let Some(why) = partial.reap_failure() {
-            return Err((format!("virtiofsd failed before it listened: {why}"), Some(partial)));
+            return Err((format!("virtiofsd failed before it listened: {why}"), Some(Box::new(partial))));
         }
         if Instant::now() > boot_deadline {
-            return Err(("virtiofsd did not create its socket".into(), Some(partial)));
+            return Err(("virtiofsd did not create its socket".into(), Some(Box::new(partial))));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -264,7 +264,7 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
     log::debug!("vm {}: {} {}", cfg.id, cfg.assets.qemu.display(), args.join(" "));
     match spawn(&cfg.assets.qemu, &args, &vmm_log) {
         Ok(pid) => partial.qemu = Some(pid),
-        Err(e) => return Err((format!("starting {}: {e}", cfg.assets.qemu.display()), Some(partial))),
+        Err(e) => return Err((format!("starting {}: {e}", cfg.assets.qemu.display()), Some(Box::new(partial)))),
     }
     // QEMU connects to the agent socket at start-up; wait for it, or for QEMU's death.
     agent_listener.set_nonblocking(true).map_err(|e| (e.to_string(), None))?;
@@ -272,13 +272,13 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
         match agent_listener.accept() {
             Ok((c, _)) => break c,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err((format!("accepting QEMU's agent connection: {e}"), Some(partial))),
+            Err(e) => return Err((format!("accepting QEMU's agent connection: {e}"), Some(Box::new(partial)))),
         }
         if let Some(why) = partial.reap_failure() {
-            return Err((why, Some(partial)));
+            return Err((why, Some(Box::new(partial))));
         }
         if Instant::now() > boot_deadline {
-            return Err(("QEMU did not connect the agent channel".into(), Some(partial)));
+            return Err(("QEMU did not connect the agent channel".into(), Some(Box::new(partial))));
         }
         let mut p = [PollFd::new(&agent_listener, PollFlags::IN)];
         let _ = poll(&mut p, Some(&Timespec { tv_sec: 0, tv_nsec: 20_000_000 }));
@@ -291,8 +291,10 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
     // The guest boots; its agent says hello.
     let kernel = match partial.wait_event(boot_deadline) {
         Ok(Event::Hello { kernel }) => kernel,
-        Ok(other) => return Err((format!("unexpected first message from the agent: {other:?}"), Some(partial))),
-        Err(e) => return Err((format!("the guest did not boot: {e}"), Some(partial))),
+        Ok(other) => {
+            return Err((format!("unexpected first message from the agent: {other:?}"), Some(Box::new(partial))))
+        }
+        Err(e) => return Err((format!("the guest did not boot: {e}"), Some(Box::new(partial)))),
     };
     log::debug!("vm {}: guest kernel {kernel} up", cfg.id);
 
@@ -313,12 +315,12 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
     partial.procs.insert(INIT_KEY, init);
     let create = Request::Create { id: cfg.id.clone(), spec: cfg.guest_spec, winsize };
     if let Err(e) = partial.call(&create, Pending::Create, boot_deadline) {
-        return Err((e, Some(partial)));
+        return Err((e, Some(Box::new(partial))));
     }
     if cfg.start_now {
         let deadline = Instant::now() + partial.agent_timeout;
         if let Err(e) = partial.call(&Request::Start, Pending::Start, deadline) {
-            return Err((e, Some(partial)));
+            return Err((e, Some(Box::new(partial))));
         }
         partial.started = true;
     }
@@ -329,7 +331,7 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
     // before (a creator that died earlier makes the write fail, and the VM is torn down).
     let _ = rustix::process::set_parent_process_death_signal(None);
     if let Err(e) = write_report(&cfg.report, &Report { error: None, kernel }) {
-        return Err((format!("reporting to the creator: {e}"), Some(partial)));
+        return Err((format!("reporting to the creator: {e}"), Some(Box::new(partial))));
     }
     drop(cfg.report);
     Ok(partial)
@@ -588,11 +590,11 @@ impl Sup {
                         self.agent_timeout.as_secs()
                     ));
                 }
-            } else if now.duration_since(self.last_seen) > self.ping_every {
-                if self.send(&Request::Ping, Pending::Ignore).is_err() {
-                    let why = self.reap_failure().unwrap_or_else(|| "the agent channel broke".into());
-                    return self.fail(why);
-                }
+            } else if now.duration_since(self.last_seen) > self.ping_every
+                && self.send(&Request::Ping, Pending::Ignore).is_err()
+            {
+                let why = self.reap_failure().unwrap_or_else(|| "the agent channel broke".into());
+                return self.fail(why);
             }
 
             let mut fds: Vec<PollFd<'_>> = Vec::new();
