@@ -145,6 +145,7 @@ pub(crate) fn launch(
     };
     let forward = if mode == LaunchMode::RunForeground { Some(crate::signals::Forwarder::block()?) } else { None };
     let (report_r, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ctx(|| "pipe".to_string())?;
+    let (placed_r, placed_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ctx(|| "pipe".to_string())?;
     let stdio = match &opts.stdio {
         Some(s) => [
             s.stdin.as_ref().and_then(|f| f.try_clone().ok()),
@@ -165,6 +166,7 @@ pub(crate) fn launch(
         stdio,
         tty: slave,
         report: report_w,
+        placed: Some(placed_r),
     };
     let unified = match cg.as_ref().and_then(|c| c.unified_dir()) {
         Some(d) => Some(
@@ -178,6 +180,7 @@ pub(crate) fn launch(
     {
         Forked::Child(_) => {
             drop(report_r);
+            drop(placed_w);
             drop(unified);
             drop(master);
             berth_vm::supervisor::supervise(cfg)
@@ -189,6 +192,10 @@ pub(crate) fn launch(
     if let Some(cg) = &cg {
         cg.add_pid(pid, unified.is_some()).map_err(|e| Error::Cgroup(e.to_string()))?;
     }
+    // Placed: the supervisor may start QEMU and virtiofsd (an error above drops the pipe,
+    // and the guard kills the supervisor).
+    let _ = rustix::io::write(&placed_w, b"1");
+    drop(placed_w);
     st.pid = pid;
     st.start_time = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
     st.cgroup = cg.clone();

@@ -76,6 +76,10 @@ pub struct Config {
     pub tty: Option<OwnedFd>,
     /// Where the creator waits for "ready" or the error (one JSON line).
     pub report: OwnedFd,
+    /// Read end of a pipe the creator writes one byte to (or closes) once it has placed the
+    /// supervisor in all the container's cgroups: QEMU and virtiofsd, forked after that,
+    /// inherit them (clone3 can only place it in the cgroup2 one; v1 controllers come after).
+    pub placed: Option<OwnedFd>,
 }
 
 /// What the creator reads from the report descriptor.
@@ -146,6 +150,20 @@ pub fn supervise(cfg: Config) -> ! {
     // virtiofsd forks its sandbox; whatever it leaves is reaped here, not by a stranger.
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     let report = cfg.report.try_clone().ok();
+    let mut cfg = cfg;
+    if let Some(p) = cfg.placed.take() {
+        let mut b = [0u8; 1];
+        let got = loop {
+            match rustix::io::read(&p, &mut b) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => break r,
+            }
+        };
+        // Closed without the byte: the creator failed (and kills us); start nothing.
+        if got != Ok(1) {
+            berth_sys::process::exit_immediately(1)
+        }
+    }
     match setup(cfg) {
         Ok(mut s) => {
             let code = s.run();
