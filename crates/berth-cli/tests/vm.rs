@@ -22,7 +22,7 @@ fn missing() -> Option<String> {
     }
     let exe = PathBuf::from(BERTH);
     let dir = exe.ancestors().nth(2).map(|t| t.join("vm")).unwrap_or_default();
-    if !dir.join("vmlinuz").exists() || !dir.join("initramfs.cpio.gz").exists() {
+    if !dir.join("vmlinuz").exists() || !dir.join("initramfs.cpio").exists() {
         return Some(format!("no guest image in {} (scripts/vm-image)", dir.display()));
     }
     None

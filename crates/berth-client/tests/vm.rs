@@ -21,7 +21,7 @@ fn missing() -> Option<String> {
     // The helper (berth-monitor) is built beside the test's target directory.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = target.join("vm");
-    if !dir.join("vmlinuz").exists() || !dir.join("initramfs.cpio.gz").exists() {
+    if !dir.join("vmlinuz").exists() || !dir.join("initramfs.cpio").exists() {
         return Some(format!("no guest image in {} (scripts/vm-image)", dir.display()));
     }
     None

@@ -21,7 +21,7 @@ fn missing() -> Option<String> {
         return Some("qemu-system-x86_64 missing (apt-get install qemu-system-x86)".into());
     }
     let dir = shim_bin().parent().and_then(|d| d.parent()).map(|t| t.join("vm")).unwrap_or_default();
-    if !dir.join("vmlinuz").exists() || !dir.join("initramfs.cpio.gz").exists() {
+    if !dir.join("vmlinuz").exists() || !dir.join("initramfs.cpio").exists() {
         return Some(format!("no guest image in {} (scripts/vm-image)", dir.display()));
     }
     None
