@@ -174,14 +174,14 @@ fn vm_terminal_and_memory_limit_inside_the_guest() {
     let t = Instant::now();
     let env = Env::new();
     // A terminal of the given size, and the memory limit enforced by the guest's cgroup:
-    // 100 MiB held by `tail` (no newline: it keeps everything) under a 64 MiB limit is
+    // 48 MB held by `tail` (no newline: it keeps everything) under a 32 MiB limit is
     // OOM-killed inside the guest.
     let script = "test -t 0 && echo is-a-tty; stty size; cat /sys/fs/cgroup/memory.max; \
-                  head -c 100000000 /dev/zero | tail > /dev/null; echo tail-status $?";
+                  head -c 48000000 /dev/zero | tail > /dev/null; echo tail-status $?";
     let mut b = vm_bundle(&env, &["sh", "-c", script]);
     b.set("/process/terminal", json!(true));
     b.set("/process/consoleSize", json!({"height": 30, "width": 100}));
-    b.set("/linux/resources/memory", json!({"limit": 64 << 20, "swap": 64 << 20}));
+    b.set("/linux/resources/memory", json!({"limit": 32 << 20, "swap": 32 << 20}));
     b.write();
     let id = env.id("vmtty");
     let probe = LeakProbe::with_bundle(&id, env.root(), &b);
@@ -190,7 +190,7 @@ fn vm_terminal_and_memory_limit_inside_the_guest() {
     out.code_is(0);
     assert!(text.contains("is-a-tty"), "{text}");
     assert!(text.contains("30 100"), "stty size: {text}");
-    assert!(text.contains(&(64u64 << 20).to_string()), "memory.max in the guest: {text}");
+    assert!(text.contains(&(32u64 << 20).to_string()), "memory.max in the guest: {text}");
     assert!(text.contains("tail-status 137"), "the allocation was not OOM-killed in the guest: {text}");
     probe.assert_clean();
     env.finish();
