@@ -15,17 +15,42 @@ use std::time::Instant;
 use common::*;
 use serde_json::json;
 
-/// Why the VM tests cannot run here, if they cannot.
+/// Why the VM tests cannot run here, if they cannot. The guest image is (re)built once per
+/// test binary with the agent of this checkout (`cargo build -p berth-vm-agent`, then
+/// `scripts/vm-image`, both no-ops when up to date): the tests skip only when it cannot be
+/// built (no QEMU, no network for the kernel download, no busybox-static, ...).
 fn missing() -> Option<String> {
-    if !Path::new("/usr/bin/qemu-system-x86_64").exists() {
-        return Some("qemu-system-x86_64 missing (apt-get install qemu-system-x86)".into());
-    }
-    let exe = PathBuf::from(BERTH);
-    let dir = exe.ancestors().nth(2).map(|t| t.join("vm")).unwrap_or_default();
-    if !dir.join("vmlinuz").exists() || !dir.join("initramfs.cpio").exists() {
-        return Some(format!("no guest image in {} (scripts/vm-image)", dir.display()));
-    }
-    None
+    static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WHY.get_or_init(|| {
+        if !Path::new("/usr/bin/qemu-system-x86_64").exists() {
+            return Some("qemu-system-x86_64 missing (apt-get install qemu-system-x86)".into());
+        }
+        let exe = PathBuf::from(BERTH);
+        let Some(target) = exe.ancestors().nth(2).map(Path::to_path_buf) else {
+            return Some(format!("no target directory above {}", exe.display()));
+        };
+        let dir = target.join("vm");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut build = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        build.args(["build", "-q", "-p", "berth-vm-agent"]).current_dir(&repo);
+        if exe.parent().is_some_and(|d| d.ends_with("release")) {
+            build.arg("--release");
+        }
+        let agent = exe.with_file_name("berth-vm-agent");
+        if !build.status().map(|s| s.success()).unwrap_or(false) {
+            return Some("building berth-vm-agent failed".into());
+        }
+        match std::process::Command::new(repo.join("scripts/vm-image")).arg(&dir).arg(&agent).output() {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(format!(
+                "scripts/vm-image {} failed: {}",
+                dir.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Some(format!("scripts/vm-image: {e}")),
+        }
+    })
+    .clone()
 }
 
 macro_rules! need_vm {
