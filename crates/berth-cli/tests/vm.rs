@@ -106,7 +106,9 @@ fn vm_run_output_exit_code_guest_kernel_and_shared_rootfs() {
     need_vm!("vm_run_output_exit_code_guest_kernel_and_shared_rootfs");
     let t = Instant::now();
     let env = Env::new();
-    let script = "echo out; echo err >&2; uname -r; cat /data/from-host; echo guest-wrote > /data/from-guest; exit 3";
+    // (The allocation is the memory test's negative control: without a limit it succeeds.)
+    let script = "echo out; echo err >&2; uname -r; cat /data/from-host; echo guest-wrote > /data/from-guest; \
+                  head -c 48000000 /dev/zero | tail > /dev/null; echo tail-status $?; exit 3";
     let mut b = vm_bundle(&env, &["sh", "-c", script]);
     b.set("/root/readonly", json!(false));
     b.write();
@@ -125,6 +127,7 @@ fn vm_run_output_exit_code_guest_kernel_and_shared_rootfs() {
     // The rootfs is shared both ways, read-write.
     assert_eq!(lines.get(2), Some(&"host-wrote"));
     assert_eq!(fs::read_to_string(b.rootfs().join("data/from-guest")).unwrap(), "guest-wrote\n");
+    assert_eq!(lines.get(3), Some(&"tail-status 0"), "without a memory limit: {lines:?}");
     probe.assert_clean();
     // Negative control: the same bundle without the annotation runs on the host's kernel.
     let native = env.bundle(&["uname", "-r"]);
@@ -167,6 +170,13 @@ fn vm_lifecycle_exec_signals_pause_resume() {
     let out = env.berth(&["exec", &id, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 5"]);
     out.code_is(5);
     assert!(out.stdout.contains("trap"), "exec saw: {}", out.stdout);
+    // exec -t: a terminal in the guest, relayed through the stand-in's host PTY (negative
+    // control: the same probe without -t sees no terminal).
+    let out = env.berth(&["exec", "-t", &id, "sh", "-c", "test -t 0 && test -t 1 && echo exec-tty; exit 4"]);
+    out.code_is(4);
+    assert!(out.stdout.contains("exec-tty"), "exec -t: {}", out.stdout);
+    let out = env.berth(&["exec", &id, "sh", "-c", "test -t 1 && echo exec-tty; exit 0"]);
+    assert!(!out.ok().contains("exec-tty"), "exec without -t has a terminal");
     // A failing exec is an error, as natively.
     env.berth(&["exec", &id, "/no/such/binary"]).fails_with("no/such/binary");
     // pause/resume freeze the whole VM (supervisor, QEMU, virtiofsd) through the freezer.
