@@ -71,6 +71,13 @@ fn ctr_run_with_the_vm_annotation_runs_in_a_vm() {
     assert_out(&o, 3, "vm-out", "ctr run (vm)");
     let guest = o.stdout.lines().nth(1).unwrap_or_default().trim().to_string();
     assert!(guest.contains("cloud-amd64") && guest != host, "guest kernel {guest:?}, host {host:?}");
+    // The runtime option `isolation = "vm"` (berth's shim settings file) instead of the
+    // annotation.
+    let conf = c.dir.path().join("vm.toml");
+    fs::write(&conf, "isolation = \"vm\"\n").unwrap();
+    let conf = conf.to_string_lossy().into_owned();
+    let o = c.ctr(&["run", rt[0], rt[1], "--runtime-config-path", &conf, "--rm", IMAGE, "vm-opt", "uname", "-r"]);
+    assert_out(&o, 0, "cloud-amd64", "ctr run with isolation = \"vm\"");
     // Negative control: without the annotation the same image runs on the host's kernel.
     let o = c.ctr(&["run", rt[0], rt[1], "--rm", IMAGE, "native-fg", "uname", "-r"]);
     assert_out(&o, 0, &host, "ctr run (native)");
