@@ -77,3 +77,17 @@ make_bundle() {
     jq --argjson args "$args" '.process.terminal = false | .process.args = $args' "$dir/config.json" >"$dir/config.json.new"
     mv "$dir/config.json.new" "$dir/config.json"
 }
+
+# The packages VM isolation (docs/vm-isolation.md) runs on: QEMU (qemu-system-x86), virtiofsd
+# (qemu-system-common), and what scripts/vm-image builds the guest's initramfs with.
+VM_PACKAGES="qemu-system-x86 qemu-system-common busybox-static cpio binutils"
+
+# build_vm_image PROFILE: builds berth-vm-agent (cargo profile dev or release) and the guest
+# image in target/vm from it (idempotent: kernel downloaded once, initramfs rebuilt when the
+# agent changed).
+build_vm_image() {
+    local profile=$1 dir=debug
+    [ "$profile" = release ] && dir=release
+    cargo build -q -j "$(build_jobs)" --profile "$profile" -p berth-vm-agent
+    scripts/vm-image target/vm "target/$dir/berth-vm-agent"
+}

@@ -98,13 +98,13 @@ pub enum Launched {
 }
 
 /// Cleanup of a partially created container. Disarmed on success.
-struct Guard<'a> {
+pub(crate) struct Guard<'a> {
     root: &'a Path,
     id: &'a str,
     dir_created: bool,
     /// The cgroup directories this create made (not a pre-existing cgroup's).
-    cgroup: Option<berth_cgroups::Created>,
-    child: Option<(i32, OwnedFd)>,
+    pub(crate) cgroup: Option<berth_cgroups::Created>,
+    pub(crate) child: Option<(i32, OwnedFd)>,
     /// The rootfs of a container without a mount namespace of its own, whose mounts are in
     /// ours.
     shared_mounts: Option<PathBuf>,
@@ -113,7 +113,7 @@ struct Guard<'a> {
 }
 
 impl Guard<'_> {
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.dir_created = false;
         self.cgroup = None;
         self.child = None;
@@ -151,7 +151,7 @@ impl Drop for Guard<'_> {
 
 /// The name of `uid` in the host's /etc/passwd (runc shows it as the container's owner), or
 /// `#uid` when it has none.
-fn user_name(uid: u32) -> String {
+pub(crate) fn user_name(uid: u32) -> String {
     fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|p| {
@@ -197,7 +197,7 @@ fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources>
 /// Creates the container's cgroups. An unprivileged caller usually cannot (cgroups are not
 /// delegated to it), so rootless containers run without them, with a warning when the spec
 /// asked for limits that therefore do not apply (runc behaves the same).
-fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
+pub(crate) fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_cgroups::Cgroup>> {
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: must be set".into()))?;
     let path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
     if !rootless {
@@ -225,7 +225,7 @@ fn resolve_cgroup(spec: &Spec, id: &str, rootless: bool) -> Result<Option<berth_
 }
 
 /// Creates the cgroup [`resolve_cgroup`] found.
-fn create_cgroup(
+pub(crate) fn create_cgroup(
     spec: &Spec,
     cg: Option<berth_cgroups::Cgroup>,
     rootless: bool,
@@ -293,6 +293,10 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
             spec.clone()
         }
     };
+    // VM isolation (docs/vm-isolation.md): the same operations, the container in a VM.
+    if berth_vm::requested(&spec).map_err(|e| Error::Invalid(e.to_string()))? {
+        return crate::vm::launch(opts, mode, &bundle, spec, guard);
+    }
     let (listen_fds, extra_env) = listen_fds();
     let mut plan = plan::build(
         &opts.id,
@@ -573,7 +577,7 @@ pub fn launch(opts: &CreateOptions, mode: LaunchMode) -> Result<Launched> {
     ) {
         // A failed run leaves nothing, as every other failure of run: stop the container,
         // reap its init (our child), then undo create (poststop hooks included).
-        stop(&st);
+        stop(&opts.root, &st);
         if let Some((pid, _)) = guard.child.take() {
             let _ = rustix::process::waitpid(Pid::from_raw(pid), rustix::process::WaitOptions::empty());
         }
@@ -766,20 +770,20 @@ pub fn start_created(root: &Path, st: &ContainerState) -> Result<()> {
         // runtime-spec (PR 1262) and runc: a failing poststart hook stops the container. It
         // is left stopped, for `delete` to remove (running poststop), as after any exit: the
         // caller (a shim, a monitor) owns the container's removal.
-        stop(st)
+        stop(root, st)
     })
 }
 
 /// Stops a container whose poststart hook failed: SIGKILL to its init and, when it shares
 /// the host's pid namespace (where the init's death takes nothing else down), to everything
 /// in its cgroups; returns once the init is dead.
-fn stop(st: &ContainerState) {
+fn stop(root: &Path, st: &ContainerState) {
     if !st.own_pidns {
         if let Some(cg) = &st.cgroup {
             let _ = cg.signal_all(libc::SIGKILL);
         }
     }
-    if let Err(e) = kill_and_wait(st) {
+    if let Err(e) = kill_and_wait(root, st) {
         log::warn!("stopping container {}: {e}", st.id);
     }
 }
@@ -799,7 +803,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
         )));
     }
     let not_running = || Error::WrongState(format!("cannot kill container {id}: container not running"));
-    if all {
+    if all && crate::vm::is_vm(&st.spec) {
+        crate::vm::signal_all(root, id, signal)?;
+    } else if all {
         match &st.cgroup {
             Some(cg) => cg.signal_all(signal).map_err(|e| Error::Cgroup(e.to_string()))?,
             // Without cgroups (rootless without delegation) nothing is left to find once the
@@ -815,6 +821,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     } else {
         if status == ContainerStatus::Stopped {
             return Err(not_running());
+        }
+        if signal == libc::SIGKILL && crate::vm::is_vm(&st.spec) && crate::vm::post_kill(root, &st) {
+            return Ok(());
         }
         let pidfd = open_init(&st).map_err(|_| not_running())?;
         match berth_sys::signal::pidfd_send(pidfd.as_fd(), signal) {
@@ -872,7 +881,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                 "cannot delete container {id} that is being created (its creator is still running); use --force"
             )))
         }
-        ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(&st)?,
+        ContainerStatus::Created | ContainerStatus::Creating => kill_and_wait(root, &st)?,
         s if force => {
             // Half-frozen counts too (a freeze still in progress, or one that could not
             // complete): a frozen init cannot die.
@@ -882,7 +891,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                     Ok(berth_cgroups::FreezerState::Freezing | berth_cgroups::FreezerState::Frozen)
                 )
             });
-            if s == ContainerStatus::Paused || freezing {
+            if (s == ContainerStatus::Paused || freezing) && !crate::vm::is_vm(&st.spec) {
                 // A frozen init cannot die: queue the SIGKILL through a pidfd verified
                 // against the recorded start time, then thaw so it is delivered.
                 if let (Some(cg), Ok(fd)) = (&st.cgroup, open_init(&st)) {
@@ -890,16 +899,18 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                     let _ = cg.thaw();
                 }
             }
-            kill_and_wait(&st)?
+            kill_and_wait(root, &st)?
         }
         s => return Err(Error::WrongState(format!("cannot delete container {id} that is not stopped: {s}"))),
     }
     destroy(root, &st)
 }
 
-fn kill_and_wait(st: &ContainerState) -> Result<()> {
+fn kill_and_wait(root: &Path, st: &ContainerState) -> Result<()> {
     let Ok(fd) = open_init(st) else { return Ok(()) };
-    let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+    if !(crate::vm::is_vm(&st.spec) && crate::vm::post_kill(root, st)) {
+        let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
     let ts = rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 };
@@ -923,7 +934,8 @@ pub fn destroy(root: &Path, st: &ContainerState) -> Result<()> {
     if let Some(cg) = &st.cgroup {
         // A create that was killed may have left an init the record does not name yet (it
         // dies of its parent-death signal, but perhaps not before we get here).
-        if !st.own_pidns || st.creating {
+        // (A VM's QEMU and virtiofsd die with their supervisor, but asynchronously.)
+        if !st.own_pidns || st.creating || crate::vm::is_vm(&st.spec) {
             let _ = cg.signal_all(libc::SIGKILL);
         }
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;

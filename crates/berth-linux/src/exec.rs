@@ -266,6 +266,9 @@ pub fn spawn(opts: &ExecOptions) -> Result<Spawned> {
         process.set_cwd(base.cwd().clone());
     }
     berth_spec::validate_process(&process, true).map_err(|e| Error::Invalid(e.to_string()))?;
+    if crate::vm::is_vm(&st.spec) {
+        return crate::vm::spawn_exec(&st, &process, opts);
+    }
     let mut plan = crate::plan::process_plan(&process, opts.preserve_fds, &[])?;
     if !st.no_new_keyring {
         let userns = st

@@ -42,6 +42,7 @@ pub mod state;
 pub mod sync;
 pub mod tty;
 pub mod userns;
+pub mod vm;
 
 pub use error::{Error, Result};
 

@@ -43,6 +43,10 @@ pub enum Grouping {
 pub struct Settings {
     /// `group`: `"pod"` (the default) or `"namespace"`.
     pub grouping: Grouping,
+    /// `isolation = "vm"`: every container of this runtime runs in a VM, as with the spec
+    /// annotation `org.berth.isolation=vm` (docs/vm-isolation.md); `"process"` (the default)
+    /// leaves the choice to the annotation.
+    pub vm: bool,
 }
 
 /// The outcome of reading the options: the settings, and what should be logged about them.
@@ -241,8 +245,21 @@ pub fn parse_settings(what: &str, text: &str) -> Result<Settings> {
                     }
                 };
             }
+            "isolation" => {
+                s.vm = match item.as_str() {
+                    Some("vm") => true,
+                    Some("process") => false,
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "{what}: isolation must be \"process\" (the default) or \"vm\" (docs/vm-isolation.md)"
+                        )))
+                    }
+                };
+            }
             other => {
-                return Err(Error::Invalid(format!("{what}: unknown setting {other:?} (berth's shim knows: group)")))
+                return Err(Error::Invalid(format!(
+                    "{what}: unknown setting {other:?} (berth's shim knows: group, isolation)"
+                )))
             }
         }
     }
@@ -285,6 +302,15 @@ mod tests {
     fn no_options_is_the_default() {
         assert_eq!(parse(&[]).unwrap(), Parsed::default());
         assert_eq!(parse(&[]).unwrap().settings.grouping, Grouping::Pod);
+    }
+
+    #[test]
+    fn isolation_setting() {
+        assert!(parse_settings("f", "isolation = \"vm\"\n").unwrap().vm);
+        assert!(!parse_settings("f", "isolation = \"process\"\n").unwrap().vm);
+        assert!(!parse_settings("f", "").unwrap().vm);
+        let e = parse_settings("f", "isolation = \"hyperv\"\n").unwrap_err().to_string();
+        assert!(e.contains("isolation must be"), "{e}");
     }
 
     #[test]

@@ -774,7 +774,17 @@ impl Server {
         bundle: &Path,
         rootfs: Option<PathBuf>,
     ) -> Result<api::CreateTaskResponse> {
-        let spec = berth_linux::container::load_spec(bundle)?;
+        let mut spec = berth_linux::container::load_spec(bundle)?;
+        // The runtime option `isolation = "vm"` (docs/vm-isolation.md) stands for the annotation.
+        if let Some(any) = req.options.as_ref() {
+            use containerd_shim_protos::protobuf::Message;
+            let data = any.write_to_bytes().map_err(|e| Error::Invalid(format!("runtime options: {e}")))?;
+            if crate::options::parse(&data)?.settings.vm {
+                let mut a = spec.annotations().clone().unwrap_or_default();
+                a.entry("org.berth.isolation".to_string()).or_insert_with(|| "vm".to_string());
+                spec.set_annotations(Some(a));
+            }
+        }
         let terminal = req.terminal || spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
         let own_pidns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none());
@@ -1190,7 +1200,14 @@ impl Server {
             .ok()
             .filter(|s| (1..=64).contains(s))
             .ok_or_else(|| Error::Invalid(format!("signal {}: not a valid signal number", req.signal)))?;
+        let root = self.cfg.root.clone();
         let c = self.container_mut(&req.id)?;
+        if req.exec_id.is_empty() && berth_linux::vm::is_vm(&c.state.spec) {
+            // VM isolation (docs/vm-isolation.md): the init's pid is the VM supervisor's, which
+            // forwards signals into the guest; berth-linux routes SIGKILL and `all` through it.
+            berth_linux::container::kill(&root, &req.id, signal, req.all)?;
+            return Ok(api::Empty::new());
+        }
         if req.exec_id.is_empty() && req.all {
             c.cgroup()?.signal_all(signal)?;
         } else {

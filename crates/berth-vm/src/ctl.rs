@@ -1,0 +1,150 @@
+//! The supervisor's control socket (`vm/ctl.sock`, `SOCK_SEQPACKET`): how processes on the
+//! host that are not the supervisor reach the guest — an exec stand-in hands over its stdio
+//! and waits for the exit status; `kill --all` signals every process in the guest. One JSON
+//! document per packet, descriptors as `SCM_RIGHTS`.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::net::{
+    recvmsg, sendmsg, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+use serde::{Deserialize, Serialize};
+
+const MAX_FDS: usize = 3;
+const MAX_PACKET: usize = 1 << 20;
+
+/// Client → supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CtlRequest {
+    /// Run `process` in the container. Descriptors: stdin, stdout, stderr, or one terminal
+    /// (the slave of a host PTY whose master the caller keeps).
+    Exec {
+        /// The OCI process.
+        process: serde_json::Value,
+    },
+    /// Signal the exec this connection started.
+    Signal {
+        /// Signal number.
+        signal: i32,
+    },
+    /// Signal every process of the container (`kill --all`).
+    SignalAll {
+        /// Signal number.
+        signal: i32,
+    },
+    /// SIGKILL for the container (`kill ID KILL`, `delete --force`): the supervisor stops
+    /// the VM, reaps QEMU and virtiofsd, and exits with 137, as an init killed by SIGKILL
+    /// would. (A SIGKILL to the supervisor itself would leave QEMU and virtiofsd to die of
+    /// their parent-death signal as orphans of whatever reaper is above.) No reply: the caller
+    /// waits for the supervisor's exit, and it may be frozen until the caller thaws it.
+    Kill,
+}
+
+/// Supervisor → client.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum CtlReply {
+    /// The exec runs (its guest pid).
+    Started(i32),
+    /// The exec exited with this status (128+N for a signal).
+    Exit(i32),
+    /// Done.
+    Ok,
+    /// The request failed.
+    Error(String),
+}
+
+/// Sends one packet with descriptors.
+pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let data = serde_json::to_vec(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut anc = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && (fds.len() > MAX_FDS || !anc.push(SendAncillaryMessage::ScmRights(fds))) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
+    }
+    loop {
+        match sendmsg(sock, &[io::IoSlice::new(&data)], &mut anc, SendFlags::NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one packet; `Ok(None)` at end of stream.
+pub fn recv<T: for<'a> Deserialize<'a>>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    let got = loop {
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        match recvmsg(sock, &mut iov, &mut anc, RecvFlags::CMSG_CLOEXEC) {
+            Ok(r) => break r,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for m in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(r) = m {
+            fds.extend(r);
+        }
+    }
+    if got.bytes == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    let msg = serde_json::from_slice(&buf[..got.bytes]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(Some((msg, fds)))
+}
+
+/// Connects to a supervisor.
+pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+    let s = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
+    rustix::net::connect(&s, &SocketAddrUnix::new(path)?)?;
+    Ok(s)
+}
+
+/// Listens on `path`.
+pub fn listen(path: &Path) -> io::Result<OwnedFd> {
+    let s = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::net::bind(&s, &SocketAddrUnix::new(path)?)?;
+    rustix::net::listen(&s, 16)?;
+    Ok(s)
+}
+
+/// Sends `req` without waiting for a reply (a frozen supervisor answers only once thawed,
+/// but the connection and the packet queue in the kernel meanwhile).
+pub fn post(path: &Path, req: &CtlRequest) -> io::Result<()> {
+    let s = connect(path)?;
+    send(s.as_fd_borrowed(), req, &[])
+}
+
+/// One request/reply exchange (for `kill --all`).
+pub fn call(path: &Path, req: &CtlRequest) -> io::Result<CtlReply> {
+    let s = connect(path)?;
+    send(s.as_fd_borrowed(), req, &[])?;
+    match recv::<CtlReply>(s.as_fd_borrowed())? {
+        Some((r, _)) => Ok(r),
+        None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the VM supervisor closed the connection")),
+    }
+}
+
+trait AsFdBorrowed {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
+}
+
+impl AsFdBorrowed for OwnedFd {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
