@@ -92,6 +92,32 @@ fn run_forwards_signals_to_the_container() {
 }
 
 #[test]
+fn run_forwards_real_time_signals_to_the_container() {
+    // runc forwards every signal it can catch, real-time ones included (systemd in a container
+    // stops on SIGRTMIN+3).
+    let env = Env::new();
+    let b = env.bundle(&["sh", "-c", "trap 'echo got-rt; exit 43' 37; echo ready; sleep 1000 & wait"]);
+    let id = env.id("fwdrt");
+    let (mut child, mut out) = spawn_piped(&env, &["run", "--bundle", b.dir(), &id]);
+    assert_eq!(read_line(&mut out), "ready");
+    berth_sys::signal::kill(child.id() as i32, 37).unwrap();
+    // berth's exit first, under a deadline: a berth that does not forward the signal dies of
+    // it and leaves the container (which holds our pipe) running.
+    let mut status = None;
+    assert!(wait_until(|| {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    }));
+    let status = status.unwrap();
+    if status.code() != Some(43) {
+        env.berth(&["delete", "--force", &id]).ok();
+        panic!("berth run ended with {status:?}, not the container's 43: the signal was not forwarded");
+    }
+    assert_eq!(read_line(&mut out), "got-rt");
+    env.finish();
+}
+
+#[test]
 fn env_and_home() {
     let env = Env::new();
     let out = sh(&env, "env", "env", |b| {

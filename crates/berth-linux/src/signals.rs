@@ -8,12 +8,12 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use berth_sys::signal::{self as sig, SigSet};
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::{Pid, WaitOptions};
 
 use crate::error::{Context, Error, Result};
 
 /// Signals forwarded to the container (everything asynchronous; SIGCHLD and SIGWINCH are
-/// handled locally).
+/// handled locally), and after these the real-time ones, [`RT_FIRST`]..=64.
 const FORWARDED: &[i32] = &[
     libc::SIGHUP,
     libc::SIGINT,
@@ -37,6 +37,10 @@ const FORWARDED: &[i32] = &[
     libc::SIGSYS,
 ];
 
+/// The first real-time signal forwarded: glibc's SIGRTMIN (32 and 33 belong to its threading).
+/// runc forwards real-time signals too; systemd in a container stops on SIGRTMIN+3.
+const RT_FIRST: i32 = 34;
+
 /// Blocked signals plus the signalfd that receives them.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -47,8 +51,8 @@ impl Forwarder {
     /// Blocks the forwarded signals (the child unblocks them before exec).
     pub fn block() -> Result<Forwarder> {
         let mut set = SigSet::empty();
-        for s in FORWARDED {
-            set.add(*s).ctx(|| "sigaddset".to_string())?;
+        for s in FORWARDED.iter().copied().chain(RT_FIRST..=64) {
+            set.add(s).ctx(|| "sigaddset".to_string())?;
         }
         sig::set_mask(&set).ctx(|| "blocking signals".to_string())?;
         let fd = sig::signalfd(&set).ctx(|| "signalfd".to_string())?;
@@ -112,9 +116,7 @@ impl Forwarder {
                             }
                         }
                         s => {
-                            if let Some(s) = Signal::from_named_raw(s) {
-                                let _ = rustix::process::pidfd_send_signal(pidfd, s);
-                            }
+                            let _ = sig::pidfd_send(pidfd.as_fd(), s);
                         }
                     }
                 }
