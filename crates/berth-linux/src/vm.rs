@@ -1,10 +1,10 @@
 //! VM isolation (`org.berth.isolation=vm`, docs/vm-isolation.md): the create, exec and
 //! kill paths of a container that runs inside a VM, and `ps` and stats, which ask the guest.
 //! Everything else (start, state, pause, resume, delete) is the native code unchanged,
-//! because the VM supervisor
-//! stands where a native container's init stands: its pid is in `state.json`, it holds
-//! `exec.fifo`, it is in the container's cgroups (with QEMU and virtiofsd), signals to it
-//! reach the guest's init, and it exits with the guest init's status.
+//! because the VM supervisor stands where a native container's init stands: its pid is in
+//! `state.json`, it holds `exec.fifo`, it is in the container's cgroups (with QEMU and
+//! virtiofsd), signals to it reach the guest's init, and it exits with the guest init's
+//! status.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
