@@ -191,6 +191,10 @@ fn vm_lifecycle_exec_signals_pause_resume() {
     let npids = ev["data"]["pids"]["current"].as_u64().unwrap_or(0);
     assert!((1..=8).contains(&npids), "pids.current {npids} is not the guest container's: {ev}");
     assert!(ev["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0, "no CPU usage: {ev}");
+    // The guest has loopback only (excluded), so no interface: the host's (the supervisor's
+    // network namespace is the host's) must not show through.
+    let ifaces = ev["data"]["network_interfaces"].as_array().cloned().unwrap_or_default();
+    assert!(ifaces.is_empty(), "network interfaces of the host in the VM container's stats: {ifaces:?}");
     // exec: output and exit status through the stand-in; it sees the container's init.
     let out = env.berth(&["exec", &id, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 5"]);
     out.code_is(5);
