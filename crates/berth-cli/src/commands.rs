@@ -773,6 +773,10 @@ fn ps(p: &mut lexopt::Parser) -> Parsed {
         ps_args.push(os(a)?);
     }
     command("ps", false, 0, None, move |g, _| {
+        let st = berth_linux::state::ContainerState::load(&g.root, &id)?;
+        if berth_linux::vm::is_vm(&st.spec) {
+            return ps_vm(&g.root, &st, json, &ps_args);
+        }
         let pids = berth_linux::exec::pids(&g.root, &id)?;
         if json {
             container::print(format!("{}\n", serde_json::to_string(&pids)?).as_bytes())?;
@@ -805,6 +809,39 @@ fn ps(p: &mut lexopt::Parser) -> Parsed {
         container::print(buf.as_bytes())?;
         Ok(0)
     })
+}
+
+/// `ps` of a VM container (docs/vm-isolation.md): its processes are in the guest, where the
+/// host's ps cannot see them, so the agent reads them from the guest's /proc. `--format
+/// json` is runc's list of pids (the guest's); the table has the columns of `ps -ef` that
+/// the guest reports. ps options cannot apply: there is no ps to pass them to.
+fn ps_vm(
+    root: &std::path::Path,
+    st: &berth_linux::state::ContainerState,
+    json: bool,
+    ps_args: &[String],
+) -> Result<i32> {
+    if !ps_args.is_empty() && ps_args != ["-ef"] {
+        bail!(
+            "ps {}: ps options are not supported for a VM container (annotations[\"org.berth.isolation\"] is \"vm\": its processes are in the guest, listed by berth's agent)",
+            ps_args.join(" ")
+        );
+    }
+    let procs = berth_linux::vm::processes(root, st)?;
+    if json {
+        let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
+        container::print(format!("{}\n", serde_json::to_string(&pids)?).as_bytes())?;
+        return Ok(0);
+    }
+    let mut buf = format!("{:<8} {:>7} {:>7} {:<4} {:>8} CMD\n", "UID", "PID", "PPID", "STAT", "TIME");
+    for p in &procs {
+        let secs = (p.user_ns + p.system_ns) / 1_000_000_000;
+        let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let cmd = if p.args.is_empty() { format!("[{}]", p.command) } else { p.args.join(" ") };
+        buf.push_str(&format!("{:<8} {:>7} {:>7} {:<4} {:>8} {cmd}\n", p.uid, p.pid, p.ppid, p.state, time));
+    }
+    container::print(buf.as_bytes())?;
+    Ok(0)
 }
 
 fn hcs(p: &mut lexopt::Parser) -> Parsed {

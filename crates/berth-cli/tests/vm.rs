@@ -166,6 +166,35 @@ fn vm_lifecycle_exec_signals_pause_resume() {
     env.berth(&["start", &id]).ok();
     assert!(wait_until(|| env.output_of(&b, &id).contains("started")), "no output: {}", env.output_of(&b, &id));
     assert_eq!(env.status(&id), "running");
+    // ps lists the container's processes in the guest (guest pids, from the agent), not the
+    // host processes that hold the VM (the supervisor, QEMU, virtiofsd) in its host cgroup.
+    let pids: Vec<i32> = serde_json::from_str(env.berth(&["ps", "--format", "json", &id]).ok().trim()).unwrap();
+    assert!(!pids.is_empty(), "ps --format json: no processes");
+    assert!(
+        !pids.contains(&sup) && !pids.contains(&qemu),
+        "ps --format json lists host processes: {pids:?} (supervisor {sup}, QEMU {qemu})"
+    );
+    let table = env.berth(&["ps", &id]).ok().to_string();
+    assert!(table.lines().next().is_some_and(|h| h.contains("PID") && h.contains("CMD")), "ps header: {table}");
+    assert!(!table.contains("qemu") && !table.contains("virtiofsd"), "ps lists the VM's host processes: {table}");
+    // The container's init (its shell, with the trap in its command line) is a row, and its
+    // pid is one of the JSON list's (the init does not change; its `sleep`s come and go).
+    let init_row = table.lines().find(|l| l.contains("trap")).unwrap_or_else(|| panic!("no init in ps: {table}"));
+    let init_pid: i32 = init_row.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap();
+    assert!(pids.contains(&init_pid), "the init's pid {init_pid} is not in {pids:?}");
+    env.berth(&["ps", &id, "-o", "pid"]).fails_with("not supported for a VM container");
+    // Stats are the guest container cgroup's: a shell and a sleep use a few MiB in the guest,
+    // where the host cgroup holds the whole VM (QEMU: hundreds of MiB).
+    let ev: serde_json::Value = serde_json::from_str(env.berth(&["events", "--stats", &id]).ok().trim()).unwrap();
+    let mem = ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
+    assert!(mem > 0 && mem < 64 << 20, "memory usage {mem} is not the guest container's: {ev}");
+    let npids = ev["data"]["pids"]["current"].as_u64().unwrap_or(0);
+    assert!((1..=8).contains(&npids), "pids.current {npids} is not the guest container's: {ev}");
+    assert!(ev["data"]["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0, "no CPU usage: {ev}");
+    // The guest has loopback only (excluded), so no interface: the host's (the supervisor's
+    // network namespace is the host's) must not show through.
+    let ifaces = ev["data"]["network_interfaces"].as_array().cloned().unwrap_or_default();
+    assert!(ifaces.is_empty(), "network interfaces of the host in the VM container's stats: {ifaces:?}");
     // exec: output and exit status through the stand-in; it sees the container's init.
     let out = env.berth(&["exec", &id, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 5"]);
     out.code_is(5);
@@ -184,6 +213,9 @@ fn vm_lifecycle_exec_signals_pause_resume() {
     assert_eq!(env.status(&id), "paused");
     let st = fs::read_to_string(format!("/proc/{qemu}/status")).unwrap();
     env.berth(&["exec", &id, "true"]).fails_with("paused");
+    // A frozen VM cannot answer: ps and stats say so at once rather than hang.
+    env.berth(&["ps", &id]).fails_with("paused");
+    env.berth(&["events", "--stats", &id]).fails_with("paused");
     env.berth(&["resume", &id]).ok();
     assert_eq!(
         env.status(&id),
@@ -197,6 +229,8 @@ fn vm_lifecycle_exec_signals_pause_resume() {
     assert_eq!(env.reap(sup), 7);
     assert!(env.output_of(&b, &id).contains("got-TERM"));
     assert_eq!(env.status(&id), "stopped");
+    // A stopped container has no VM to ask.
+    env.berth(&["ps", "--format", "json", &id]).fails_with("stopped");
     env.berth(&["delete", &id]).ok();
     probe.assert_clean();
     env.finish();

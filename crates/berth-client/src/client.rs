@@ -103,6 +103,8 @@ struct CState {
     pid: u32,
     monitor_pid: u32,
     cgroup: Option<berth_cgroups::Cgroup>,
+    /// VM isolation (docs/vm-isolation.md): its processes and statistics are the guest's.
+    vm: bool,
     exit: Option<(u32, SystemTime)>,
     /// The monitor is gone (killed, crashed): the client cleans up with berth-linux directly.
     orphaned: bool,
@@ -125,6 +127,16 @@ struct Container {
     changed: Condvar,
 }
 
+/// A VM container's `ps`/stats failure: a stopped or paused container's is a conflict (its
+/// guest cannot answer in that state), anything else a system error.
+fn vm_error(id: &str, what: &str, e: berth_linux::Error) -> Error {
+    match e {
+        berth_linux::Error::WrongState(m) => Error::conflict(m),
+        berth_linux::Error::NotFound(_) => Error::not_found(format!("no such container: {id}")),
+        e => Error::wrap_system(format!("{what} {id}"), e),
+    }
+}
+
 fn to_time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
 }
@@ -142,6 +154,7 @@ impl Container {
                 pid: 0,
                 monitor_pid: 0,
                 cgroup: None,
+                vm: false,
                 exit: None,
                 orphaned: false,
                 procs: HashMap::new(),
@@ -572,6 +585,7 @@ impl Client {
             s.orphaned = true;
             s.pid = pid;
             s.cgroup = st.cgroup.clone();
+            s.vm = berth_linux::vm::is_vm(&st.spec);
             s.exit = Some((u32::MAX, SystemTime::now()));
         }
         let mut info = EventInfo::new(id, id).pid(pid);
@@ -756,6 +770,8 @@ impl berth_core::Client for Client {
                 st.pid = pid;
                 st.monitor_pid = body.monitor_pid.unwrap_or(0);
                 st.cgroup = body.cgroup.clone();
+                st.vm = berth_linux::state::ContainerState::load(&self.cfg.root, id)
+                    .is_ok_and(|s| berth_linux::vm::is_vm(&s.spec));
                 st.exit = body.exit.map(|x: ExitInfo| (x.code, to_time(x.at_ns)));
                 st.phase = match status {
                     Status::Created => Phase::Created,
@@ -815,6 +831,7 @@ impl berth_core::Client for Client {
                     st.pid = body.pid.unwrap_or(0);
                     st.monitor_pid = body.monitor_pid.unwrap_or(0);
                     st.cgroup = body.cgroup;
+                    st.vm = berth_linux::vm::is_vm(spec);
                     st.phase = Phase::Created;
                 }
                 c.changed.notify_all();
@@ -946,6 +963,11 @@ impl berth_core::Client for Client {
     }
 
     fn stats(&self, id: &str) -> Result<Stats> {
+        if let Some(st) = self.vm_state(id)? {
+            let read = SystemTime::now();
+            let metrics = berth_linux::vm::stats(&self.cfg.root, &st).map_err(|e| vm_error(id, "stats of", e))?;
+            return Ok(Stats { read, metrics });
+        }
         let cg = self.cgroup_of(id)?;
         let read = SystemTime::now();
         let metrics = cg.stats().map_err(|e| Error::wrap_system(format!("stats of {id}"), e))?;
@@ -953,6 +975,11 @@ impl berth_core::Client for Client {
     }
 
     fn list_pids(&self, id: &str) -> Result<Vec<u32>> {
+        if let Some(st) = self.vm_state(id)? {
+            let procs = berth_linux::vm::processes(&self.cfg.root, &st)
+                .map_err(|e| vm_error(id, "listing the processes of", e))?;
+            return Ok(procs.into_iter().filter_map(|p| u32::try_from(p.pid).ok()).collect());
+        }
         let cg = self.cgroup_of(id)?;
         let mut pids: Vec<u32> = cg
             .pids()
@@ -966,6 +993,24 @@ impl berth_core::Client for Client {
     }
 
     fn summary(&self, id: &str) -> Result<Vec<Summary>> {
+        if let Some(st) = self.vm_state(id)? {
+            let procs = berth_linux::vm::processes(&self.cfg.root, &st)
+                .map_err(|e| vm_error(id, "listing the processes of", e))?;
+            return Ok(procs
+                .into_iter()
+                .map(|p| Summary {
+                    pid: u32::try_from(p.pid).unwrap_or(0),
+                    ppid: u32::try_from(p.ppid).unwrap_or(0),
+                    uid: p.uid,
+                    state: p.state.chars().next().unwrap_or('?'),
+                    command: p.command,
+                    args: p.args,
+                    user_time: Duration::from_nanos(p.user_ns),
+                    system_time: Duration::from_nanos(p.system_ns),
+                    rss_bytes: p.rss_bytes,
+                })
+                .collect());
+        }
         Ok(self.list_pids(id)?.into_iter().filter_map(summary_of).collect())
     }
 
@@ -1057,6 +1102,18 @@ impl berth_core::Client for Client {
 }
 
 impl Client {
+    /// The saved state of a VM container (whose processes and statistics are asked of its
+    /// guest); `None` for a native one.
+    fn vm_state(&self, id: &str) -> Result<Option<berth_linux::state::ContainerState>> {
+        let c = self.container(id)?;
+        if !c.lock().vm {
+            return Ok(None);
+        }
+        berth_linux::state::ContainerState::load(&self.cfg.root, id)
+            .map(Some)
+            .map_err(|e| vm_error(id, "the state of", e))
+    }
+
     fn cgroup_of(&self, id: &str) -> Result<berth_cgroups::Cgroup> {
         let c = self.container(id)?;
         let cg = c.lock().cgroup.clone();

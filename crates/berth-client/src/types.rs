@@ -17,12 +17,13 @@ pub struct Stats {
 }
 
 /// One process of a container, for `top` (the original's Linux `Summary` was empty; this is
-/// what `ps` shows, read from `/proc`).
+/// what `ps` shows, read from `/proc`; for a VM container, the guest's `/proc`, read by the
+/// guest agent: pids are then the guest's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
-    /// Host pid.
+    /// Host pid (the guest's, for a VM container).
     pub pid: u32,
-    /// Host pid of the parent.
+    /// Pid of the parent, likewise.
     pub ppid: u32,
     /// Real uid.
     pub uid: u32,

@@ -62,6 +62,20 @@ fn a_vm_container_through_the_api() {
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim().to_string();
     assert!(eout.contains("cloud-amd64") && eout.trim() != host, "exec in the VM: {eout:?}");
 
+    // The processes and statistics are the guest's: the init's shell (waiting for its stdin),
+    // with a guest pid; not the supervisor (the pid `start` returned), QEMU or virtiofsd.
+    let pids = c.list_pids(&id).unwrap();
+    assert!(!pids.is_empty() && !pids.contains(&pid) && !pids.contains(&qemu), "list_pids: {pids:?}");
+    let summary = c.summary(&id).unwrap();
+    let sh = summary.iter().find(|p| p.args.first().map(String::as_str) == Some("sh"));
+    let sh = sh.unwrap_or_else(|| panic!("no shell in the summary: {summary:?}"));
+    assert!(sh.args.iter().any(|a| a.contains("read line")) && pids.contains(&sh.pid), "{summary:?}");
+    assert!(summary.iter().all(|p| !p.command.contains("qemu")), "{summary:?}");
+    let stats = c.stats(&id).unwrap();
+    let mem = stats.metrics.memory.usage.usage;
+    assert!(mem > 0 && mem < 64 << 20, "memory usage {mem} is not the guest container's");
+    assert!((1..=4).contains(&stats.metrics.pids.current), "pids.current {}", stats.metrics.pids.current);
+
     let mut stdin = io.stdin.take().expect("stdin writer");
     stdin.write_all(b"hi\n").unwrap();
     stdin.close().unwrap();

@@ -505,9 +505,13 @@ fn child(
     berth_sys::process::exit_immediately(127)
 }
 
-/// `ps`: host pids of every process in the container's cgroup.
+/// `ps`: host pids of every process in the container's cgroup; for a VM container, the
+/// guest's pids of the container's processes (see [`crate::vm::processes`]).
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let st = ContainerState::load(root, id)?;
+    if crate::vm::is_vm(&st.spec) {
+        return Ok(crate::vm::processes(root, &st)?.into_iter().map(|p| p.pid).collect());
+    }
     let cg = st
         .cgroup
         .as_ref()

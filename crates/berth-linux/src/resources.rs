@@ -55,8 +55,12 @@ pub struct Event {
     pub data: Option<berth_cgroups::Stats>,
 }
 
-/// Current statistics of a container, with the network interfaces of its namespace.
-pub fn stats(st: &ContainerState) -> Result<berth_cgroups::Stats> {
+/// Current statistics of a container, with the network interfaces of its namespace; for a
+/// VM container, those of its cgroup in the guest (see [`crate::vm::stats`]).
+pub fn stats(root: &Path, st: &ContainerState) -> Result<berth_cgroups::Stats> {
+    if crate::vm::is_vm(&st.spec) {
+        return crate::vm::stats(root, st);
+    }
     let mut s = cgroup(st)?.stats().map_err(|e| Error::Cgroup(e.to_string()))?;
     if st.init_alive() {
         s.network_interfaces = network_interfaces(st.pid).ok();
@@ -110,7 +114,7 @@ pub fn events(
     }
     let line = |e: &Event| serde_json::to_string(e).map_err(|e| Error::Invalid(e.to_string()));
     if once {
-        let ev = Event { kind: "stats", id: id.to_string(), data: Some(stats(&st)?) };
+        let ev = Event { kind: "stats", id: id.to_string(), data: Some(stats(root, &st)?) };
         return emit(&line(&ev)?);
     }
     let cg = cgroup(&st)?;
@@ -120,7 +124,7 @@ pub fn events(
     loop {
         let now = std::time::Instant::now();
         if now >= next {
-            if let Ok(s) = stats(&st) {
+            if let Ok(s) = stats(root, &st) {
                 emit(&line(&Event { kind: "stats", id: id.to_string(), data: Some(s) })?)?;
             }
             next = now + interval;

@@ -1,9 +1,10 @@
 //! VM isolation (`org.berth.isolation=vm`, docs/vm-isolation.md): the create, exec and
-//! kill paths of a container that runs inside a VM. Everything else (start, state, pause,
-//! resume, delete, ps, events) is the native code unchanged, because the VM supervisor
-//! stands where a native container's init stands: its pid is in `state.json`, it holds
-//! `exec.fifo`, it is in the container's cgroups (with QEMU and virtiofsd), signals to it
-//! reach the guest's init, and it exits with the guest init's status.
+//! kill paths of a container that runs inside a VM, and `ps` and stats, which ask the guest.
+//! Everything else (start, state, pause, resume, delete) is the native code unchanged,
+//! because the VM supervisor stands where a native container's init stands: its pid is in
+//! `state.json`, it holds `exec.fifo`, it is in the container's cgroups (with QEMU and
+//! virtiofsd), signals to it reach the guest's init, and it exits with the guest init's
+//! status.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -381,4 +382,53 @@ pub(crate) fn post_kill(root: &Path, st: &ContainerState) -> bool {
         }
     }
     true
+}
+
+/// How long `ps` and stats wait for the guest's answer. The agent answers in milliseconds;
+/// this bounds a wedged VM (whose supervisor gives up on the agent after
+/// `BERTH_VM_AGENT_TIMEOUT`, and then exits) without making the caller hang.
+pub const GUEST_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The control socket of a VM container whose guest can answer now; else why not (a
+/// stopped container has no VM; a paused one's is frozen with its supervisor).
+fn guest_ctl(root: &Path, st: &ContainerState, what: &str) -> Result<std::path::PathBuf> {
+    let frozen = st.cgroup.as_ref().is_some_and(|cg| {
+        matches!(cg.freezer_state(), Ok(berth_cgroups::FreezerState::Freezing | berth_cgroups::FreezerState::Frozen))
+    });
+    match st.status(root) {
+        ContainerStatus::Stopped => {
+            return Err(Error::WrongState(format!(
+                "container {} is stopped: its VM is gone, so there are no {what} to report",
+                st.id
+            )))
+        }
+        _ if frozen => {
+            return Err(Error::WrongState(format!(
+                "container {} is paused: its VM is frozen and cannot report its {what} until it is resumed",
+                st.id
+            )))
+        }
+        _ => {}
+    }
+    Ok(berth_vm::host::VmPaths::new(&state::dir(root, &st.id)).ctl())
+}
+
+/// The processes of a VM container, as its guest sees them (`ps`, `list_pids`, the shim's
+/// `Pids`): asked of the guest agent through the supervisor, within
+/// [`GUEST_QUERY_TIMEOUT`]. Sorted by pid.
+pub fn processes(root: &Path, st: &ContainerState) -> Result<Vec<berth_vm::proto::GuestProcess>> {
+    let ctl = guest_ctl(root, st, "processes")?;
+    let mut p = berth_vm::ctl::processes(&ctl, GUEST_QUERY_TIMEOUT)
+        .map_err(|e| Error::Init(format!("listing the processes of container {} in its VM: {e}", st.id)))?;
+    p.sort_by_key(|p| p.pid);
+    Ok(p)
+}
+
+/// The statistics of a VM container: its cgroup's in the guest (memory used inside the
+/// guest, CPU, pids), read there by berth-cgroups. The host cgroup, which holds and limits
+/// the whole VM (QEMU's own memory and threads included), is not what this reports.
+pub fn stats(root: &Path, st: &ContainerState) -> Result<berth_cgroups::Stats> {
+    let ctl = guest_ctl(root, st, "statistics")?;
+    berth_vm::ctl::stats(&ctl, GUEST_QUERY_TIMEOUT)
+        .map_err(|e| Error::Init(format!("reading the statistics of container {} in its VM: {e}", st.id)))
 }

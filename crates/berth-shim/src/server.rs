@@ -1136,6 +1136,18 @@ impl Server {
 
     fn pids(&mut self, req: api::PidsRequest) -> Result<api::PidsResponse> {
         let c = self.container(&req.id)?;
+        if berth_linux::vm::is_vm(&c.state.spec) {
+            // VM isolation (docs/vm-isolation.md): the container's processes are in the guest
+            // (the host cgroup holds QEMU and virtiofsd); the agent lists them, with guest
+            // pids, which no exec's host stand-in pid matches, so no exec ids.
+            let mut out = api::PidsResponse::new();
+            for p in berth_linux::vm::processes(&self.cfg.root, &c.state)? {
+                let mut info = ProcessInfo::new();
+                info.pid = p.pid.max(0) as u32;
+                out.processes.push(info);
+            }
+            return Ok(out);
+        }
         let mut pids = c.cgroup()?.pids()?;
         pids.sort_unstable();
         pids.dedup();
@@ -1155,7 +1167,12 @@ impl Server {
 
     fn stats(&mut self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         let c = self.container(&req.id)?;
-        let s = c.cgroup()?.stats()?;
+        // A VM container's are its guest cgroup's (docs/vm-isolation.md).
+        let s = if berth_linux::vm::is_vm(&c.state.spec) {
+            berth_linux::vm::stats(&self.cfg.root, &c.state)?
+        } else {
+            c.cgroup()?.stats()?
+        };
         Ok(api::StatsResponse { stats: Some(crate::metrics::to_any(&s)).into(), ..Default::default() })
     }
 

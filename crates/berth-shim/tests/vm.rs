@@ -90,6 +90,31 @@ fn ctr_run_with_the_vm_annotation_runs_in_a_vm() {
     assert!(!vmm_processes(c.dir.path()).is_empty(), "no QEMU/virtiofsd for the VM container");
     let o = c.ctr(&["task", "exec", "--exec-id", "e1", "vm-d", "sh", "-c", "uname -r; exit 5"]);
     assert_out(&o, 5, "cloud-amd64", "ctr task exec (vm)");
+    // Pids and Stats come from the guest: one process (the sleep), not the supervisor, QEMU
+    // and virtiofsd that hold the VM in the host cgroup; the guest container's memory, not the
+    // whole VM's.
+    let task_pid = c
+        .ctr(&["task", "ls"])
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("vm-d"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let o = c.ctr(&["task", "ps", "vm-d"]);
+    assert_eq!(o.code, 0, "ps: {}", o.stderr);
+    let rows: Vec<&str> = o.stdout.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(rows.len(), 1, "ctr task ps (vm): {}", o.stdout);
+    assert_ne!(rows[0].split_whitespace().next(), Some(task_pid.as_str()), "ps shows the supervisor: {}", o.stdout);
+    let o = c.ctr(&["task", "metrics", "vm-d"]);
+    assert_eq!(o.code, 0, "metrics: {}", o.stderr);
+    let value = |key: &str| -> u64 {
+        let line = o.stdout.lines().find(|l| l.split_whitespace().next() == Some(key));
+        line.and_then(|l| l.split_whitespace().last()).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+    };
+    assert_eq!(value("pids.current"), 1, "metrics (vm): {}", o.stdout);
+    let mem = value("memory.usage_in_bytes");
+    assert!(mem > 0 && mem < 64 << 20, "memory usage {mem} is not the guest container's: {}", o.stdout);
     let o = c.ctr(&["task", "kill", "-s", "KILL", "vm-d"]);
     assert_eq!(o.code, 0, "kill: {}", o.stderr);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -347,9 +347,21 @@ impl Agent {
                 None => Response::err(format!("no terminal for process {key}")),
             },
             Request::Pids => match berth_linux::exec::pids(&root, &self.id) {
-                Ok(p) => Response { ok: true, pids: Some(p), ..Default::default() },
+                Ok(p) => {
+                    let procs =
+                        p.iter().filter_map(|pid| proto::GuestProcess::read(Path::new("/proc"), *pid)).collect();
+                    Response { ok: true, pids: Some(p), processes: Some(procs), ..Default::default() }
+                }
                 Err(e) => Response::err(e),
             },
+            // The same statistics as a native container's on a host: the container's cgroup,
+            // here the guest's.
+            Request::Stats => {
+                match ContainerState::load(&root, &self.id).and_then(|st| berth_linux::resources::stats(&root, &st)) {
+                    Ok(s) => Response { ok: true, stats: Some(Box::new(s)), ..Default::default() },
+                    Err(e) => Response::err(e),
+                }
+            }
             Request::Shutdown => {
                 rustix::fs::sync();
                 let _ = rustix::system::reboot(rustix::system::RebootCommand::Restart);

@@ -1,6 +1,7 @@
 //! The supervisor's control socket (`vm/ctl.sock`, `SOCK_SEQPACKET`): how processes on the
 //! host that are not the supervisor reach the guest — an exec stand-in hands over its stdio
-//! and waits for the exit status; `kill --all` signals every process in the guest. One JSON
+//! and waits for the exit status; `kill --all` signals every process in the guest; `ps` and
+//! stats ask the guest for its processes and its container cgroup's statistics. One JSON
 //! document per packet, descriptors as `SCM_RIGHTS`.
 
 use std::io;
@@ -13,6 +14,8 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::proto::GuestProcess;
 
 const MAX_FDS: usize = 3;
 const MAX_PACKET: usize = 1 << 20;
@@ -43,6 +46,11 @@ pub enum CtlRequest {
     /// their parent-death signal as orphans of whatever reaper is above.) No reply: the caller
     /// waits for the supervisor's exit, and it may be frozen until the caller thaws it.
     Kill,
+    /// The container's processes in the guest (`ps`, `list_pids`, the shim's `Pids`).
+    Processes,
+    /// The guest container cgroup's statistics (`events --stats`, `stats`, the shim's
+    /// `Stats`).
+    Stats,
 }
 
 /// Supervisor → client.
@@ -57,6 +65,10 @@ pub enum CtlReply {
     Ok,
     /// The request failed.
     Error(String),
+    /// The answer to [`CtlRequest::Processes`].
+    Processes(Vec<GuestProcess>),
+    /// The answer to [`CtlRequest::Stats`].
+    Stats(Box<berth_cgroups::Stats>),
 }
 
 /// Sends one packet with descriptors.
@@ -131,11 +143,49 @@ pub fn post(path: &Path, req: &CtlRequest) -> io::Result<()> {
 
 /// One request/reply exchange (for `kill --all`).
 pub fn call(path: &Path, req: &CtlRequest) -> io::Result<CtlReply> {
-    let s = connect(path)?;
+    call_within(path, req, None)
+}
+
+/// One request/reply exchange that gives up after `timeout` (a frozen or wedged supervisor
+/// never answers; the caller must not hang on it).
+pub fn call_within(path: &Path, req: &CtlRequest, timeout: Option<std::time::Duration>) -> io::Result<CtlReply> {
+    let s = connect(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("connecting to the VM supervisor ({}): {e}", path.display())))?;
+    if timeout.is_some() {
+        rustix::net::sockopt::set_socket_timeout(&s, rustix::net::sockopt::Timeout::Recv, timeout)?;
+    }
     send(s.as_fd_borrowed(), req, &[])?;
-    match recv::<CtlReply>(s.as_fd_borrowed())? {
-        Some((r, _)) => Ok(r),
-        None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the VM supervisor closed the connection")),
+    match recv::<CtlReply>(s.as_fd_borrowed()) {
+        Ok(Some((r, _))) => Ok(r),
+        Ok(None) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the VM supervisor closed the connection")),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the VM supervisor did not answer within {}s", timeout.unwrap_or_default().as_secs()),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+fn unexpected(r: CtlReply) -> io::Error {
+    match r {
+        CtlReply::Error(e) => io::Error::other(e),
+        other => io::Error::other(format!("unexpected reply from the VM supervisor: {other:?}")),
+    }
+}
+
+/// The container's processes in the guest.
+pub fn processes(path: &Path, timeout: std::time::Duration) -> io::Result<Vec<GuestProcess>> {
+    match call_within(path, &CtlRequest::Processes, Some(timeout))? {
+        CtlReply::Processes(p) => Ok(p),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The guest container cgroup's statistics.
+pub fn stats(path: &Path, timeout: std::time::Duration) -> io::Result<berth_cgroups::Stats> {
+    match call_within(path, &CtlRequest::Stats, Some(timeout))? {
+        CtlReply::Stats(s) => Ok(*s),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -146,5 +196,40 @@ trait AsFdBorrowed {
 impl AsFdBorrowed for OwnedFd {
     fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_supervisor_that_never_answers_is_a_timeout_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        // Listening but never accepting: what a frozen (paused) supervisor looks like.
+        let _l = listen(&path).unwrap();
+        let e = processes(&path, std::time::Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("did not answer"), "{e}");
+        // Nobody listening at all: the connect error, at once.
+        drop(_l);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(stats(&path, std::time::Duration::from_secs(60)).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn replies_round_trip_through_a_socket() {
+        let (a, b) =
+            rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None).unwrap();
+        let p = GuestProcess { pid: 7, ppid: 1, args: vec!["sleep".into(), "9".into()], ..Default::default() };
+        send(a.as_fd_borrowed(), &CtlReply::Processes(vec![p.clone()]), &[]).unwrap();
+        let (got, _) = recv::<CtlReply>(b.as_fd_borrowed()).unwrap().unwrap();
+        assert_eq!(got, CtlReply::Processes(vec![p]));
+        let mut s = berth_cgroups::Stats::default();
+        s.pids.current = 1;
+        send(a.as_fd_borrowed(), &CtlReply::Stats(Box::new(s.clone())), &[]).unwrap();
+        let (got, _) = recv::<CtlReply>(b.as_fd_borrowed()).unwrap().unwrap();
+        assert_eq!(got, CtlReply::Stats(Box::new(s)));
     }
 }

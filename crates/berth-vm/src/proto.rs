@@ -199,8 +199,12 @@ pub enum Request {
     },
     /// Liveness check.
     Ping,
-    /// The pids of the container's processes, as the guest sees them.
+    /// The container's processes, as the guest sees them: their pids (and, in
+    /// [`Response::processes`], what `ps` shows of each).
     Pids,
+    /// The statistics of the container's cgroup in the guest (the same shape as a native
+    /// container's, read by berth-cgroups in the guest).
+    Stats,
     /// Flush the guest's filesystems and power the VM off.
     Shutdown,
 }
@@ -219,6 +223,85 @@ pub struct Response {
     /// `Pids`: the guest pids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<Vec<i32>>,
+    /// `Pids`: each process (those that exited between listing and reading are left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<GuestProcess>>,
+    /// `Stats`: the guest container cgroup's statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Box<berth_cgroups::Stats>>,
+}
+
+/// One process of the container as the guest sees it: what `ps` and the embedding API's
+/// process summary show, read from the guest's `/proc` by the agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestProcess {
+    /// Pid in the guest (the agent's, i.e. the guest's root, pid namespace).
+    pub pid: i32,
+    /// Parent's pid, same namespace.
+    pub ppid: i32,
+    /// Real uid.
+    pub uid: u32,
+    /// State letter (`R`, `S`, `Z`, ...).
+    pub state: String,
+    /// The command name (`comm`).
+    pub command: String,
+    /// The command line.
+    pub args: Vec<String>,
+    /// User CPU time, nanoseconds.
+    pub user_ns: u64,
+    /// System CPU time, nanoseconds.
+    pub system_ns: u64,
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+}
+
+impl GuestProcess {
+    /// Reads process `pid` from `proc_dir` (`/proc`); `None` if it is gone (or unreadable).
+    pub fn read(proc_dir: &std::path::Path, pid: i32) -> Option<GuestProcess> {
+        let dir = proc_dir.join(pid.to_string());
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        // The command is between the first '(' and the last ')': it may contain either.
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let command = stat.get(open + 1..close)?.to_string();
+        let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+        // After the command, 0-based: 0 state, 1 ppid, 11 utime, 12 stime, 21 rss (pages).
+        let ticks = match rustix::param::clock_ticks_per_second() {
+            0 => 100,
+            t => t,
+        };
+        let ns = |i: usize| -> Option<u64> {
+            let t: u64 = rest.get(i)?.parse().ok()?;
+            Some(t.saturating_mul(1_000_000_000) / ticks)
+        };
+        let rss_pages: u64 = rest.get(21)?.parse().ok()?;
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let args = std::fs::read(dir.join("cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(GuestProcess {
+            pid,
+            ppid: rest.get(1)?.parse().ok()?,
+            uid,
+            state: rest.first()?.chars().next()?.to_string(),
+            command,
+            args,
+            user_ns: ns(11)?,
+            system_ns: ns(12)?,
+            rss_bytes: rss_pages.saturating_mul(rustix::param::page_size() as u64),
+        })
+    }
 }
 
 impl Response {
@@ -300,5 +383,27 @@ mod tests {
         assert_eq!(e, r#"{"event":"exit","key":0,"code":3}"#);
         let resp: Response = serde_json::from_str(r#"{"ok":false,"error":"no"}"#).unwrap();
         assert_eq!(resp, Response::err("no"));
+        assert_eq!(serde_json::to_string(&Request::Stats).unwrap(), r#"{"op":"stats"}"#);
+    }
+
+    #[test]
+    fn processes_and_stats_round_trip() {
+        let me = GuestProcess::read(std::path::Path::new("/proc"), std::process::id() as i32).unwrap();
+        assert_eq!(me.pid, std::process::id() as i32);
+        assert!(me.rss_bytes > 0 && !me.args.is_empty(), "{me:?}");
+        assert_eq!(me.uid, rustix::process::getuid().as_raw());
+        assert!(GuestProcess::read(std::path::Path::new("/proc"), i32::MAX).is_none());
+        let mut stats = berth_cgroups::Stats::default();
+        stats.memory.usage.usage = 3 << 20;
+        stats.pids.current = 2;
+        let r = Response {
+            ok: true,
+            pids: Some(vec![me.pid]),
+            processes: Some(vec![me]),
+            stats: Some(Box::new(stats)),
+            ..Default::default()
+        };
+        let back: Response = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 }

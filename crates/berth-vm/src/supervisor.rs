@@ -105,6 +105,10 @@ enum Pending {
     Exec(u32),
     Ignore,
     SignalAll(OwnedFd),
+    /// `Pids` for a control connection (`ps`): the reply goes there.
+    Processes(OwnedFd),
+    /// `Stats` for a control connection.
+    Stats(OwnedFd),
 }
 
 /// One process in the guest, seen from the host.
@@ -572,6 +576,22 @@ impl Sup {
                         let reply = if r.ok { CtlReply::Ok } else { CtlReply::Error(r.error.unwrap_or_default()) };
                         let _ = ctl::send(c.as_fd(), &reply, &[]);
                     }
+                    Pending::Processes(c) => {
+                        let reply = match (r.ok, r.processes) {
+                            (true, Some(p)) => CtlReply::Processes(p),
+                            (true, None) => CtlReply::Error("the guest agent sent no process list".into()),
+                            (false, _) => CtlReply::Error(r.error.unwrap_or_default()),
+                        };
+                        let _ = ctl::send(c.as_fd(), &reply, &[]);
+                    }
+                    Pending::Stats(c) => {
+                        let reply = match (r.ok, r.stats) {
+                            (true, Some(s)) => CtlReply::Stats(s),
+                            (true, None) => CtlReply::Error("the guest agent sent no statistics".into()),
+                            (false, _) => CtlReply::Error(r.error.unwrap_or_default()),
+                        };
+                        let _ = ctl::send(c.as_fd(), &reply, &[]);
+                    }
                     Pending::Start => {
                         if !r.ok {
                             log::warn!("vm {}: start failed: {}", self.cfg_id, r.error.unwrap_or_default());
@@ -793,6 +813,13 @@ impl Sup {
             }
             CtlRequest::SignalAll { signal } => {
                 let _ = self.send(&Request::Signal { key: INIT_KEY, signal, all: true }, Pending::SignalAll(c));
+            }
+            // (A broken channel drops the connection: the caller sees it close.)
+            CtlRequest::Processes => {
+                let _ = self.send(&Request::Pids, Pending::Processes(c));
+            }
+            CtlRequest::Stats => {
+                let _ = self.send(&Request::Stats, Pending::Stats(c));
             }
             CtlRequest::Kill => {
                 log::debug!("vm {}: killed", self.cfg_id);
