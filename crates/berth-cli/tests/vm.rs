@@ -146,7 +146,11 @@ fn vm_lifecycle_exec_signals_pause_resume() {
     let env = Env::new();
     let b = vm_bundle(
         &env,
-        &["sh", "-c", "trap 'echo got-TERM; exit 7' TERM; echo started; while true; do sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-TERM; exit 7' TERM; trap 'echo got-RT' 37; echo started; while true; do sleep 0.1; done",
+        ],
     );
     let id = env.id("vmlife");
     let probe = LeakProbe::with_bundle(&id, env.root(), &b);
@@ -224,6 +228,15 @@ fn vm_lifecycle_exec_signals_pause_resume() {
         st.lines().find(|l| l.starts_with("State")).unwrap_or("")
     );
     env.berth(&["exec", &id, "true"]).ok();
+    // A real-time signal is forwarded too (systemd stops on SIGRTMIN+3), and the VM lives on.
+    env.berth(&["kill", &id, "37"]).ok();
+    assert!(
+        wait_until(|| env.output_of(&b, &id).contains("got-RT")),
+        "SIGRTMIN+3 did not reach the guest; supervisor alive: {}, status {}",
+        fs::metadata(format!("/proc/{sup}")).is_ok(),
+        env.status(&id)
+    );
+    assert_eq!(env.status(&id), "running");
     // A signal reaches the guest's init, whose exit status becomes the container's.
     env.berth(&["kill", &id, "TERM"]).ok();
     assert_eq!(env.reap(sup), 7);

@@ -328,12 +328,10 @@ impl Agent {
                 let Some(p) = self.procs.get(&key).filter(|p| p.exited.is_none()) else {
                     return Response::err(format!("no process {key}"));
                 };
-                match rustix::process::Signal::from_named_raw(signal) {
-                    Some(s) => match rustix::process::pidfd_send_signal(&p.pidfd, s) {
-                        Ok(()) => Response::ok(),
-                        Err(e) => Response::err(e),
-                    },
-                    None => Response::err(format!("signal {signal}: not a valid signal")),
+                // Any number 1..=64, real-time signals included (rustix names only the classic ones).
+                match berth_sys::signal::pidfd_send(p.pidfd.as_fd(), signal) {
+                    Ok(()) => Response::ok(),
+                    Err(e) => Response::err(format!("signal {signal}: {e}")),
                 }
             }
             Request::Resize { key, rows, cols } => match self.procs.get(&key).and_then(|p| p.stdout.as_ref()) {

@@ -15,6 +15,8 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::ctl::{self, CtlReply, CtlRequest};
 
+/// Forwarded to the exec'd process in the guest, and after these the real-time signals
+/// 34..=64, as for the init (see the supervisor).
 const FORWARDED: &[i32] = &[
     libc::SIGHUP,
     libc::SIGINT,
@@ -51,8 +53,8 @@ pub fn start(ctl_path: &Path, process: serde_json::Value, fds: &[std::os::fd::Bo
 /// Never returns.
 pub fn wait(conn: OwnedFd) -> ! {
     let mut set = SigSet::empty();
-    for s in FORWARDED {
-        let _ = set.add(*s);
+    for s in FORWARDED.iter().copied().chain(34..=64) {
+        let _ = set.add(s);
     }
     let _ = sig::set_mask(&set);
     let Ok(sigfd) = sig::signalfd(&set) else { berth_sys::process::exit_immediately(255) };
