@@ -12,35 +12,6 @@ use rustix::process::{Pid, WaitOptions};
 
 use crate::error::{Context, Error, Result};
 
-/// Signals forwarded to the container (everything asynchronous; SIGCHLD and SIGWINCH are
-/// handled locally), and after these the real-time ones, [`RT_FIRST`]..=64.
-const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGPIPE,
-    libc::SIGALRM,
-    libc::SIGTERM,
-    libc::SIGCONT,
-    libc::SIGTSTP,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGWINCH,
-    libc::SIGCHLD,
-    libc::SIGURG,
-    libc::SIGVTALRM,
-    libc::SIGPROF,
-    libc::SIGIO,
-    libc::SIGPWR,
-    libc::SIGSYS,
-];
-
-/// The first real-time signal forwarded: glibc's SIGRTMIN (32 and 33 belong to its threading).
-/// runc forwards real-time signals too; systemd in a container stops on SIGRTMIN+3.
-const RT_FIRST: i32 = 34;
-
 /// Blocked signals plus the signalfd that receives them.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -51,7 +22,9 @@ impl Forwarder {
     /// Blocks the forwarded signals (the child unblocks them before exec).
     pub fn block() -> Result<Forwarder> {
         let mut set = SigSet::empty();
-        for s in FORWARDED.iter().copied().chain(RT_FIRST..=64) {
+        // What runc forwards, plus what this loop handles itself (SIGPIPE is forwarded too:
+        // runc does, and the container may care).
+        for s in sig::forwarded().chain([libc::SIGPIPE, libc::SIGWINCH, libc::SIGCHLD]) {
             set.add(s).ctx(|| "sigaddset".to_string())?;
         }
         sig::set_mask(&set).ctx(|| "blocking signals".to_string())?;

@@ -10,6 +10,33 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::{cvt, cvt_int, owned};
 
+/// The signals a runtime passes on to the container's process, as runc does: every
+/// asynchronous one it does not handle itself (SIGCHLD, SIGWINCH and SIGPIPE are each caller's
+/// own business), then the real-time ones from glibc's SIGRTMIN (32 and 33 belong to its
+/// threading) to 64; systemd in a container stops on SIGRTMIN+3.
+pub fn forwarded() -> impl Iterator<Item = i32> {
+    const CLASSIC: &[i32] = &[
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGURG,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSYS,
+    ];
+    CLASSIC.iter().copied().chain(34..=64)
+}
+
 /// A set of signals.
 #[derive(Clone, Copy)]
 pub struct SigSet(libc::sigset_t);

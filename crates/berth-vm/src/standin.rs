@@ -15,25 +15,6 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::ctl::{self, CtlReply, CtlRequest};
 
-/// Forwarded to the exec'd process in the guest, and after these the real-time signals
-/// 34..=64, as for the init (see the supervisor).
-const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGTERM,
-    libc::SIGCONT,
-    libc::SIGTSTP,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGWINCH,
-    libc::SIGURG,
-    libc::SIGPWR,
-];
-
 /// Asks the supervisor to start `process` with these descriptors (stdin, stdout, stderr,
 /// or the terminal alone); returns the connection once it runs, or the agent's error.
 pub fn start(ctl_path: &Path, process: serde_json::Value, fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<OwnedFd> {
@@ -53,7 +34,8 @@ pub fn start(ctl_path: &Path, process: serde_json::Value, fds: &[std::os::fd::Bo
 /// Never returns.
 pub fn wait(conn: OwnedFd) -> ! {
     let mut set = SigSet::empty();
-    for s in FORWARDED.iter().copied().chain(34..=64) {
+    // SIGWINCH is passed on to the exec'd process as well, as it always was here.
+    for s in sig::forwarded().chain([libc::SIGWINCH]) {
         let _ = set.add(s);
     }
     let _ = sig::set_mask(&set);

@@ -30,32 +30,6 @@ use crate::proto::{self, Decoder, Event, Frame, Kind, Request, Response, INIT_KE
 /// panicked, the agent stopped answering) rather than the container's process exiting.
 pub const VM_FAILURE_EXIT: i32 = 255;
 
-/// Signals the supervisor forwards to the guest's init (SIGCHLD and SIGWINCH are its own),
-/// and after these the real-time ones, [`RT_FIRST`]..=64.
-const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGTERM,
-    libc::SIGCONT,
-    libc::SIGTSTP,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGURG,
-    libc::SIGVTALRM,
-    libc::SIGPROF,
-    libc::SIGIO,
-    libc::SIGPWR,
-    libc::SIGSYS,
-];
-
-/// The first real-time signal forwarded: glibc's SIGRTMIN (32 and 33 belong to its threading).
-/// As runc forwards them to a native init; systemd stops on SIGRTMIN+3.
-const RT_FIRST: i32 = 34;
-
 /// Everything the supervisor needs, prepared by the creator before the fork.
 #[derive(Debug)]
 pub struct Config {
@@ -224,11 +198,11 @@ fn setup(cfg: Config) -> Result<Sup, SetupError> {
     // Signals: forwarded ones and SIGCHLD/SIGWINCH through a signalfd; SIGPIPE blocked so
     // that writing to a closed stdout is an EPIPE here, never a signal to forward.
     let mut set = SigSet::empty();
-    for s in FORWARDED.iter().copied().chain([libc::SIGCHLD, libc::SIGWINCH]).chain(RT_FIRST..=64) {
+    for s in sig::forwarded().chain([libc::SIGCHLD, libc::SIGWINCH]) {
         let _ = set.add(s);
     }
     let mut blocked = SigSet::empty();
-    for s in FORWARDED.iter().copied().chain([libc::SIGCHLD, libc::SIGWINCH, libc::SIGPIPE]).chain(RT_FIRST..=64) {
+    for s in sig::forwarded().chain([libc::SIGCHLD, libc::SIGWINCH, libc::SIGPIPE]) {
         let _ = blocked.add(s);
     }
     sig::set_mask(&blocked).map_err(|e| plain(format!("blocking signals: {e}")))?;
