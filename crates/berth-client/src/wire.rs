@@ -18,13 +18,13 @@ use std::path::PathBuf;
 use berth_core::{ErrorKind, EventType, Status};
 use oci_spec::runtime::Process;
 use rustix::net::{
-    recv, recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
-    ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    recv, sendmsg, socketpair, AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+    SocketFlags, SocketType,
 };
 use serde::{Deserialize, Serialize};
 
 /// Most descriptors one message carries (stdin, stdout, stderr, plus one spare).
-pub const MAX_FDS: usize = 4;
+pub const MAX_FDS: usize = berth_sys::fd::MAX_PASSED_FDS;
 
 /// Specs whose JSON is larger than this travel in a memfd.
 pub const INLINE_LIMIT: usize = 64 * 1024;
@@ -311,30 +311,12 @@ pub fn recv_packet(sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("message of {size} bytes is too large")));
     }
     let mut buf = vec![0u8; size];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut anc = RecvAncillaryBuffer::new(&mut space);
-    let got = loop {
-        let mut iov = [io::IoSliceMut::new(&mut buf)];
-        match recvmsg(sock, &mut iov, &mut anc, flags) {
-            Ok(r) => break r,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut fds = Vec::new();
-    for m in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(r) = m {
-            fds.extend(r);
-        }
-    }
-    if got.flags.contains(ReturnFlags::CTRUNC) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "descriptors were truncated"));
-    }
-    if got.bytes == 0 && size == 0 && fds.is_empty() {
+    let (bytes, fds) = berth_sys::fd::recv_with_fds(sock, &mut buf, flags)?;
+    if bytes == 0 && size == 0 && fds.is_empty() {
         // SEQPACKET: a zero-length read with nothing peeked is end of stream.
         return Ok(None);
     }
-    buf.truncate(got.bytes);
+    buf.truncate(bytes);
     Ok(Some((buf, fds)))
 }
 

@@ -11,10 +11,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::net::{
-    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
-    SendFlags,
-};
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use rustix::pty::OpenptFlags;
 
 use crate::error::{Context, Error, Result};
@@ -35,22 +32,8 @@ pub fn send_fd(sock: BorrowedFd<'_>, name: &[u8], fd: BorrowedFd<'_>) -> io::Res
 /// Receives one descriptor sent with [`send_fd`] (the receiving side of a console socket).
 pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<(Vec<u8>, OwnedFd)> {
     let mut buf = vec![0u8; 4096];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = RecvAncillaryBuffer::new(&mut space);
-    let n = {
-        let mut iov = [io::IoSliceMut::new(&mut buf)];
-        recvmsg(sock, &mut iov, &mut anc, RecvFlags::CMSG_CLOEXEC)?.bytes
-    };
-    let mut got = None;
-    for m in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(r) = m {
-            for f in r {
-                if got.is_none() {
-                    got = Some(f);
-                }
-            }
-        }
-    }
+    let (n, fds) = berth_sys::fd::recv_with_fds(sock, &mut buf, rustix::net::RecvFlags::empty())?;
+    let got = fds.into_iter().next();
     buf.truncate(n);
     got.map(|f| (buf, f))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no descriptor received on the console socket"))
@@ -100,6 +83,21 @@ pub fn open_pty(size: Option<(u16, u16)>) -> Result<(OwnedFd, OwnedFd, String)> 
             .ctx(|| "process.consoleSize: setting the window size".to_string())?;
     }
     Ok((master, slave, name))
+}
+
+/// A host PTY for a process whose terminal is relayed (a VM container's init or exec):
+/// `(master, slave)`. With `--console-socket` the master is sent there and not kept.
+pub fn host_pty(size: Option<(u16, u16)>, console_socket: Option<&Path>) -> Result<(Option<OwnedFd>, OwnedFd)> {
+    let (m, s, _) = open_pty(size)?;
+    match console_socket {
+        Some(p) => {
+            let sock = connect_console_socket(p)?;
+            send_fd(sock.as_fd(), b"/dev/ptmx", m.as_fd())
+                .ctx(|| "sending the PTY master to --console-socket".to_string())?;
+            Ok((None, s))
+        }
+        None => Ok((Some(m), s)),
+    }
 }
 
 /// Makes `slave` the controlling terminal and stdio of the calling process.

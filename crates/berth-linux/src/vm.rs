@@ -131,16 +131,8 @@ pub(crate) fn launch(
     let (master, slave) = if terminal {
         let size =
             st.spec.process().as_ref().and_then(|p| p.console_size()).map(|b| (b.height() as u16, b.width() as u16));
-        let (m, s, _) = crate::tty::open_pty(size)?;
-        match &opts.console_socket {
-            Some(p) => {
-                let sock = crate::tty::connect_console_socket(p)?;
-                crate::tty::send_fd(sock.as_fd(), b"/dev/ptmx", m.as_fd())
-                    .ctx(|| "sending the PTY master to --console-socket".to_string())?;
-                (None, Some(s))
-            }
-            None => (Some(m), Some(s)),
-        }
+        let (m, s) = crate::tty::host_pty(size, opts.console_socket.as_deref())?;
+        (m, Some(s))
     } else {
         (None, None)
     };
@@ -287,16 +279,8 @@ pub(crate) fn spawn_exec(
     let json = serde_json::to_value(&process).map_err(|e| Error::Invalid(e.to_string()))?;
     let (master, slave) = if terminal {
         let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
-        let (m, s, _) = crate::tty::open_pty(size)?;
-        match &opts.console_socket {
-            Some(p) => {
-                let sock = crate::tty::connect_console_socket(p)?;
-                crate::tty::send_fd(sock.as_fd(), b"/dev/ptmx", m.as_fd())
-                    .ctx(|| "sending the PTY master to --console-socket".to_string())?;
-                (None, Some(s))
-            }
-            None => (Some(m), Some(s)),
-        }
+        let (m, s) = crate::tty::host_pty(size, opts.console_socket.as_deref())?;
+        (m, Some(s))
     } else {
         (None, None)
     };

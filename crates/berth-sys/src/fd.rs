@@ -22,6 +22,41 @@ pub fn take_inherited(n: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
+/// The most descriptors [`recv_with_fds`] takes from one message: every hand-off of the
+/// project passes at most four (stdin, stdout, stderr and a terminal or pidfd).
+pub const MAX_PASSED_FDS: usize = 4;
+
+/// One `recvmsg` into `buf` with up to [`MAX_PASSED_FDS`] descriptors (always received
+/// close-on-exec), retried on `EINTR`: `(bytes, descriptors)`. Descriptors the control buffer
+/// could not hold are an error rather than silently lost (a process's stdio would be missing).
+pub fn recv_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: rustix::net::RecvFlags,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_PASSED_FDS))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    let got = loop {
+        let mut iov = [io::IoSliceMut::new(&mut *buf)];
+        match recvmsg(sock, &mut iov, &mut anc, flags | RecvFlags::CMSG_CLOEXEC) {
+            Ok(r) => break r,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for m in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(r) = m {
+            fds.extend(r);
+        }
+    }
+    if got.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "descriptors were truncated"));
+    }
+    Ok((got.bytes, fds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,8 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::net::{
-    recvmsg, sendmsg, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    sendmsg, AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -91,26 +91,11 @@ pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[BorrowedFd<'_>])
 /// Receives one packet; `Ok(None)` at end of stream.
 pub fn recv<T: for<'a> Deserialize<'a>>(sock: BorrowedFd<'_>) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
     let mut buf = vec![0u8; MAX_PACKET];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut anc = RecvAncillaryBuffer::new(&mut space);
-    let got = loop {
-        let mut iov = [io::IoSliceMut::new(&mut buf)];
-        match recvmsg(sock, &mut iov, &mut anc, RecvFlags::CMSG_CLOEXEC) {
-            Ok(r) => break r,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut fds = Vec::new();
-    for m in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(r) = m {
-            fds.extend(r);
-        }
-    }
-    if got.bytes == 0 && fds.is_empty() {
+    let (bytes, fds) = berth_sys::fd::recv_with_fds(sock, &mut buf, RecvFlags::empty())?;
+    if bytes == 0 && fds.is_empty() {
         return Ok(None);
     }
-    let msg = serde_json::from_slice(&buf[..got.bytes]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let msg = serde_json::from_slice(&buf[..bytes]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok(Some((msg, fds)))
 }
 
