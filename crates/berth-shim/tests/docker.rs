@@ -20,18 +20,17 @@
 //! codes are compared with), busybox-static and bsdutils (`script`, for a terminal); a missing
 //! one fails the test with the package name (scripts/test installs them).
 
+mod common;
 #[path = "../../berth-cgroups/tests/common/place.rs"]
 mod place;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::{berth_bin, lock, need, pids_of_children, run, Out};
 use place::{place_of, skip_part, Place};
-
-static LOCK: Mutex<()> = Mutex::new(());
 
 /// Debian's docker.io CLI and daemon (a static newer CLI may be first on `PATH`; the test is
 /// about the 20.10 pair).
@@ -39,121 +38,13 @@ const DOCKER: &str = "/usr/bin/docker";
 const DOCKERD: &str = "/usr/sbin/dockerd";
 const IMAGE: &str = "berth/busybox:docker";
 
-fn lock() -> MutexGuard<'static, ()> {
-    let g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    rustix::process::set_child_subreaper(Some(rustix::process::Pid::INIT)).expect("becoming a child subreaper");
-    g
-}
-
-fn need(bin: &str, package: &str) {
-    let ok = if bin.starts_with('/') {
-        Path::new(bin).is_file()
-    } else {
-        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-    };
-    assert!(ok, "{bin} not found: install the Debian package {package} (scripts/test installs it)");
-}
-
-fn shim_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"))
-}
-
-/// The berth CLI from the same target directory and profile, built if missing.
-fn berth_bin() -> PathBuf {
-    let dir = shim_bin().parent().expect("target dir").to_path_buf();
-    let berth = dir.join("berth");
-    if !berth.is_file() {
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "berth-cli", "--bin", "berth"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-        let st = cmd.status().expect("running cargo build for the berth CLI");
-        assert!(st.success(), "building the berth CLI failed");
-    }
-    assert!(berth.is_file(), "{} missing", berth.display());
-    berth
-}
-
-/// Output of a finished command.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` with a deadline (killed past it), stdout/stderr captured through files so a
-/// chatty child never blocks on a full pipe.
-fn run(mut cmd: Command, stdin: Option<&[u8]>, limit: Duration) -> Out {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (o, e) = (dir.path().join("out"), dir.path().join("err"));
-    cmd.stdout(fs::File::create(&o).expect("out file")).stderr(fs::File::create(&e).expect("err file"));
-    match stdin {
-        Some(data) => {
-            let i = dir.path().join("in");
-            fs::write(&i, data).expect("stdin file");
-            cmd.stdin(fs::File::open(&i).expect("stdin"));
-        }
-        None => {
-            cmd.stdin(Stdio::null());
-        }
-    }
-    let desc = format!("{cmd:?}");
-    let mut child = cmd.spawn().unwrap_or_else(|err| panic!("spawning {desc}: {err}"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "timed out after {limit:?}: {desc}\nstdout: {}\nstderr: {}",
-                fs::read_to_string(&o).unwrap_or_default(),
-                fs::read_to_string(&e).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    use std::os::unix::process::ExitStatusExt;
-    Out {
-        code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stdout: fs::read_to_string(&o).unwrap_or_default(),
-        stderr: fs::read_to_string(&e).unwrap_or_default(),
-    }
-}
-
-/// (pid, comm, state) of every child of this process.
-fn children() -> Vec<(i32, String, char)> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // pid (comm) state ppid ...
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or_default().to_string();
-        let mut rest = stat.get(close + 2..).unwrap_or_default().split(' ');
-        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: i32 = rest.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == me {
-            out.push((pid, comm, state));
-        }
-    }
-    out
-}
-
 /// Reaps the processes orphaned to this test process (the shims, once the daemons are gone)
 /// as they exit, for at most `grace`; returns those still alive then. (No command runs while
 /// this is called, and the lock is held, so every child of ours is such an orphan.)
 fn reap_exited_orphans(grace: Duration) -> Vec<(i32, String)> {
     let deadline = Instant::now() + grace;
     loop {
-        let kids = children();
+        let kids = pids_of_children();
         for (pid, _, s) in &kids {
             if *s == 'Z' {
                 if let Some(p) = rustix::process::Pid::from_raw(*pid) {

@@ -23,10 +23,15 @@ pub fn lock() -> MutexGuard<'static, ()> {
     g
 }
 
+/// Fails the test naming the package when `bin` (a name on `PATH`, or an absolute path) is
+/// missing.
 pub fn need(bin: &str, package: &str) {
-    let ok =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file())).unwrap_or(false);
-    assert!(ok, "{bin} not found: install the Debian package {package} (scripts/setup)");
+    let ok = if bin.starts_with('/') {
+        Path::new(bin).is_file()
+    } else {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    };
+    assert!(ok, "{bin} not found: install the Debian package {package} (scripts/test installs it)");
 }
 
 pub fn shim_bin() -> PathBuf {
