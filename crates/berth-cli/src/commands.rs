@@ -777,7 +777,7 @@ fn ps(p: &mut lexopt::Parser) -> Parsed {
         if berth_linux::vm::is_vm(&st.spec) {
             return ps_vm(&g.root, &st, json, &ps_args);
         }
-        let pids = berth_linux::exec::pids(&g.root, &id)?;
+        let pids = berth_linux::exec::pids_of(&g.root, &st)?;
         if json {
             container::print(format!("{}\n", serde_json::to_string(&pids)?).as_bytes())?;
             return Ok(0);

@@ -508,9 +508,13 @@ fn child(
 /// `ps`: host pids of every process in the container's cgroup; for a VM container, the
 /// guest's pids of the container's processes (see [`crate::vm::processes`]).
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
-    let st = ContainerState::load(root, id)?;
+    pids_of(root, &ContainerState::load(root, id)?)
+}
+
+/// [`pids`] of a container whose state the caller has loaded already.
+pub fn pids_of(root: &Path, st: &ContainerState) -> Result<Vec<i32>> {
     if crate::vm::is_vm(&st.spec) {
-        return Ok(crate::vm::processes(root, &st)?.into_iter().map(|p| p.pid).collect());
+        return Ok(crate::vm::processes(root, st)?.into_iter().map(|p| p.pid).collect());
     }
     let cg = st
         .cgroup
