@@ -21,20 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_client::{Client, Config, Helper};
-use berth_core::{Client as _, EventInfo, EventSink, EventType};
-
-struct Quiet;
-
-impl EventSink for Quiet {
-    fn process_event(
-        &self,
-        _: &str,
-        _: EventType,
-        _: &EventInfo,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        Ok(())
-    }
-}
+use berth_core::{Client as _, DiscardEvents};
 
 fn main() {
     berth_client::run_helper_if_requested();
@@ -155,7 +142,7 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
     // monitors, the containers) is in this process's own and children's times.
     let mut cycle_cfg = cfg.clone();
     cycle_cfg.root = tmp.join("state-cycles");
-    let client = Client::new(cycle_cfg, Arc::new(Quiet))?;
+    let client = Client::new(cycle_cfg, Arc::new(DiscardEvents))?;
 
     let (mut total, mut create, mut start, mut wait, mut delete) = (vec![], vec![], vec![], vec![], vec![]);
     let warmup: usize = std::env::var("BERTH_BENCH_WARMUP").ok().map(|s| s.parse()).transpose()?.unwrap_or(20);
@@ -199,7 +186,7 @@ fn bench(tmp: &Path, cycles: usize, idle: usize, bundle: Option<&Path>) -> Resul
             ms / (warmup + cycles) as f64
         );
     }
-    let client = Client::new(cfg, Arc::new(Quiet))?;
+    let client = Client::new(cfg, Arc::new(DiscardEvents))?;
 
     if idle > 0 {
         let sleeper = spec(&base, &["sleep", "1000000"]);

@@ -23,20 +23,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_client::{Client, Config, Helper};
-use berth_core::{Client as _, EventInfo, EventSink, EventType};
-
-struct Quiet;
-
-impl EventSink for Quiet {
-    fn process_event(
-        &self,
-        _: &str,
-        _: EventType,
-        _: &EventInfo,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        Ok(())
-    }
-}
+use berth_core::{Client as _, DiscardEvents};
 
 fn main() {
     berth_client::run_helper_if_requested();
@@ -123,7 +110,7 @@ fn run() -> Result<usize, Box<dyn std::error::Error>> {
         Some(p) => Helper::Path(p),
         None => Helper::CurrentExe,
     };
-    let client = Client::new(cfg, Arc::new(Quiet))?;
+    let client = Client::new(cfg, Arc::new(DiscardEvents))?;
     let mut total_errors = 0;
 
     // N containers, THREADS workers taking the next index.

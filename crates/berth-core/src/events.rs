@@ -41,6 +41,22 @@ pub trait EventSink: Send + Sync + 'static {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
+/// A sink that drops every event: for callers that only drive containers and wait on them
+/// (benchmarks, tools), not for an engine, which must see exits and OOMs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DiscardEvents;
+
+impl EventSink for DiscardEvents {
+    fn process_event(
+        &self,
+        _: &str,
+        _: EventType,
+        _: &EventInfo,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 #[derive(Default)]

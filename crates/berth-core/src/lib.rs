@@ -23,7 +23,7 @@ pub mod types;
 
 pub use client::Client;
 pub use error::{Error, ErrorKind, Result};
-pub use events::{EventQueue, EventSink};
+pub use events::{DiscardEvents, EventQueue, EventSink};
 pub use stdio::{AttachStdio, ProcessIo, StdinWriter};
 pub use types::{EventInfo, EventType, Status, Version};
 
