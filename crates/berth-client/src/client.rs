@@ -996,20 +996,7 @@ impl berth_core::Client for Client {
         if let Some(st) = self.vm_state(id)? {
             let procs = berth_linux::vm::processes(&self.cfg.root, &st)
                 .map_err(|e| vm_error(id, "listing the processes of", e))?;
-            return Ok(procs
-                .into_iter()
-                .map(|p| Summary {
-                    pid: u32::try_from(p.pid).unwrap_or(0),
-                    ppid: u32::try_from(p.ppid).unwrap_or(0),
-                    uid: p.uid,
-                    state: p.state.chars().next().unwrap_or('?'),
-                    command: p.command,
-                    args: p.args,
-                    user_time: Duration::from_nanos(p.user_ns),
-                    system_time: Duration::from_nanos(p.system_ns),
-                    rss_bytes: p.rss_bytes,
-                })
-                .collect());
+            return Ok(procs.into_iter().map(Summary::from).collect());
         }
         Ok(self.list_pids(id)?.into_iter().filter_map(summary_of).collect())
     }

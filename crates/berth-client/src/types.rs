@@ -57,46 +57,23 @@ pub struct CreateOptions {
 
 /// Reads the summary of one process; `None` if it vanished meanwhile.
 pub(crate) fn summary_of(pid: u32) -> Option<Summary> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let command = stat.get(open + 1..close)?.to_string();
-    let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-    // Fields after the command, 0-based: 0 state, 1 ppid, 11 utime, 12 stime, 21 rss (pages).
-    let state = rest.first()?.chars().next()?;
-    let ppid = rest.get(1)?.parse().ok()?;
-    let ticks = clock_ticks();
-    let to_dur = |s: &str| -> Option<Duration> {
-        let t: u64 = s.parse().ok()?;
-        Some(Duration::from_nanos(t.saturating_mul(1_000_000_000) / ticks))
-    };
-    let user_time = to_dur(rest.get(11)?)?;
-    let system_time = to_dur(rest.get(12)?)?;
-    let rss_pages: u64 = rest.get(21)?.parse().ok()?;
-    let rss_bytes = rss_pages.saturating_mul(rustix::param::page_size() as u64);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let args = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
-        })
-        .unwrap_or_default();
-    Some(Summary { pid, ppid, uid, state, command, args, user_time, system_time, rss_bytes })
+    berth_vm::proto::GuestProcess::read(std::path::Path::new("/proc"), i32::try_from(pid).ok()?).map(Summary::from)
 }
 
-fn clock_ticks() -> u64 {
-    // USER_HZ has been 100 on every Linux ABI for decades; the kernel reports it in the aux
-    // vector, which rustix exposes.
-    let t = rustix::param::clock_ticks_per_second();
-    if t == 0 {
-        100
-    } else {
-        t
+/// What ps shows of a process, read from a `/proc` (the host's, or a VM guest's by its agent).
+impl From<berth_vm::proto::GuestProcess> for Summary {
+    fn from(p: berth_vm::proto::GuestProcess) -> Summary {
+        Summary {
+            pid: u32::try_from(p.pid).unwrap_or(0),
+            ppid: u32::try_from(p.ppid).unwrap_or(0),
+            uid: p.uid,
+            state: p.state.chars().next().unwrap_or('?'),
+            command: p.command,
+            args: p.args,
+            user_time: Duration::from_nanos(p.user_ns),
+            system_time: Duration::from_nanos(p.system_ns),
+            rss_bytes: p.rss_bytes,
+        }
     }
 }
 

@@ -231,8 +231,9 @@ pub struct Response {
     pub stats: Option<Box<berth_cgroups::Stats>>,
 }
 
-/// One process of the container as the guest sees it: what `ps` and the embedding API's
-/// process summary show, read from the guest's `/proc` by the agent.
+/// One process as `ps` and the embedding API's process summary show it, read from a `/proc`:
+/// the guest's by the agent for a VM container (then pids are the guest's), the host's for
+/// the library's summary of a native one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestProcess {
     /// Pid in the guest (the agent's, i.e. the guest's root, pid namespace).
